@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/** The `sll` command: a thin shell over the library (parse flags, print progress, call run/evaluate). */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BackendError, useBackend } from '../backend.js';
+import { DataError } from '../data/index.js';
+import { ModelFileError, loadModel } from '../io/model-files.js';
+import { DEFAULTS, OptionError, resolveOptions, type RunOptions } from '../options.js';
+import { loadRunData, runTraining } from '../run.js';
+import { disposeHeaded } from '../train/model.js';
+import { evaluate } from '../train/evaluate.js';
+import { defaultsHelp, parseRunFlags } from './args.js';
+import { ProgressBar, epochTable, pct } from './progress.js';
+
+const USAGE = `usage:
+  sll train [flags] [--out DIR]     train a model (SLL by default) and write DIR/{summary.json,metrics.jsonl,model.json,...}
+  sll evaluate --model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]
+                                    test accuracy of every head of a saved model
+flags of train (kebab-case names of the library's RunOptions):
+${defaultsHelp()}
+  --out            default runs/<dataset>-<model>-<method>`;
+
+async function train(argv: string[]): Promise<void> {
+  const { options, extra } = parseRunFlags(argv, ['out']);
+  const o = resolveOptions(options);
+  const out = extra.out ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
+  await startBackend(o.backend);
+  const bar = new ProgressBar(o.epochs);
+  const { summary } = await runTraining(o, out, {
+    onData: (data) =>
+      console.log(`data: ${o.dataset}, ${data.train.size} train / ${data.test.size} test examples, shape [${data.train.shape}]`),
+    onEpochBegin: () => bar.begin(),
+    onBatchEnd: (info) => bar.update(info, o.batchSize),
+    onEpochEnd: (_epoch, metrics, evaluation) => console.log(epochTable(metrics, evaluation, o.method)),
+  });
+  console.log(
+    `${o.method.toUpperCase()} ${o.model} on ${o.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +
+      `after ${o.epochs} epochs, ${summary.train_seconds.toFixed(1)}s training ` +
+      `(${summary.samples_per_second.toFixed(0)} samples/s); wrote ${out}`,
+  );
+}
+
+async function evaluateCommand(argv: string[]): Promise<void> {
+  const { extra } = parseRunFlags(argv, ['modelDir', 'dataset', 'dataDir', 'testLimit', 'backend'], false);
+  if (!extra.modelDir) throw new OptionError('modelDir', '--model-dir is required: a directory written by sll train');
+  const recorded = readRecordedOptions(extra.modelDir);
+  const o = resolveOptions({
+    ...recorded,
+    trainLimit: null,
+    ...(extra.dataset !== undefined && { dataset: extra.dataset as RunOptions['dataset'], dataDir: null }),
+    ...(extra.dataDir !== undefined && { dataDir: extra.dataDir }),
+    ...(extra.backend !== undefined && { backend: extra.backend as RunOptions['backend'] }),
+    ...(extra.testLimit !== undefined && { testLimit: Number(extra.testLimit) }),
+    batchSize: 1,
+  });
+  await startBackend(o.backend);
+  const model = await loadModel(extra.modelDir);
+  try {
+    const { test } = loadRunData(o);
+    const result = evaluate(model, test, { ensemble: model.network.classifier == null });
+    result.unitAccuracy.forEach((a, i) => console.log(`unit ${i + 1}: ${pct(a)}`));
+    console.log(`test accuracy ${pct(result.accuracy)} on ${o.dataset} (${test.size} examples)`);
+    console.log(
+      JSON.stringify({
+        dataset: o.dataset,
+        test_examples: test.size,
+        test_accuracy: result.accuracy,
+        unit_test_accuracy: result.unitAccuracy,
+        ensemble_test_accuracy: result.ensembleAccuracy,
+      }),
+    );
+  } finally {
+    disposeHeaded(model);
+  }
+}
+
+/** The options a saved run was trained with (its summary.json), so evaluation uses the same data set. */
+function readRecordedOptions(dir: string): Partial<RunOptions> {
+  const file = path.join(dir, 'summary.json');
+  if (!fs.existsSync(file)) return { ...DEFAULTS };
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { options: Partial<RunOptions> }).options;
+}
+
+async function startBackend(name: RunOptions['backend']): Promise<void> {
+  const backend = await useBackend(name);
+  console.log(`backend: ${backend}`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === 'train') await train(rest);
+    else if (command === 'evaluate') await evaluateCommand(rest);
+    else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
+    else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate (sll --help)`);
+    return 0;
+  } catch (e) {
+    if (e instanceof OptionError || e instanceof DataError || e instanceof ModelFileError || e instanceof BackendError) {
+      console.error(`sll: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

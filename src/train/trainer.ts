@@ -1,0 +1,17 @@
+import type * as tf from '@tensorflow/tfjs';
+
+/** Per-unit statistics of one step, one row per unit: [prediction loss, alignment loss, total loss, correct]. */
+export const STAT_COLUMNS = ['prediction', 'alignment', 'loss', 'correct'] as const;
+
+/** What the fit loop needs of a training strategy (SLL or BP): a step, and its learning rate. */
+export interface Trainer {
+  /** Rows of the stats this trainer reports: one per unit for SLL, one (the classifier) for BP. */
+  readonly statRows: number;
+  /**
+   * One training step on a minibatch; `step` counts steps from the start of the run (it seeds the
+   * projection masks). Returns the stats [statRows, 4]; the caller owns (disposes) them.
+   */
+  step(x: tf.Tensor, labels: tf.Tensor1D, step: number): tf.Tensor2D;
+  setEpoch(epoch: number): void;
+  dispose(): void;
+}

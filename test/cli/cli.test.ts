@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+function sll(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const badFlags: [string[], RegExp][] = [
+  [['train', '--lambda', '-1'], /--lambda must be >= 0, got -1/],
+  [['train', '--lambda=1,-0.5,1'], /--lambda must be >= 0, got -0.5/],
+  [['train', '--lambda', '1,2'], /--lambda needs one value or one per unit \(3\), got 2/],
+  [['train', '--keep', '2'], /--keep must be in \(0, 1\]/],
+  [['train', '--width', '0'], /--width must be an integer >= 1, got 0/],
+  [['train', '--epochs', 'ten'], /--epochs must be a number, got 'ten'/],
+  [['train', '--dataset', 'imagenet'], /--dataset must be one of mnist, fashion-mnist, got imagenet/],
+  [['train', '--method', 'ff'], /--method must be one of sll, bp, got ff/],
+  [['train', '--no-such-flag', '1'], /Unknown option '--no-such-flag'[\s\S]*allowed flags: .*--batch-size/],
+  [['train', '--batch-size', '1000', '--train-limit', '100'], /--batch-size 1000 is larger than the training set \(100 examples\)/],
+  [['evaluate'], /--model-dir is required/],
+  [['frobnicate'], /unknown command 'frobnicate'/],
+];
+
+for (const [args, message] of badFlags) {
+  test(`sll ${args.join(' ')} exits 2 saying what is wrong`, () => {
+    const r = sll(...args);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+  });
+}
+
+test('sll train writes summary.json, metrics.jsonl and a model that sll evaluate reloads', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-cli-'));
+  const r = sll('train', '--train-limit', '1000', '--test-limit', '300', '--epochs', '3', '--layers', '2', '--width', '64',
+    '--batch-size', '50', '--lr', '0.005', '--keep', '1', '--crop-padding', '0', '--ensemble', '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /backend: wasm/);
+  assert.match(r.stdout, /unit +pred loss +align loss/);
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  for (const key of ['method', 'model', 'dataset', 'epochs', 'test_accuracy', 'unit_test_accuracy', 'train_seconds', 'samples_per_second']) {
+    assert.ok(key in summary, `summary.json has ${key}`);
+  }
+  assert.equal(summary.method, 'sll');
+  assert.equal(summary.unit_test_accuracy.length, 2);
+  assert.equal(summary.test_accuracy, summary.unit_test_accuracy[1]);
+  assert.ok(summary.test_accuracy > 0.3 && summary.test_accuracy <= 1, `accuracy ${summary.test_accuracy}`);
+  const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 6, 'one line per epoch per unit');
+  assert.deepEqual(lines.map((l) => [l.epoch, l.unit]), [[1, 1], [1, 2], [2, 1], [2, 2], [3, 1], [3, 2]]);
+  for (const f of ['model.json', 'weights.bin', 'sll.json', 'heads.bin']) assert.ok(fs.existsSync(path.join(out, f)), f);
+
+  const e = sll('evaluate', '--model-dir', out);
+  assert.equal(e.code, 0, e.stderr);
+  const result = JSON.parse(e.stdout.trim().split('\n').at(-1)!);
+  assert.equal(result.test_examples, 300);
+  assert.equal(result.test_accuracy, summary.test_accuracy);
+  assert.deepEqual(result.unit_test_accuracy, summary.unit_test_accuracy);
+});
+
+test('sll train --out into an unwritable place exits 2', () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sll-cli-')), 'a-file');
+  fs.writeFileSync(file, '');
+  const r = sll('train', '--train-limit', '100', '--epochs', '1', '--out', path.join(file, 'sub'));
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--out .* cannot be written/);
+});

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../../src/backend.js';
+import { ProjectionHead, adaptiveAvgPoolMatrix, type ProjectionHeadConfig } from '../../src/objectives/projection.js';
+
+before(async () => {
+  await useBackend('cpu');
+});
+
+const config: ProjectionHeadConfig = {
+  inputDim: 400,
+  numClasses: 10,
+  poolDim: null,
+  distribution: 'gaussian',
+  keep: 0.3,
+  maskScale: 'inverted',
+  seed: 7,
+};
+
+test('R is scaled 1/sqrt(d) with i.i.d. gaussian or rademacher entries, and reproducible from its seed', () => {
+  const d = config.inputDim;
+  const g = new ProjectionHead(config).projection.dataSync() as Float32Array;
+  const mean = g.reduce((a, b) => a + b, 0) / g.length;
+  const variance = g.reduce((a, b) => a + (b - mean) ** 2, 0) / g.length;
+  assert.ok(Math.abs(variance * d - 1) < 0.1, `variance * d = ${variance * d}`);
+  assert.deepEqual(new ProjectionHead(config).projection.dataSync(), g);
+  assert.notDeepEqual(new ProjectionHead({ ...config, seed: 8 }).projection.dataSync(), g);
+  const r = new ProjectionHead({ ...config, distribution: 'rademacher' }).projection.dataSync();
+  const values = new Set(Array.from(r, (x) => Math.round(x * Math.sqrt(d) * 1e4) / 1e4));
+  assert.deepEqual([...values].sort(), [-1, 1]);
+});
+
+test('mask keeps entries at rate keep, scaled 1/keep when inverted, fresh per step and fixed per step', () => {
+  const head = new ProjectionHead({ ...config, inputDim: 5000 });
+  const m = head.mask(3).dataSync();
+  const kept = m.filter((x) => x !== 0);
+  const rate = kept.length / m.length;
+  const sd = Math.sqrt((config.keep * (1 - config.keep)) / m.length);
+  assert.ok(Math.abs(rate - config.keep) < 4 * sd, `keep rate ${rate}`);
+  assert.ok(kept.every((x) => Math.abs(x - 1 / config.keep) < 1e-6), 'kept entries are 1/keep');
+  assert.deepEqual(head.mask(3).dataSync(), m, 'the same step gives the same mask');
+  assert.notDeepEqual(head.mask(4).dataSync(), m, 'another step gives another mask');
+  const plain = new ProjectionHead({ ...config, inputDim: 5000, maskScale: 'none' }).mask(3).dataSync();
+  assert.ok(plain.every((x) => x === 0 || x === 1), 'without inverted scaling the mask is 0/1');
+});
+
+test('training projection applies the mask; evaluation projection is h R with no mask', () => {
+  const head = new ProjectionHead(config);
+  const h = tf.randomNormal([8, config.inputDim], 0, 1, 'float32', 1);
+  const evalLogits = head.project(h).arraySync();
+  const reference = tf.matMul(h, head.projection).arraySync();
+  assert.deepEqual(evalLogits, reference);
+  const trainLogits = head.project(h, 5).arraySync();
+  const masked = tf.matMul(h, tf.mul(head.projection, head.mask(5))).arraySync();
+  assert.deepEqual(trainLogits, masked);
+  assert.notDeepEqual(trainLogits, evalLogits);
+  const unmasked = new ProjectionHead({ ...config, keep: 1 });
+  assert.deepEqual(unmasked.project(h, 5).arraySync(), unmasked.project(h).arraySync(), 'keep 1 means no mask');
+});
+
+test('adaptive average pooling matches a plain loop over PyTorch-style bins', () => {
+  for (const [n, d] of [[10, 3], [1024, 64], [7, 7], [5, 1]]) {
+    const x = Array.from({ length: n }, (_, i) => Math.sin(i + 1));
+    const got = tf.matMul(tf.tensor2d([x]), adaptiveAvgPoolMatrix(n, d)).dataSync();
+    for (let j = 0; j < d; j++) {
+      const start = Math.floor((j * n) / d);
+      const end = Math.ceil(((j + 1) * n) / d);
+      let s = 0;
+      for (let i = start; i < end; i++) s += x[i];
+      assert.ok(Math.abs(got[j] - s / (end - start)) < 1e-6, `n=${n} d=${d} j=${j}`);
+    }
+  }
+  assert.throws(() => adaptiveAvgPoolMatrix(4, 5), /1 <= d <= 4/);
+});
+
+test('a head with pooling projects the pooled features', () => {
+  const head = new ProjectionHead({ ...config, poolDim: 40 });
+  assert.deepEqual(head.projection.shape, [40, 10]);
+  const h = tf.randomNormal([4, config.inputDim], 0, 1, 'float32', 2);
+  const expected = tf.matMul(tf.matMul(h, adaptiveAvgPoolMatrix(config.inputDim, 40)), head.projection);
+  assert.deepEqual(head.project(h).arraySync(), expected.arraySync());
+});

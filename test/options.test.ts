@@ -1,0 +1,33 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DEFAULTS, OptionError, resolveOptions, type RunOptions } from '../src/options.js';
+
+test('defaults resolve unchanged', () => {
+  assert.deepEqual(resolveOptions({}), { ...DEFAULTS });
+});
+
+const bad: [Partial<RunOptions>, RegExp][] = [
+  [{ lambda: -1 }, /--lambda must be >= 0, got -1/],
+  [{ lambda: [1, 2] }, /--lambda needs one value or one per unit \(3\), got 2/],
+  [{ keep: 0 }, /--keep must be in \(0, 1\], got 0/],
+  [{ keep: 1.5 }, /--keep must be in \(0, 1\]/],
+  [{ width: 0 }, /--width must be an integer >= 1, got 0/],
+  [{ layers: 2.5 }, /--layers must be an integer >= 1/],
+  [{ epochs: 0 }, /--epochs must be an integer >= 1/],
+  [{ batchSize: -4 }, /--batch-size must be an integer >= 1/],
+  [{ lr: 0 }, /--lr must be > 0/],
+  [{ lr: NaN }, /--lr must be a number/],
+  [{ momentum: 1 }, /--momentum must be in \[0, 1\)/],
+  [{ dataset: 'cifar' as RunOptions['dataset'] }, /--dataset must be one of mnist, fashion-mnist, got cifar/],
+  [{ method: 'ff' as RunOptions['method'] }, /--method must be one of sll, bp/],
+  [{ model: 'vit' as RunOptions['model'] }, /--model must be one of mlp/],
+  [{ projDim: 2048 }, /--proj-dim must be <= --width \(1024\), got 2048/],
+  [{ trainLimit: 0 }, /--train-limit must be an integer >= 1/],
+  [{ backend: 'tpu' as RunOptions['backend'] }, /--backend must be one of wasm, cpu/],
+];
+
+for (const [partial, message] of bad) {
+  test(`rejects ${JSON.stringify(partial)} with an actionable message`, () => {
+    assert.throws(() => resolveOptions(partial), (e: Error) => e instanceof OptionError && message.test(e.message));
+  });
+}

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../../src/backend.js';
+import { unitVariables } from '../../src/models/network.js';
+import { SllTrainer } from '../../src/train/sll.js';
+import { BpTrainer } from '../../src/train/bp.js';
+import { batch, smallModel, unitWeights } from './helpers.js';
+
+before(async () => {
+  await useBackend('cpu');
+});
+
+test('unit i update is identical whether or not units after i exist, whatever their weights', () => {
+  const deep = smallModel({ layers: 3 });
+  const shallow = smallModel({ layers: 1 });
+  // Same seed: unit 1 and its head start identical in both networks.
+  assert.deepEqual(unitWeights(deep.model, 0), unitWeights(shallow.model, 0));
+  // Scramble the later units of the deep network; unit 1 must not notice.
+  for (const unit of deep.model.network.units.slice(1)) {
+    for (const v of unitVariables(unit)) v.assign(tf.randomNormal(v.shape, 0, 5, 'float32', 99));
+  }
+  const deepTrainer = new SllTrainer(deep.model, deep.options);
+  const shallowTrainer = new SllTrainer(shallow.model, shallow.options);
+  for (let step = 0; step < 3; step++) {
+    const { x, labels } = batch(step);
+    deepTrainer.step(x, labels, step);
+    shallowTrainer.step(x, labels, step);
+  }
+  const before = unitWeights(smallModel({ layers: 1 }).model, 0);
+  assert.notDeepEqual(unitWeights(shallow.model, 0), before, 'unit 1 did train');
+  assert.deepEqual(unitWeights(deep.model, 0), unitWeights(shallow.model, 0));
+});
+
+test('unit 2 update does not depend on unit 3, and only unit i variables change in its step', () => {
+  const a = smallModel({ layers: 3 });
+  const b = smallModel({ layers: 2 });
+  const ta = new SllTrainer(a.model, a.options);
+  const tb = new SllTrainer(b.model, b.options);
+  const { x, labels } = batch(5);
+  ta.step(x, labels, 0);
+  tb.step(x, labels, 0);
+  assert.deepEqual(unitWeights(a.model, 1), unitWeights(b.model, 1));
+  // Each optimizer owns exactly its unit's variables.
+  const owned = ta.optimizers.map((_, i) => unitVariables(a.model.network.units[i]).map((v) => v.name));
+  const all = owned.flat();
+  assert.equal(new Set(all).size, all.length, 'no variable is shared by two units');
+});
+
+test('the projections are bit-identical before and after training and never trainable', () => {
+  const { model, options } = smallModel();
+  const before = model.heads.map((h) => h.projection.dataSync().slice());
+  const trainer = new SllTrainer(model, options);
+  for (let step = 0; step < 5; step++) {
+    const { x, labels } = batch(step);
+    trainer.step(x, labels, step);
+  }
+  model.heads.forEach((h, i) => assert.deepEqual(h.projection.dataSync(), before[i]));
+  const trainable = model.network.units.flatMap((u) => unitVariables(u));
+  for (const h of model.heads) assert.ok(!trainable.some((v) => v.dataId === h.projection.dataId));
+});
+
+test('the first unit aligns with a fixed projection of the input when asked', () => {
+  const { model, options } = smallModel({ firstParent: 'input' });
+  assert.ok(model.inputHead);
+  const trainer = new SllTrainer(model, options);
+  const { x, labels } = batch(1);
+  const stats = trainer.step(x, labels, 0).arraySync();
+  assert.ok(stats[0][1] > 0, 'unit 1 has an alignment loss');
+  const none = smallModel();
+  const stats0 = new SllTrainer(none.model, none.options).step(x, labels, 0).arraySync();
+  assert.equal(stats0[0][1], 0, 'without a parent, unit 1 has no alignment loss');
+});
+
+test('lambda per unit and the lambda schedule reach the loss', () => {
+  const { model, options } = smallModel({ lambda: [0, 0, 2] });
+  const trainer = new SllTrainer(model, { ...options, lambdaSchedule: (epoch, unit, l) => (unit === 1 ? epoch + 1 : l) });
+  trainer.setEpoch(2);
+  assert.deepEqual(trainer.currentLambdas, [0, 3, 2]);
+  const { x, labels } = batch(2);
+  const [u1, u2, u3] = trainer.step(x, labels, 0).arraySync();
+  assert.ok(Math.abs(u1[2] - u1[0]) < 1e-6, 'lambda 0: total = prediction');
+  assert.ok(Math.abs(u2[2] - (u2[0] + 3 * u2[1])) < 1e-5);
+  assert.ok(Math.abs(u3[2] - (u3[0] + 2 * u3[1])) < 1e-5);
+});
+
+for (const method of ['sll', 'bp'] as const) {
+  test(`${method} steps leak no tensors: the count after step 10 equals the count after step 60`, () => {
+    const { model, options } = smallModel({ method, optimizer: 'adam' });
+    const trainer = method === 'sll' ? new SllTrainer(model, options) : new BpTrainer(model.network, options);
+    const { x, labels } = batch(0);
+    let after10 = 0;
+    for (let step = 1; step <= 60; step++) {
+      trainer.setEpoch(step % 3);
+      tf.dispose(trainer.step(x, labels, step));
+      if (step === 10) after10 = tf.memory().numTensors;
+    }
+    assert.equal(tf.memory().numTensors, after10);
+  });
+}
