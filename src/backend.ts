@@ -27,6 +27,11 @@ export async function useBackend(name: BackendName): Promise<BackendName> {
   return name;
 }
 
+/** The backend tfjs is really using now (tf.getBackend()). */
+export function activeBackend(): string {
+  return tf.getBackend();
+}
+
 let wasmPatched = false;
 
 /**

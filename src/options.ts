@@ -62,6 +62,8 @@ export interface RunOptions {
   /** Also report the ensemble of all heads (mean of their softmaxes). */
   ensemble: boolean;
   backend: BackendName;
+  /** Steps between checkpoints in OUT/checkpoints (0: at epoch ends only). */
+  checkpointEvery: number;
 }
 
 /** The documented default recipe (README, "Default recipe"). */
@@ -90,6 +92,7 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   seed: 0,
   ensemble: false,
   backend: 'wasm',
+  checkpointEvery: 0,
 });
 
 export class OptionError extends Error {
@@ -138,6 +141,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   int('batchSize', 1);
   int('cropPadding', 0);
   int('seed', 0);
+  int('checkpointEvery', 0);
   if (o.trainLimit !== null) int('trainLimit', 1);
   if (o.testLimit !== null) int('testLimit', 1);
   if (o.projDim !== null) {

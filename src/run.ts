@@ -1,15 +1,26 @@
 /**
- * One call from options to a trained, saved model: load the data, build the network and its heads, fit,
- * and write the run's files. The CLI is a thin shell over this; library users may call it or its parts.
+ * From options to a trained, saved model: load the data, build the network and its heads (or take them
+ * from a checkpoint), fit with checkpoints, and write the run's files. The CLI is a thin shell over this;
+ * library users may call it or its parts.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadDataset, subset, type DataSplits } from './data/index.js';
-import { writeFileAtomic, saveModel } from './io/model-files.js';
+import { readLatestCheckpoint, writeCheckpoint } from './io/checkpoint.js';
+import { loadModel, saveModel, writeFileAtomic } from './io/model-files.js';
+import { useBackend } from './backend.js';
 import { OptionError, resolveOptions, type RunOptions } from './options.js';
-import { fit, buildModel, type FitCallbacks, type FitResult, type UnitEpochMetrics } from './train/fit.js';
-import { disposeHeaded } from './train/model.js';
+import {
+  fit,
+  buildModel,
+  type FitCallbacks,
+  type FitResult,
+  type FitState,
+  type UnitEpochMetrics,
+} from './train/fit.js';
+import { disposeHeaded, type HeadedNetwork } from './train/model.js';
+import { optimizerState, restoreOptimizerState, type OptimizerState } from './train/optimizers.js';
 
 /** DIR/summary.json. */
 export interface RunSummary {
@@ -29,6 +40,16 @@ export interface RunSummary {
   options: RunOptions;
 }
 
+export interface RunCallbacks extends Omit<FitCallbacks, 'onCheckpoint'> {
+  onData?(data: DataSplits, options: RunOptions): void;
+  onCheckpoint?(dir: string, step: number): void;
+}
+
+export interface RunControl {
+  /** Polled after every step; true writes a checkpoint and stops with FitInterrupted. */
+  stopRequested?(): boolean;
+}
+
 /** The data of a run: the named data set, cut to the requested seeded subsets. */
 export function loadRunData(o: RunOptions): DataSplits {
   const full = loadDataset(o.dataset, { dataDir: o.dataDir ?? undefined, seed: o.seed });
@@ -43,29 +64,87 @@ export function loadRunData(o: RunOptions): DataSplits {
 }
 
 /**
- * Trains as `partial` says (defaults for the rest) and, when `outDir` is given, writes summary.json,
- * metrics.jsonl (one line per epoch per unit, appended as epochs end) and the model files into it.
+ * Trains as `partial` says (defaults for the rest), on the backend it names, and, when `outDir` is given, writes summary.json,
+ * metrics.jsonl (one line per epoch per unit, appended as epochs end), checkpoints and the model files.
  */
 export async function runTraining(
   partial: Partial<RunOptions>,
   outDir: string | null,
-  callbacks: FitCallbacks & { onData?(data: DataSplits): void } = {},
+  callbacks: RunCallbacks = {},
+  control: RunControl = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   const o = resolveOptions(partial);
   if (outDir) prepareOutDir(outDir);
+  await useBackend(o.backend);
   const data = loadRunData(o);
-  callbacks.onData?.(data);
+  return train(o, data, buildModel(o, data.train.shape, data.train.numClasses), outDir, null, callbacks, control);
+}
+
+/**
+ * Continues the run in `outDir` from its newest whole checkpoint, with the options it was started with
+ * (`overrides` may change only where it runs, e.g. the backend). Ends as the uninterrupted run would.
+ */
+export async function resumeTraining(
+  outDir: string,
+  callbacks: RunCallbacks & { warn?(message: string): void } = {},
+  control: RunControl = {},
+  overrides: Partial<Pick<RunOptions, 'backend'>> = {},
+): Promise<{ summary: RunSummary; result: FitResult }> {
+  if (!fs.existsSync(outDir)) throw new OptionError('resume', `--resume ${outDir}: no such folder`);
+  prepareOutDir(outDir);
+  const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}));
+  const o = resolveOptions({ ...checkpoint.options, ...overrides });
+  await useBackend(o.backend);
+  const data = loadRunData(o);
+  return train(o, data, await loadModel(checkpoint.dir), outDir, { state: checkpoint.state, optimizers: checkpoint.optimizers }, callbacks, control);
+}
+
+async function train(
+  o: RunOptions,
+  data: DataSplits,
+  model: HeadedNetwork,
+  outDir: string | null,
+  resume: { state: FitState; optimizers: OptimizerState[] } | null,
+  callbacks: RunCallbacks,
+  control: RunControl,
+): Promise<{ summary: RunSummary; result: FitResult }> {
+  callbacks.onData?.(data, o);
   const metricsFile = outDir ? path.join(outDir, 'metrics.jsonl') : null;
-  if (metricsFile) fs.writeFileSync(metricsFile, '');
-  const model = buildModel(o, data.train.shape, data.train.numClasses);
+  const line = (m: UnitEpochMetrics) => JSON.stringify({ method: o.method, ...m }) + '\n';
+  if (metricsFile) fs.writeFileSync(metricsFile, (resume?.state.metrics ?? []).map(line).join(''));
   try {
-    const result = await fit(model, data, o, {
-      ...callbacks,
-      onEpochEnd(epoch, metrics, evaluation) {
-        if (metricsFile) fs.appendFileSync(metricsFile, metrics.map((m) => JSON.stringify(withMethod(m, o))).join('\n') + '\n');
-        callbacks.onEpochEnd?.(epoch, metrics, evaluation);
+    const result = await fit(
+      model,
+      data,
+      o,
+      {
+        ...callbacks,
+        onEpochEnd(epoch, metrics, evaluation) {
+          if (metricsFile) fs.appendFileSync(metricsFile, metrics.map(line).join(''));
+          callbacks.onEpochEnd?.(epoch, metrics, evaluation);
+        },
+        onCheckpoint: outDir
+          ? async (state, trainer, step) => {
+              const states = await Promise.all(trainer.optimizers.map(optimizerState));
+              const dir = await writeCheckpoint(outDir, step, o, state, model, states);
+              callbacks.onCheckpoint?.(dir, step);
+            }
+          : undefined,
       },
-    });
+      {
+        start: resume?.state,
+        checkpointEvery: o.checkpointEvery,
+        stopRequested: control.stopRequested,
+        prepare: resume
+          ? async (trainer) => {
+              if (resume.optimizers.length !== trainer.optimizers.length) {
+                throw new Error(`checkpoint has ${resume.optimizers.length} optimizers, the trainer ${trainer.optimizers.length}`);
+              }
+              for (const [i, opt] of trainer.optimizers.entries()) await restoreOptimizerState(opt, resume.optimizers[i]);
+            }
+          : undefined,
+      },
+    );
     const summary: RunSummary = {
       method: o.method,
       model: o.model,
@@ -99,8 +178,4 @@ export function prepareOutDir(dir: string): void {
   } catch (e) {
     throw new OptionError('out', `--out ${dir} cannot be written: ${(e as Error).message}`);
   }
-}
-
-function withMethod(m: UnitEpochMetrics, o: RunOptions) {
-  return { method: o.method, ...m };
 }

@@ -28,6 +28,7 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   seed: 'number',
   ensemble: 'boolean',
   backend: 'string',
+  checkpointEvery: 'number',
 };
 
 export const RUN_FLAGS = Object.keys(KINDS).map((k) => flagName(k));

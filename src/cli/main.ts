@@ -2,11 +2,13 @@
 /** The `sll` command: a thin shell over the library (parse flags, print progress, call run/evaluate). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BackendError, useBackend } from '../backend.js';
+import { BackendError, activeBackend, useBackend } from '../backend.js';
 import { DataError } from '../data/index.js';
 import { ModelFileError, loadModel } from '../io/model-files.js';
-import { DEFAULTS, OptionError, resolveOptions, type RunOptions } from '../options.js';
-import { loadRunData, runTraining } from '../run.js';
+import { DEFAULTS, OptionError, flagName, resolveOptions, type RunOptions } from '../options.js';
+import { loadRunData, resumeTraining, runTraining, type RunCallbacks } from '../run.js';
+import { CheckpointError } from '../io/checkpoint.js';
+import { DivergenceError, FitInterrupted } from '../train/fit.js';
 import { disposeHeaded } from '../train/model.js';
 import { evaluate } from '../train/evaluate.js';
 import { defaultsHelp, parseRunFlags } from './args.js';
@@ -14,30 +16,68 @@ import { ProgressBar, epochTable, pct } from './progress.js';
 
 const USAGE = `usage:
   sll train [flags] [--out DIR]     train a model (SLL by default) and write DIR/{summary.json,metrics.jsonl,model.json,...}
+  sll train --resume DIR            continue the run in DIR from its newest whole checkpoint
   sll evaluate --model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]
                                     test accuracy of every head of a saved model
 flags of train (kebab-case names of the library's RunOptions):
 ${defaultsHelp()}
   --out            default runs/<dataset>-<model>-<method>`;
 
-async function train(argv: string[]): Promise<void> {
-  const { options, extra } = parseRunFlags(argv, ['out']);
+async function train(argv: string[]): Promise<number> {
+  const { options, extra } = parseRunFlags(argv, ['out', 'resume']);
+  if (extra.resume !== undefined) {
+    const other = Object.keys(options).filter((k) => k !== 'backend');
+    if (other.length > 0 || extra.out !== undefined) {
+      throw new OptionError('resume', `--resume takes the run's options from its checkpoint; drop ${[...other.map(flagName), ...(extra.out ? ['--out'] : [])].join(' ')}`);
+    }
+  }
   const o = resolveOptions(options);
-  const out = extra.out ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
-  await startBackend(o.backend);
-  const bar = new ProgressBar(o.epochs);
-  const { summary } = await runTraining(o, out, {
-    onData: (data) =>
-      console.log(`data: ${o.dataset}, ${data.train.size} train / ${data.test.size} test examples, shape [${data.train.shape}]`),
-    onEpochBegin: () => bar.begin(),
-    onBatchEnd: (info) => bar.update(info, o.batchSize),
-    onEpochEnd: (_epoch, metrics, evaluation) => console.log(epochTable(metrics, evaluation, o.method)),
-  });
-  console.log(
-    `${o.method.toUpperCase()} ${o.model} on ${o.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +
-      `after ${o.epochs} epochs, ${summary.train_seconds.toFixed(1)}s training ` +
-      `(${summary.samples_per_second.toFixed(0)} samples/s); wrote ${out}`,
-  );
+  const out = extra.resume ?? extra.out ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
+  let bar: ProgressBar | null = null;
+  let method = o.method;
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    process.stderr.write('\nsll: stopping after this step (a checkpoint is written first); Ctrl-C again to quit now\n');
+  };
+  process.on('SIGINT', onSigint);
+  const callbacks: RunCallbacks & { warn(message: string): void } = {
+    onData: (data, run) => {
+      bar = new ProgressBar(run.epochs, run.batchSize);
+      method = run.method;
+      console.log(`backend: ${activeBackend()}`);
+      console.log(`data: ${run.dataset}, ${data.train.size} train / ${data.test.size} test examples, shape [${data.train.shape}]`);
+    },
+    onEpochBegin: () => bar!.begin(),
+    onBatchEnd: (info) => bar!.update(info),
+    onEpochEnd: (_epoch, metrics, evaluation) => console.log(epochTable(metrics, evaluation, method)),
+    warn: (message) => console.error(`sll: ${message}`),
+  };
+  const control = { stopRequested: () => interrupted };
+  try {
+    const { summary } = extra.resume
+      ? await resumeTraining(extra.resume, callbacks, control, options.backend ? { backend: o.backend } : {})
+      : await runTraining(o, out, callbacks, control);
+    console.log(
+      `${summary.method.toUpperCase()} ${summary.model} on ${summary.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +
+        `after ${summary.epochs} epochs, ${summary.train_seconds.toFixed(1)}s training ` +
+        `(${summary.samples_per_second.toFixed(0)} samples/s); wrote ${out}`,
+    );
+    return 0;
+  } catch (e) {
+    if (e instanceof FitInterrupted) {
+      console.error(`sll: ${e.message}; checkpoint written, continue with: sll train --resume ${out}`);
+      return 130;
+    }
+    if (e instanceof DivergenceError) {
+      console.error(`sll: ${e.message}. The last good checkpoint (if any) is kept in ${out}/checkpoints.`);
+      return 1;
+    }
+    throw e;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
 }
 
 async function evaluateCommand(argv: string[]): Promise<void> {
@@ -82,20 +122,20 @@ function readRecordedOptions(dir: string): Partial<RunOptions> {
 }
 
 async function startBackend(name: RunOptions['backend']): Promise<void> {
-  const backend = await useBackend(name);
-  console.log(`backend: ${backend}`);
+  await useBackend(name);
+  console.log(`backend: ${activeBackend()}`);
 }
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
-    if (command === 'train') await train(rest);
-    else if (command === 'evaluate') await evaluateCommand(rest);
+    if (command === 'train') return await train(rest);
+    if (command === 'evaluate') await evaluateCommand(rest);
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
     else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate (sll --help)`);
     return 0;
   } catch (e) {
-    if (e instanceof OptionError || e instanceof DataError || e instanceof ModelFileError || e instanceof BackendError) {
+    if (e instanceof OptionError || e instanceof DataError || e instanceof ModelFileError || e instanceof BackendError || e instanceof CheckpointError) {
       console.error(`sll: ${e.message}`);
       return 2;
     }

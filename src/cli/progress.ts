@@ -7,14 +7,17 @@ export class ProgressBar {
   private lastDraw = 0;
   private readonly tty = Boolean(process.stderr.isTTY);
 
-  constructor(private readonly epochs: number) {}
+  constructor(
+    private readonly epochs: number,
+    private readonly batchSize: number,
+  ) {}
 
   begin(): void {
     this.started = performance.now();
     this.lastDraw = 0;
   }
 
-  update(info: BatchInfo, batchSize: number): void {
+  update(info: BatchInfo): void {
     const now = performance.now();
     const done = info.batch === info.batches;
     // Off a terminal, a line per ~10% keeps logs readable; on one, redraw at most ~5 times a second.
@@ -23,9 +26,9 @@ export class ProgressBar {
     if (!done && (this.tty ? now - this.lastDraw < every : info.batch % tenth !== 0)) return;
     this.lastDraw = now;
     const seconds = (now - this.started) / 1000;
-    const rate = (info.batch * batchSize) / seconds;
+    const rate = (info.batch * this.batchSize) / seconds;
     const eta = ((info.batches - info.batch) * seconds) / info.batch;
-    const last = info.running().at(-1)!;
+    const last = info.running.at(-1)!;
     const width = 24;
     const filled = Math.round((width * info.batch) / info.batches);
     const bar = '='.repeat(filled) + ' '.repeat(width - filled);

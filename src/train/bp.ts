@@ -12,7 +12,7 @@ import type { Trainer } from './trainer.js';
 export type BpOptions = Pick<RunOptions, 'optimizer' | 'lr' | 'lrSchedule' | 'epochs' | 'momentum'>;
 
 export class BpTrainer implements Trainer {
-  readonly optimizer: tf.Optimizer;
+  readonly optimizers: readonly tf.Optimizer[];
   readonly statRows = 1;
 
   constructor(
@@ -20,11 +20,11 @@ export class BpTrainer implements Trainer {
     readonly options: BpOptions,
   ) {
     if (!network.classifier) throw new Error('the BP baseline needs a network with a classifier (withClassifier)');
-    this.optimizer = makeOptimizer(options);
+    this.optimizers = [makeOptimizer(options)];
   }
 
   setEpoch(epoch: number): void {
-    setLearningRate(this.optimizer, learningRateAt(this.options, epoch));
+    setLearningRate(this.optimizers[0], learningRateAt(this.options, epoch));
   }
 
   step(x: tf.Tensor, labels: tf.Tensor1D): tf.Tensor2D {
@@ -38,7 +38,7 @@ export class BpTrainer implements Trainer {
         stats = tf.keep(tf.stack([loss, tf.zeros([]), loss, correct]) as tf.Tensor1D);
         return loss;
       }, this.network.model.trainableWeights.map((w) => w.read() as tf.Variable));
-      this.optimizer.applyGradients(grads);
+      this.optimizers[0].applyGradients(grads);
       tf.dispose(grads);
       const table = tf.expandDims(stats, 0) as tf.Tensor2D;
       stats.dispose();
@@ -47,6 +47,6 @@ export class BpTrainer implements Trainer {
   }
 
   dispose(): void {
-    this.optimizer.dispose();
+    this.optimizers[0].dispose();
   }
 }

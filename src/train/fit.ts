@@ -1,19 +1,20 @@
 /**
  * The training loop shared by SLL and BP: epochs of seeded, shuffled minibatches, a per-epoch learning
- * rate, per-unit statistics accumulated on the device (read back only when a callback asks), and an
- * evaluation of every head after each epoch.
+ * rate, per-unit statistics, a divergence guard, checkpoints, and an evaluation of every head after each
+ * epoch. Every random choice derives from (seed, epoch, batch) or (seed, step), so the loop's whole state
+ * is its position plus the weights and optimizer state: a run resumed from a checkpoint continues exactly.
  */
 import * as tf from '@tensorflow/tfjs';
-import { batches, numBatches, type DataSplits } from '../data/index.js';
-import { buildNetwork, withClassifier } from '../models/index.js';
+import { batchesFrom, numBatches, type DataSplits } from '../data/index.js';
 import { mixSeed } from '../data/random.js';
+import { buildNetwork, unitVariables, withClassifier } from '../models/index.js';
 import type { RunOptions } from '../options.js';
 import { BpTrainer } from './bp.js';
 import { evaluate, type Evaluation } from './evaluate.js';
 import { attachHeads, type HeadedNetwork } from './model.js';
 import { learningRateAt } from './optimizers.js';
 import { SllTrainer } from './sll.js';
-import type { Trainer } from './trainer.js';
+import { STAT_COLUMNS, type Trainer } from './trainer.js';
 
 /** One line of metrics.jsonl: one unit (or the BP classifier) after one epoch. */
 export interface UnitEpochMetrics {
@@ -29,19 +30,51 @@ export interface UnitEpochMetrics {
   epoch_seconds: number;
 }
 
+/** Where a run stands: what a checkpoint stores besides weights and optimizer state. Plain data. */
+export interface FitState {
+  /** The epoch in progress (0-based). */
+  epoch: number;
+  /** The next batch of that epoch. */
+  batch: number;
+  /** Per-unit sums of [prediction, alignment, loss] * n and correct over the epoch's batches so far. */
+  sums: number[][];
+  /** Examples seen in the epoch so far. */
+  seen: number;
+  metrics: UnitEpochMetrics[];
+  trainSeconds: number;
+  /** Seconds of training spent in the epoch in progress. */
+  epochSeconds: number;
+}
+
 export interface BatchInfo {
   epoch: number;
   batch: number;
   batches: number;
   step: number;
-  /** Mean per-unit stats of this epoch so far; reads from the device, so call it sparingly. */
-  running(): { loss: number; accuracy: number }[];
+  /** Mean per-unit loss and accuracy of this epoch so far. */
+  running: { loss: number; accuracy: number }[];
 }
 
 export interface FitCallbacks {
   onEpochBegin?(epoch: number, batches: number): void;
   onBatchEnd?(info: BatchInfo): void;
   onEpochEnd?(epoch: number, metrics: UnitEpochMetrics[], evaluation: Evaluation): void;
+  /**
+   * Called every `checkpointEvery` steps, at each epoch end and when stopping on request, with the state
+   * to resume from and the number of steps done.
+   */
+  onCheckpoint?(state: FitState, trainer: Trainer, steps: number): Promise<void>;
+}
+
+export interface FitControl {
+  /** Continue from this state (a checkpoint's); the trainer must hold that checkpoint's optimizer state. */
+  start?: FitState;
+  /** Steps between checkpoints; 0 checkpoints at epoch ends only. */
+  checkpointEvery?: number;
+  /** Polled after every step: true stops the run after a last checkpoint (e.g. on SIGINT). */
+  stopRequested?(): boolean;
+  /** Called with the trainer before the first step (e.g. to restore optimizer state). */
+  prepare?(trainer: Trainer): Promise<void>;
 }
 
 export interface FitResult {
@@ -50,6 +83,32 @@ export interface FitResult {
   /** Seconds spent in training steps (evaluation excluded). */
   trainSeconds: number;
   samplesPerSecond: number;
+}
+
+/** A non-finite loss: names the unit, the step and the loss part. */
+export class DivergenceError extends Error {
+  constructor(
+    readonly unit: number,
+    readonly step: number,
+    readonly part: string,
+    value: number,
+    bp: boolean,
+    what: 'loss' | 'weights' = 'loss',
+  ) {
+    const who = bp ? 'the network' : `unit ${unit}`;
+    super(
+      what === 'loss'
+        ? `${who} diverged at step ${step}: its ${part} loss is ${value}`
+        : `${who} diverged at step ${step}: its weights hold NaN or Inf`,
+    );
+  }
+}
+
+/** The run stopped on request, after writing a checkpoint. */
+export class FitInterrupted extends Error {
+  constructor(readonly step: number) {
+    super(`stopped on request at step ${step}`);
+  }
 }
 
 /** The network of `o`, with its projection heads, and the BP classifier when `o.method` is bp. */
@@ -62,81 +121,119 @@ export function makeTrainer(model: HeadedNetwork, o: RunOptions): Trainer {
   return o.method === 'sll' ? new SllTrainer(model, o) : new BpTrainer(model.network, o);
 }
 
+export function initialState(rows: number): FitState {
+  return { epoch: 0, batch: 0, sums: zeroSums(rows), seen: 0, metrics: [], trainSeconds: 0, epochSeconds: 0 };
+}
+
 export async function fit(
   model: HeadedNetwork,
   data: DataSplits,
   o: RunOptions,
   callbacks: FitCallbacks = {},
+  control: FitControl = {},
 ): Promise<FitResult> {
   const trainer = makeTrainer(model, o);
   const { train, test } = data;
   const perEpoch = numBatches(train, { batchSize: o.batchSize });
-  const metrics: UnitEpochMetrics[] = [];
+  const state = structuredClone(control.start ?? initialState(trainer.statRows));
+  const every = control.checkpointEvery ?? 0;
+  const bp = o.method === 'bp';
+  const augment = o.cropPadding > 0 ? { cropPadding: o.cropPadding } : undefined;
   let evaluation: Evaluation | null = null;
-  let trainSeconds = 0;
   try {
-    for (let epoch = 0; epoch < o.epochs; epoch++) {
+    await control.prepare?.(trainer);
+    for (; state.epoch < o.epochs; state.epoch++, state.batch = 0) {
+      const epoch = state.epoch;
       trainer.setEpoch(epoch);
       callbacks.onEpochBegin?.(epoch, perEpoch);
-      let sums: tf.Tensor2D = tf.zeros([trainer.statRows, 4]);
-      let seen = 0;
-      const started = performance.now();
-      const augment = o.cropPadding > 0 ? { cropPadding: o.cropPadding } : undefined;
-      let b = 0;
-      for (const batch of batches(train, { batchSize: o.batchSize, shuffle: true, seed: o.seed, epoch, augment })) {
-        const step = epoch * perEpoch + b;
+      const order = { batchSize: o.batchSize, shuffle: true, seed: o.seed, epoch, augment };
+      let clock = performance.now();
+      for (const batch of batchesFrom(train, order, state.batch)) {
+        const step = epoch * perEpoch + state.batch;
         const stats = tf.tidy(() =>
           trainer.step(tf.tensor(batch.x, [batch.n, ...train.shape]), tf.tensor1d(batch.y, 'int32'), step),
         );
-        const next = tf.add(sums, tf.mul(stats, [[batch.n, batch.n, batch.n, 1]])) as tf.Tensor2D;
-        tf.dispose([sums, stats]);
-        sums = next;
-        seen += batch.n;
-        b++;
-        const n = seen;
+        // A [units, 4] read per step: what the divergence guard needs to name the step that failed.
+        const rows = stats.arraySync();
+        stats.dispose();
+        rows.forEach((r, u) => {
+          for (let c = 0; c < 3; c++) {
+            if (!Number.isFinite(r[c])) throw new DivergenceError(u + 1, step, STAT_COLUMNS[c], r[c], bp);
+          }
+          for (let c = 0; c < 3; c++) state.sums[u][c] += r[c] * batch.n;
+          state.sums[u][3] += r[3];
+        });
+        state.seen += batch.n;
+        state.batch++;
+        const now = performance.now();
+        state.epochSeconds += (now - clock) / 1000;
+        clock = now;
         callbacks.onBatchEnd?.({
           epoch,
-          batch: b,
+          batch: state.batch,
           batches: perEpoch,
           step,
-          running: () => rows(sums).map((r) => ({ loss: r[2] / n, accuracy: r[3] / n })),
+          running: state.sums.map((r) => ({ loss: r[2] / state.seen, accuracy: r[3] / state.seen })),
         });
-        // Let signals and timers through on long epochs.
-        if (b % 20 === 0) await new Promise((resolve) => setImmediate(resolve));
+        // Let signals (SIGINT) and timers run between steps.
+        await new Promise((resolve) => setImmediate(resolve));
+        const stop = control.stopRequested?.() ?? false;
+        const due = every > 0 && (step + 1) % every === 0 && state.batch < perEpoch;
+        if ((stop || due) && callbacks.onCheckpoint) {
+          assertFiniteWeights(model, step);
+          await callbacks.onCheckpoint(structuredClone(state), trainer, step + 1);
+        }
+        if (stop) throw new FitInterrupted(step);
+        clock = performance.now();
       }
-      const epochSeconds = (performance.now() - started) / 1000;
-      trainSeconds += epochSeconds;
-      const epochSums = rows(sums);
-      sums.dispose();
       evaluation = evaluate(model, test, { ensemble: o.ensemble });
       const lambdas = trainer instanceof SllTrainer ? trainer.currentLambdas : null;
       const lr = learningRateAt(o, epoch);
-      const epochMetrics = epochSums.map((r, u) => ({
+      const epochMetrics = state.sums.map((r, u) => ({
         epoch: epoch + 1,
         unit: u + 1,
-        prediction_loss: r[0] / seen,
-        alignment_loss: r[1] / seen,
-        loss: r[2] / seen,
-        train_accuracy: r[3] / seen,
+        prediction_loss: r[0] / state.seen,
+        alignment_loss: r[1] / state.seen,
+        loss: r[2] / state.seen,
+        train_accuracy: r[3] / state.seen,
         test_accuracy: evaluation!.unitAccuracy[u],
         lambda: lambdas ? lambdas[u] : null,
         lr,
-        epoch_seconds: epochSeconds,
+        epoch_seconds: state.epochSeconds,
       }));
-      metrics.push(...epochMetrics);
+      state.metrics.push(...epochMetrics);
+      state.trainSeconds += state.epochSeconds;
+      Object.assign(state, { sums: zeroSums(trainer.statRows), seen: 0, epochSeconds: 0 });
       callbacks.onEpochEnd?.(epoch, epochMetrics, evaluation);
+      if (callbacks.onCheckpoint) {
+        assertFiniteWeights(model, (epoch + 1) * perEpoch - 1);
+        await callbacks.onCheckpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 }, trainer, (epoch + 1) * perEpoch);
+      }
     }
   } finally {
     trainer.dispose();
   }
+  evaluation ??= evaluate(model, test, { ensemble: o.ensemble });
   return {
-    metrics,
-    evaluation: evaluation!,
-    trainSeconds,
-    samplesPerSecond: (train.size * o.epochs) / trainSeconds,
+    metrics: state.metrics,
+    evaluation,
+    trainSeconds: state.trainSeconds,
+    samplesPerSecond: (train.size * o.epochs) / state.trainSeconds,
   };
 }
 
-function rows(t: tf.Tensor2D): number[][] {
-  return t.arraySync();
+/** A checkpoint must never hold weights a diverged update left behind. */
+function assertFiniteWeights(model: HeadedNetwork, step: number): void {
+  const { network } = model;
+  const groups = network.classifier
+    ? [network.model.trainableWeights.map((w) => w.read())]
+    : network.units.map((unit) => unitVariables(unit));
+  groups.forEach((variables, u) => {
+    const finite = tf.tidy(() => variables.every((v) => tf.all(tf.isFinite(v)).dataSync()[0] === 1));
+    if (!finite) throw new DivergenceError(u + 1, step, 'weights', NaN, network.classifier != null, 'weights');
+  });
+}
+
+function zeroSums(rows: number): number[][] {
+  return Array.from({ length: rows }, () => [0, 0, 0, 0]);
 }

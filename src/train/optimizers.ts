@@ -22,3 +22,49 @@ export function learningRateAt(o: Pick<RunOptions, 'lr' | 'lrSchedule' | 'epochs
   if (o.lrSchedule === 'constant') return o.lr;
   return 0.5 * o.lr * (1 + Math.cos((Math.PI * epoch) / o.epochs));
 }
+
+/** An optimizer's state as plain data: its step count, scalar accumulators and slot tensors. */
+export interface OptimizerState {
+  iterations: number;
+  /** Scalars tfjs keeps outside getWeights (Adam's running beta powers). */
+  scalars: Record<string, number>;
+  slots: { name: string; shape: number[]; values: Float32Array }[];
+}
+
+/** Scalar variables of tfjs optimizers that getWeights omits but a bit-exact resume needs. */
+const HIDDEN_SCALARS = ['accBeta1', 'accBeta2'] as const;
+type WithHidden = Partial<Record<(typeof HIDDEN_SCALARS)[number], tf.Variable>>;
+
+export async function optimizerState(optimizer: tf.Optimizer): Promise<OptimizerState> {
+  const [iter, ...slots] = await optimizer.getWeights();
+  const scalars: Record<string, number> = {};
+  for (const key of HIDDEN_SCALARS) {
+    const v = (optimizer as unknown as WithHidden)[key];
+    if (v) scalars[key] = v.dataSync()[0];
+  }
+  const state = {
+    iterations: iter.tensor.dataSync()[0],
+    scalars,
+    slots: slots.map((s) => ({ name: s.name, shape: s.tensor.shape, values: s.tensor.dataSync() as Float32Array })),
+  };
+  iter.tensor.dispose();
+  return state;
+}
+
+/**
+ * Restores what optimizerState saved. setWeights recomputes Adam's beta powers as pow(beta, t), which
+ * differs in the last bits from the running product a step-by-step run holds, so those are set back too.
+ */
+export async function restoreOptimizerState(optimizer: tf.Optimizer, state: OptimizerState): Promise<void> {
+  const tensors = [
+    { name: 'iter', tensor: tf.scalar(state.iterations, 'int32') },
+    ...state.slots.map((s) => ({ name: s.name, tensor: tf.tensor(s.values, s.shape, 'float32') })),
+  ];
+  await optimizer.setWeights(tensors);
+  tf.dispose(tensors.map((t) => t.tensor));
+  for (const [key, value] of Object.entries(state.scalars)) {
+    const v = (optimizer as unknown as WithHidden)[key as (typeof HIDDEN_SCALARS)[number]];
+    if (!v) throw new Error(`optimizer has no ${key} to restore`);
+    tf.tidy(() => v.assign(tf.scalar(value)));
+  }
+}

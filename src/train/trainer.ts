@@ -7,6 +7,8 @@ export const STAT_COLUMNS = ['prediction', 'alignment', 'loss', 'correct'] as co
 export interface Trainer {
   /** Rows of the stats this trainer reports: one per unit for SLL, one (the classifier) for BP. */
   readonly statRows: number;
+  /** Every optimizer of the strategy (one per unit for SLL), in a fixed order: checkpoints save them. */
+  readonly optimizers: readonly tf.Optimizer[];
   /**
    * One training step on a minibatch; `step` counts steps from the start of the run (it seeds the
    * projection masks). Returns the stats [statRows, 4]; the caller owns (disposes) them.

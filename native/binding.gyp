@@ -1,0 +1,20 @@
+{
+  "targets": [
+    {
+      "target_name": "sll_native",
+      "sources": ["src/addon.cc", "src/kernels.cc"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags": ["-O3", "-fno-math-errno"],
+      "cflags_cc": ["-O3", "-std=c++17", "-fno-math-errno"],
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-lopenblas"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "cflags": ["-mavx2", "-mfma"],
+          "cflags_cc": ["-mavx2", "-mfma"]
+        }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,566 @@
+/**
+ * The `native` tfjs backend: tfjs's `cpu` backend (a subclass of its MathBackendCPU, sharing its storage
+ * format: one JS typed array per tensor) with the kernels that dominate an MLP training step replaced by
+ * the C++ addon in native/ (OpenBLAS GEMMs, float32 elementwise and reduction loops, a fused Adam update).
+ *
+ * Every `cpu` kernel is registered under `native` too, so any op works; a replaced kernel falls back to
+ * the `cpu` one for what it does not handle (other dtypes, broadcasts it cannot collapse to 4 dims,
+ * reductions over non-adjacent axes, prelu).
+ *
+ * Storage rules (see shared/notes/engine-measurements.md): a tensor labelled float32 may hold an
+ * Int32Array or Uint8Array (cpu's Cast to float32 only relabels), so every input is checked and converted;
+ * storage is shared and reference counted, so kernels always write fresh arrays (only the Adam optimizer
+ * writes in place, and only when the reference count is 1).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
+
+export const NATIVE_BACKEND_NAME = 'native';
+
+/** The addon's functions (native/src/addon.cc). Arrays are used in place; lengths are checked there. */
+export interface NativeAddon {
+  sgemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number,
+    aOffset: number, bOffset: number, cOffset: number,
+  ): void;
+  sgemmBatched(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    A: Float32Array, aOffset: number, lda: number, strideA: number,
+    B: Float32Array, bOffset: number, ldb: number, strideB: number,
+    beta: number, C: Float32Array, cOffset: number, ldc: number, strideC: number, batch: number,
+  ): void;
+  matmul(
+    A: Float32Array, B: Float32Array, C: Float32Array, batch: number, M: number, N: number, K: number,
+    transA: boolean, transB: boolean, strideA: number, strideB: number,
+    bias: Float32Array | null, biasMode: number, activation: number, alpha: number,
+  ): void;
+  /** C (batch x M x N, dense) = act(C + bias), in place. */
+  epilogue(
+    C: Float32Array, batch: number, M: number, N: number,
+    bias: Float32Array | null, biasMode: number, activation: number, alpha: number,
+  ): void;
+  setThreads(n: number): void;
+  getThreads(): number;
+  binary(
+    op: number, a: Float32Array, b: Float32Array, out: Float32Array,
+    d0: number, d1: number, d2: number, d3: number,
+    sa0: number, sa1: number, sa2: number, sa3: number,
+    sb0: number, sb1: number, sb2: number, sb3: number,
+  ): void;
+  unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
+  reduce(op: number, x: Float32Array, out: Float32Array, pre: number, red: number, post: number): void;
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number, log: boolean): void;
+  adam(
+    param: Float32Array, m: Float32Array, v: Float32Array, grad: Float32Array,
+    lr: number, beta1: number, beta2: number, eps: number, step: number,
+    paramOut?: Float32Array | null, mOut?: Float32Array | null, vOut?: Float32Array | null,
+    biasCorrection1?: number, biasCorrection2?: number,
+  ): void;
+  blasConfig(): string;
+}
+
+// ---- Loading the addon ---------------------------------------------------------------------------
+
+/** The package root: this file is compiled to dist/src/native/backend.js. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** Where `node native/build.mjs` (node-gyp) puts the addon. */
+export const ADDON_PATH = path.join(PACKAGE_ROOT, 'native', 'build', 'Release', 'sll_native.node');
+
+let addon: NativeAddon | null = null;
+let loadError: string | null = null;
+
+/** Loads native/build/Release/sll_native.node once; says why not when it cannot. */
+export function loadNativeAddon(): { ok: true } | { ok: false; reason: string } {
+  if (addon) return { ok: true };
+  if (loadError != null) return { ok: false, reason: loadError };
+  if (!existsSync(ADDON_PATH)) {
+    loadError = `native addon not built: ${ADDON_PATH} is missing (build it with: node native/build.mjs)`;
+    return { ok: false, reason: loadError };
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    addon = require(ADDON_PATH) as NativeAddon;
+    return { ok: true };
+  } catch (e) {
+    loadError = `native addon ${ADDON_PATH} failed to load: ${(e as Error).message}`;
+    return { ok: false, reason: loadError };
+  }
+}
+
+/** The loaded addon; throws with the load error when it is missing. */
+export function nativeAddon(): NativeAddon {
+  const r = loadNativeAddon();
+  if (!r.ok) throw new Error(r.reason);
+  return addon!;
+}
+
+/** Sets the OpenBLAS thread count (per process: shared by every worker thread). */
+export function setNativeThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`thread count must be a positive integer, got ${n}`);
+  nativeAddon().setThreads(n);
+}
+
+/** The OpenBLAS thread count, or 0 when the addon is not available. */
+export function nativeThreads(): number {
+  return loadNativeAddon().ok ? addon!.getThreads() : 0;
+}
+
+// ---- The backend ---------------------------------------------------------------------------------
+
+export class NativeBackend extends MathBackendCPU {
+  constructor() {
+    super();
+    // MathBackendCPU prints a "use tfjs-node" banner on first write; this backend is the answer to it.
+    (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+}
+
+let registered = false;
+
+/**
+ * Registers the `native` backend and its kernels (idempotent). Returns false, without throwing, when the
+ * addon is not available; loadNativeAddon() says why.
+ */
+export function registerNativeBackend(): boolean {
+  if (registered) return true;
+  if (!loadNativeAddon().ok) return false;
+  if (tf.findBackendFactory(NATIVE_BACKEND_NAME) == null) {
+    tf.registerBackend(NATIVE_BACKEND_NAME, () => new NativeBackend(), 0);
+  }
+  const cpuKernels = tf.getKernelsForBackend('cpu');
+  if (cpuKernels.length === 0) {
+    throw new Error('no cpu kernels registered: is more than one copy of @tensorflow/tfjs-core loaded?');
+  }
+  const replacements = nativeKernels();
+  for (const config of cpuKernels) {
+    if (tf.getKernel(config.kernelName, NATIVE_BACKEND_NAME) != null) continue;
+    const make = replacements.get(config.kernelName);
+    tf.registerKernel({
+      ...config,
+      backendName: NATIVE_BACKEND_NAME,
+      kernelFunc: make ? make(config.kernelFunc) : config.kernelFunc,
+    });
+  }
+  registered = true;
+  return true;
+}
+
+/** Names of the kernels the addon implements (the rest run the cpu backend's JavaScript). */
+export function nativeKernelNames(): string[] {
+  return [...nativeKernels().keys()];
+}
+
+// ---- Helpers -------------------------------------------------------------------------------------
+
+type TensorInfo = tf.TensorInfo;
+type KernelFunc = tf.KernelFunc;
+type KernelArgs = Parameters<KernelFunc>[0];
+/** A native kernel: returns null to hand the call to the cpu fallback. */
+type NativeImpl = (args: KernelArgs) => TensorInfo | null;
+
+function withFallback(impl: NativeImpl): (fallback: KernelFunc) => KernelFunc {
+  return (fallback) => (args) => impl(args) ?? fallback(args);
+}
+
+function backendOf(args: KernelArgs): NativeBackend {
+  return args.backend as NativeBackend;
+}
+
+/**
+ * The float32 values of `t` as a Float32Array, or null when `t` is not float32. Values held in another
+ * typed array (a cast that only relabelled) are converted into a fresh array, never in place.
+ */
+export function float32Values(backend: MathBackendCPU, t: TensorInfo): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const values = backend.data.get(t.dataId)?.values;
+  if (values instanceof Float32Array) return values;
+  if (values instanceof Int32Array || values instanceof Uint8Array || values instanceof Float64Array) {
+    return Float32Array.from(values);
+  }
+  return null;
+}
+
+function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function output(backend: NativeBackend, shape: number[], values: Float32Array): TensorInfo {
+  return backend.makeTensorInfo(shape, 'float32', values);
+}
+
+// ---- Elementwise binary ops ----------------------------------------------------------------------
+
+const BINARY_OPS: Record<string, number> = {
+  Add: 0,
+  Sub: 1,
+  Multiply: 2,
+  RealDiv: 3,
+  Maximum: 4,
+  Minimum: 5,
+  SquaredDifference: 6,
+  Pow: 7,
+};
+
+interface BroadcastPlan {
+  outShape: number[];
+  size: number;
+  d: [number, number, number, number];
+  sa: [number, number, number, number];
+  sb: [number, number, number, number];
+}
+
+const planCache = new Map<string, BroadcastPlan | null>();
+
+/**
+ * Collapses the broadcast of aShape with bShape to at most 4 dims of (out extent, a stride, b stride),
+ * merging neighbouring dims that both operands read the same way. Null when the shapes do not broadcast
+ * or need more than 4 dims.
+ */
+export function broadcastPlan(aShape: readonly number[], bShape: readonly number[]): BroadcastPlan | null {
+  const key = `${aShape.join(',')}|${bShape.join(',')}`;
+  const cached = planCache.get(key);
+  if (cached !== undefined) return cached;
+  const plan = makePlan(aShape, bShape);
+  if (planCache.size > 4096) planCache.clear();
+  planCache.set(key, plan);
+  return plan;
+}
+
+function makePlan(aShape: readonly number[], bShape: readonly number[]): BroadcastPlan | null {
+  const rank = Math.max(aShape.length, bShape.length);
+  const outShape: number[] = [];
+  const dims: { n: number; a: boolean; b: boolean }[] = [];
+  for (let i = 0; i < rank; i++) {
+    const ad = i < rank - aShape.length ? 1 : aShape[i - (rank - aShape.length)];
+    const bd = i < rank - bShape.length ? 1 : bShape[i - (rank - bShape.length)];
+    let n: number;
+    if (ad === bd) n = ad;
+    else if (ad === 1) n = bd;
+    else if (bd === 1) n = ad;
+    else return null;
+    outShape.push(n);
+    if (n === 1) continue;
+    const a = ad === n;
+    const b = bd === n;
+    const last = dims[dims.length - 1];
+    if (last && last.a === a && last.b === b) last.n *= n;
+    else dims.push({ n, a, b });
+  }
+  if (dims.length > 4) return null;
+  while (dims.length < 4) dims.unshift({ n: 1, a: false, b: false });
+  const d = dims.map((x) => x.n) as BroadcastPlan['d'];
+  const sa = [0, 0, 0, 0] as BroadcastPlan['sa'];
+  const sb = [0, 0, 0, 0] as BroadcastPlan['sb'];
+  let accA = 1;
+  let accB = 1;
+  for (let i = 3; i >= 0; i--) {
+    if (dims[i].a) {
+      sa[i] = accA;
+      accA *= dims[i].n;
+    }
+    if (dims[i].b) {
+      sb[i] = accB;
+      accB *= dims[i].n;
+    }
+  }
+  return { outShape, size: sizeOf(outShape), d, sa, sb };
+}
+
+/** a op b with broadcasting on raw arrays; null when the shapes need the fallback. */
+function binaryValues(
+  op: number,
+  a: Float32Array,
+  aShape: readonly number[],
+  b: Float32Array,
+  bShape: readonly number[],
+): { values: Float32Array; shape: number[] } | null {
+  const plan = broadcastPlan(aShape, bShape);
+  if (plan == null) return null;
+  const out = new Float32Array(plan.size);
+  const { d, sa, sb } = plan;
+  addon!.binary(op, a, b, out, d[0], d[1], d[2], d[3], sa[0], sa[1], sa[2], sa[3], sb[0], sb[1], sb[2], sb[3]);
+  return { values: out, shape: plan.outShape };
+}
+
+function binaryKernel(op: number): NativeImpl {
+  return (args) => {
+    const backend = backendOf(args);
+    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+    const av = float32Values(backend, a);
+    const bv = float32Values(backend, b);
+    if (av == null || bv == null) return null;
+    const r = binaryValues(op, av, a.shape, bv, b.shape);
+    return r && output(backend, r.shape, r.values);
+  };
+}
+
+// ---- Elementwise unary ops -----------------------------------------------------------------------
+
+const UNARY_OPS: Record<string, number> = {
+  Relu: 0,
+  Relu6: 1,
+  Step: 2,
+  Sqrt: 3,
+  Rsqrt: 4,
+  Square: 5,
+  Exp: 6,
+  Log: 7,
+  Neg: 8,
+  Abs: 9,
+  Sigmoid: 10,
+  Tanh: 11,
+  Elu: 12,
+  LeakyRelu: 13,
+  Reciprocal: 14,
+  Log1p: 15,
+  Expm1: 16,
+  Sign: 17,
+  Softplus: 18,
+};
+
+function unaryKernel(op: number): NativeImpl {
+  return (args) => {
+    const backend = backendOf(args);
+    const { x } = args.inputs as { x: TensorInfo };
+    const xv = float32Values(backend, x);
+    if (xv == null) return null;
+    const alpha = Number((args.attrs as { alpha?: number } | undefined)?.alpha ?? 0);
+    const out = new Float32Array(xv.length);
+    addon!.unary(op, xv, out, alpha);
+    return output(backend, x.shape.slice(), out);
+  };
+}
+
+// ---- Reductions ----------------------------------------------------------------------------------
+
+const REDUCE_OPS: Record<string, { op: number; axisAttr: string }> = {
+  Sum: { op: 0, axisAttr: 'axis' },
+  Max: { op: 1, axisAttr: 'reductionIndices' },
+  Min: { op: 2, axisAttr: 'axis' },
+  Prod: { op: 3, axisAttr: 'axis' },
+  Mean: { op: 4, axisAttr: 'axis' },
+};
+
+function reduceKernel(op: number, axisAttr: string): NativeImpl {
+  return (args) => {
+    const backend = backendOf(args);
+    const { x } = args.inputs as { x: TensorInfo };
+    const attrs = args.attrs as Record<string, unknown>;
+    const xv = float32Values(backend, x);
+    if (xv == null) return null;
+    const shape = x.shape;
+    const axes = tf.util.parseAxisParam(attrs[axisAttr] as number | number[], shape).sort((p, q) => p - q);
+    if (axes.length === 0) return null;
+    for (let i = 1; i < axes.length; i++) if (axes[i] !== axes[i - 1] + 1) return null;
+    const lo = axes[0];
+    const hi = axes[axes.length - 1];
+    const pre = sizeOf(shape.slice(0, lo));
+    const red = sizeOf(shape.slice(lo, hi + 1));
+    const post = sizeOf(shape.slice(hi + 1));
+    if (red === 0) return null;
+    const out = new Float32Array(pre * post);
+    addon!.reduce(op, xv, out, pre, red, post);
+    const outShape = attrs.keepDims
+      ? shape.map((d, i) => (i >= lo && i <= hi ? 1 : d))
+      : shape.filter((_, i) => i < lo || i > hi);
+    return output(backend, outShape, out);
+  };
+}
+
+const softmaxKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { logits } = args.inputs as { logits: TensorInfo };
+  const { dim } = args.attrs as { dim: number };
+  const rank = logits.shape.length;
+  if (rank === 0 || (dim !== -1 && dim !== rank - 1)) return null;
+  const xv = float32Values(backend, logits);
+  if (xv == null) return null;
+  const cols = logits.shape[rank - 1];
+  const out = new Float32Array(xv.length);
+  if (cols > 0) addon!.softmax(xv, out, xv.length / cols, cols, false);
+  return output(backend, logits.shape.slice(), out);
+};
+
+// ---- Matrix multiplication -----------------------------------------------------------------------
+
+const ACTIVATIONS: Record<string, { act: number; unary: number }> = {
+  linear: { act: 0, unary: -1 },
+  relu: { act: 1, unary: UNARY_OPS.Relu },
+  relu6: { act: 2, unary: UNARY_OPS.Relu6 },
+  leakyrelu: { act: 3, unary: UNARY_OPS.LeakyRelu },
+  sigmoid: { act: 4, unary: UNARY_OPS.Sigmoid },
+  elu: { act: 5, unary: UNARY_OPS.Elu },
+};
+const BIAS_NONE = 0;
+const BIAS_ROW = 1;
+const BIAS_FULL = 2;
+const BIAS_COL = 3;
+const BIAS_SCALAR = 4;
+
+interface MatmulPlan {
+  av: Float32Array;
+  bv: Float32Array;
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  batchShape: number[];
+  batch: number;
+  /** Batch strides in elements when one native call covers the batch (0 broadcasts); null otherwise. */
+  strideA: number | null;
+  strideB: number | null;
+  aBatchShape: number[];
+  bBatchShape: number[];
+}
+
+function planMatmul(backend: NativeBackend, a: TensorInfo, b: TensorInfo, transA: boolean, transB: boolean): MatmulPlan | null {
+  const av = float32Values(backend, a);
+  const bv = float32Values(backend, b);
+  if (av == null || bv == null) return null;
+  const ar = a.shape.length;
+  const br = b.shape.length;
+  if (ar < 2 || br < 2) return null;
+  const M = transA ? a.shape[ar - 1] : a.shape[ar - 2];
+  const K = transA ? a.shape[ar - 2] : a.shape[ar - 1];
+  const Kb = transB ? b.shape[br - 1] : b.shape[br - 2];
+  const N = transB ? b.shape[br - 2] : b.shape[br - 1];
+  if (K !== Kb) return null;
+  const aBatchShape = a.shape.slice(0, -2);
+  const bBatchShape = b.shape.slice(0, -2);
+  const bp = broadcastPlan(aBatchShape, bBatchShape);
+  if (bp == null) return null;
+  const batch = bp.size;
+  const batchA = sizeOf(aBatchShape);
+  const batchB = sizeOf(bBatchShape);
+  const simple = (batchA === batch || batchA === 1) && (batchB === batch || batchB === 1);
+  return {
+    av, bv, transA, transB, M, N, K,
+    batchShape: bp.outShape, batch,
+    strideA: simple ? (batchA === 1 ? 0 : M * K) : null,
+    strideB: simple ? (batchB === 1 ? 0 : K * N) : null,
+    aBatchShape, bBatchShape,
+  };
+}
+
+/** Runs op(A) op(B) for every batch entry into `out`, with bias and activation when given. */
+function runMatmul(p: MatmulPlan, out: Float32Array, bias: Float32Array | null, biasMode: number, act: number, alpha: number): void {
+  const { M, N, K, batch } = p;
+  if (batch === 0 || M === 0 || N === 0) return;
+  if (p.strideA != null && p.strideB != null) {
+    addon!.matmul(p.av, p.bv, out, batch, M, N, K, p.transA, p.transB, p.strideA, p.strideB, bias, biasMode, act, alpha);
+    return;
+  }
+  // General batch broadcast ([2,1,M,K] x [3,K,N]): one GEMM per output batch entry.
+  const rank = p.batchShape.length;
+  const aPad = padShape(p.aBatchShape, rank);
+  const bPad = padShape(p.bBatchShape, rank);
+  const lda = p.transA ? M : K;
+  const ldb = p.transB ? K : N;
+  for (let i = 0; i < batch; i++) {
+    let rem = i;
+    let ia = 0;
+    let ib = 0;
+    let mulA = 1;
+    let mulB = 1;
+    for (let d = rank - 1; d >= 0; d--) {
+      const n = p.batchShape[d];
+      const idx = rem % n;
+      rem = Math.floor(rem / n);
+      if (aPad[d] !== 1) ia += idx * mulA;
+      if (bPad[d] !== 1) ib += idx * mulB;
+      mulA *= aPad[d];
+      mulB *= bPad[d];
+    }
+    addon!.sgemm(p.transA, p.transB, M, N, K, 1, p.av, lda, p.bv, ldb, 0, out, N, ia * M * K, ib * K * N, i * M * N);
+  }
+  if (biasMode !== BIAS_NONE || act !== 0) addon!.epilogue(out, batch, M, N, bias, biasMode, act, alpha);
+}
+
+function padShape(shape: readonly number[], rank: number): number[] {
+  return [...new Array(rank - shape.length).fill(1), ...shape];
+}
+
+const batchMatMulKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo };
+  const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+  const p = planMatmul(backend, a, b, !!transposeA, !!transposeB);
+  if (p == null) return null;
+  const out = new Float32Array(p.batch * p.M * p.N);
+  runMatmul(p, out, null, BIAS_NONE, 0, 0);
+  return output(backend, [...p.batchShape, p.M, p.N], out);
+};
+
+/** How a bias of `shape` adds to a [..., M, N] product: one of the epilogue modes, or null (general). */
+function biasMode(shape: readonly number[], outRank: number, M: number, N: number): number | null {
+  if (shape.length > outRank) return null;
+  let start = 0;
+  while (start < shape.length && shape[start] === 1) start++;
+  const s = shape.slice(start);
+  if (s.length === 0) return BIAS_SCALAR;
+  if (s.length === 1 && s[0] === N) return BIAS_ROW;
+  if (s.length === 2 && s[0] === M && s[1] === N) return BIAS_FULL;
+  if (s.length === 2 && s[0] === M && s[1] === 1) return BIAS_COL;
+  return null;
+}
+
+const fusedMatMulKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { a, b, bias, preluActivationWeights } = args.inputs as {
+    a: TensorInfo; b: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo;
+  };
+  const { transposeA, transposeB, activation, leakyreluAlpha } = args.attrs as unknown as {
+    transposeA: boolean; transposeB: boolean; activation?: string; leakyreluAlpha?: number;
+  };
+  if (preluActivationWeights != null) return null;
+  const act = ACTIVATIONS[activation ?? 'linear'];
+  if (act == null) return null;
+  const alpha = Number(leakyreluAlpha ?? 0.2);
+  const p = planMatmul(backend, a, b, !!transposeA, !!transposeB);
+  if (p == null) return null;
+  let biasValues: Float32Array | null = null;
+  let mode = BIAS_NONE;
+  if (bias != null) {
+    biasValues = float32Values(backend, bias);
+    if (biasValues == null) return null;
+    const m = biasMode(bias.shape, p.batchShape.length + 2, p.M, p.N);
+    if (m == null) {
+      // Any other broadcastable bias: product, then a broadcasting add, then the activation.
+      const prod = new Float32Array(p.batch * p.M * p.N);
+      runMatmul(p, prod, null, BIAS_NONE, 0, 0);
+      const sum = binaryValues(BINARY_OPS.Add, prod, [...p.batchShape, p.M, p.N], biasValues, bias.shape);
+      if (sum == null) return null;
+      if (act.unary >= 0) addon!.unary(act.unary, sum.values, sum.values, alpha);
+      return output(backend, sum.shape, sum.values);
+    }
+    mode = m;
+  }
+  const out = new Float32Array(p.batch * p.M * p.N);
+  runMatmul(p, out, biasValues, mode, act.act, alpha);
+  return output(backend, [...p.batchShape, p.M, p.N], out);
+};
+
+// ---- The table -----------------------------------------------------------------------------------
+
+let kernelTable: Map<string, (fallback: KernelFunc) => KernelFunc> | null = null;
+
+function nativeKernels(): Map<string, (fallback: KernelFunc) => KernelFunc> {
+  if (kernelTable) return kernelTable;
+  const t = new Map<string, (fallback: KernelFunc) => KernelFunc>();
+  t.set('BatchMatMul', withFallback(batchMatMulKernel));
+  t.set('_FusedMatMul', withFallback(fusedMatMulKernel));
+  for (const [name, op] of Object.entries(BINARY_OPS)) t.set(name, withFallback(binaryKernel(op)));
+  for (const [name, op] of Object.entries(UNARY_OPS)) t.set(name, withFallback(unaryKernel(op)));
+  for (const [name, r] of Object.entries(REDUCE_OPS)) t.set(name, withFallback(reduceKernel(r.op, r.axisAttr)));
+  t.set('Softmax', withFallback(softmaxKernel));
+  kernelTable = t;
+  return t;
+}

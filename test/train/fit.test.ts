@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../../src/backend.js';
+import { makeDataset } from '../../src/data/dataset.js';
+import { Rng } from '../../src/data/random.js';
+import { fit } from '../../src/train/fit.js';
+import { disposeHeaded } from '../../src/train/model.js';
+import { CLASSES, INPUT_SHAPE, smallModel } from './helpers.js';
+
+before(async () => {
+  await useBackend('cpu');
+});
+
+function randomImages(n: number, seed: number) {
+  const rng = new Rng(seed);
+  const pixels = Uint8Array.from({ length: n * INPUT_SHAPE[0] * INPUT_SHAPE[1] }, () => rng.int(256));
+  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
+  return makeDataset({ name: `random/${seed}`, pixels, labels, shape: INPUT_SHAPE, numClasses: CLASSES, mean: [0.5], std: [0.25] });
+}
+
+for (const method of ['sll', 'bp'] as const) {
+  test(`${method}: the tensor count stays flat across 500 training steps and returns to its start after fit`, async () => {
+    const { model, options } = smallModel({ method, epochs: 5, batchSize: 10 });
+    const data = { train: randomImages(1000, 1), test: randomImages(50, 2) };
+    const start = tf.memory().numTensors;
+    const counts = new Map<number, number>();
+    await fit(model, data, options, {
+      onBatchEnd: (info) => {
+        if (info.step === 9 || info.step === 499) counts.set(info.step + 1, tf.memory().numTensors);
+      },
+    });
+    assert.equal(counts.size, 2);
+    assert.equal(counts.get(500), counts.get(10));
+    // Only the optimizers' state was alive during training; fit disposes it.
+    assert.equal(tf.memory().numTensors, start);
+    disposeHeaded(model);
+  });
+}
