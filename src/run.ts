@@ -20,7 +20,7 @@ import {
   type UnitEpochMetrics,
 } from './train/fit.js';
 import { disposeHeaded, type HeadedNetwork } from './train/model.js';
-import { optimizerState, restoreOptimizerState, type OptimizerState } from './train/optimizers.js';
+import type { OptimizerState } from './train/optimizers.js';
 
 /** DIR/summary.json. */
 export interface RunSummary {
@@ -124,26 +124,13 @@ async function train(
           callbacks.onEpochEnd?.(epoch, metrics, evaluation);
         },
         onCheckpoint: outDir
-          ? async (state, trainer, step) => {
-              const states = await Promise.all(trainer.optimizers.map(optimizerState));
-              const dir = await writeCheckpoint(outDir, step, o, state, model, states);
-              callbacks.onCheckpoint?.(dir, step);
+          ? async (state, optimizers, steps) => {
+              const dir = await writeCheckpoint(outDir, steps, o, state, model, optimizers);
+              callbacks.onCheckpoint?.(dir, steps);
             }
           : undefined,
       },
-      {
-        start: resume?.state,
-        checkpointEvery: o.checkpointEvery,
-        stopRequested: control.stopRequested,
-        prepare: resume
-          ? async (trainer) => {
-              if (resume.optimizers.length !== trainer.optimizers.length) {
-                throw new Error(`checkpoint has ${resume.optimizers.length} optimizers, the trainer ${trainer.optimizers.length}`);
-              }
-              for (const [i, opt] of trainer.optimizers.entries()) await restoreOptimizerState(opt, resume.optimizers[i]);
-            }
-          : undefined,
-      },
+      { start: resume ?? undefined, checkpointEvery: o.checkpointEvery, stopRequested: control.stopRequested },
     );
     const summary: RunSummary = {
       method: o.method,

@@ -5,14 +5,15 @@
  * is its position plus the weights and optimizer state: a run resumed from a checkpoint continues exactly.
  */
 import * as tf from '@tensorflow/tfjs';
-import { batchesFrom, numBatches, type DataSplits } from '../data/index.js';
+import { batchesFrom, numBatches, type Batch, type DataSplits } from '../data/index.js';
 import { mixSeed } from '../data/random.js';
 import { buildNetwork, unitVariables, withClassifier } from '../models/index.js';
 import type { RunOptions } from '../options.js';
 import { BpTrainer } from './bp.js';
 import { evaluate, type Evaluation } from './evaluate.js';
 import { attachHeads, type HeadedNetwork } from './model.js';
-import { learningRateAt } from './optimizers.js';
+import { learningRateAt, type OptimizerState } from './optimizers.js';
+import { SequentialEngine, type StepBatch, type StepEngine } from './engine.js';
 import { SllTrainer } from './sll.js';
 import { STAT_COLUMNS, type Trainer } from './trainer.js';
 
@@ -61,20 +62,20 @@ export interface FitCallbacks {
   onEpochEnd?(epoch: number, metrics: UnitEpochMetrics[], evaluation: Evaluation): void;
   /**
    * Called every `checkpointEvery` steps, at each epoch end and when stopping on request, with the state
-   * to resume from and the number of steps done.
+   * to resume from, the optimizers' states and the number of steps done.
    */
-  onCheckpoint?(state: FitState, trainer: Trainer, steps: number): Promise<void>;
+  onCheckpoint?(state: FitState, optimizers: OptimizerState[], steps: number): Promise<void>;
 }
 
 export interface FitControl {
-  /** Continue from this state (a checkpoint's); the trainer must hold that checkpoint's optimizer state. */
-  start?: FitState;
+  /** Continue from a checkpoint's loop state and optimizer states. */
+  start?: { state: FitState; optimizers: OptimizerState[] };
   /** Steps between checkpoints; 0 checkpoints at epoch ends only. */
   checkpointEvery?: number;
-  /** Polled after every step: true stops the run after a last checkpoint (e.g. on SIGINT). */
+  /** Polled between steps: true stops the run after a last checkpoint (e.g. on SIGINT). */
   stopRequested?(): boolean;
-  /** Called with the trainer before the first step (e.g. to restore optimizer state). */
-  prepare?(trainer: Trainer): Promise<void>;
+  /** Runs the steps some other way than on this thread (e.g. a pipeline of workers). */
+  engine?(model: HeadedNetwork, o: RunOptions): Promise<StepEngine>;
 }
 
 export interface FitResult {
@@ -132,39 +133,41 @@ export async function fit(
   callbacks: FitCallbacks = {},
   control: FitControl = {},
 ): Promise<FitResult> {
-  const trainer = makeTrainer(model, o);
   const { train, test } = data;
+  const engine = control.engine
+    ? await control.engine(model, o)
+    : new SequentialEngine(makeTrainer(model, o), train.shape);
   const perEpoch = numBatches(train, { batchSize: o.batchSize });
-  const state = structuredClone(control.start ?? initialState(trainer.statRows));
+  const state = structuredClone(control.start?.state ?? initialState(engine.statRows));
   const every = control.checkpointEvery ?? 0;
   const bp = o.method === 'bp';
   const augment = o.cropPadding > 0 ? { cropPadding: o.cropPadding } : undefined;
+  const stopRequested = () => control.stopRequested?.() ?? false;
+  const checkpoint = async (snapshot: FitState, steps: number) => {
+    if (!callbacks.onCheckpoint) return;
+    await engine.sync();
+    assertFiniteWeights(model, steps - 1);
+    await callbacks.onCheckpoint(snapshot, await engine.optimizerStates(), steps);
+  };
   let evaluation: Evaluation | null = null;
   try {
-    await control.prepare?.(trainer);
+    if (control.start) await engine.restoreOptimizerStates(control.start.optimizers);
     for (; state.epoch < o.epochs; state.epoch++, state.batch = 0) {
       const epoch = state.epoch;
-      trainer.setEpoch(epoch);
+      const lambdas = await engine.setEpoch(epoch);
       callbacks.onEpochBegin?.(epoch, perEpoch);
       const order = { batchSize: o.batchSize, shuffle: true, seed: o.seed, epoch, augment };
       let clock = performance.now();
-      for (const batch of batchesFrom(train, order, state.batch)) {
-        const step = epoch * perEpoch + state.batch;
-        const stats = tf.tidy(() =>
-          trainer.step(tf.tensor(batch.x, [batch.n, ...train.shape]), tf.tensor1d(batch.y, 'int32'), step),
-        );
-        // A [units, 4] read per step: what the divergence guard needs to name the step that failed.
-        const rows = stats.arraySync();
-        stats.dispose();
+      const onStep = async (step: number, n: number, rows: number[][]) => {
         rows.forEach((r, u) => {
           for (let c = 0; c < 3; c++) {
             if (!Number.isFinite(r[c])) throw new DivergenceError(u + 1, step, STAT_COLUMNS[c], r[c], bp);
           }
-          for (let c = 0; c < 3; c++) state.sums[u][c] += r[c] * batch.n;
+          for (let c = 0; c < 3; c++) state.sums[u][c] += r[c] * n;
           state.sums[u][3] += r[3];
         });
-        state.seen += batch.n;
-        state.batch++;
+        state.seen += n;
+        state.batch = step - epoch * perEpoch + 1;
         const now = performance.now();
         state.epochSeconds += (now - clock) / 1000;
         clock = now;
@@ -177,17 +180,21 @@ export async function fit(
         });
         // Let signals (SIGINT) and timers run between steps.
         await new Promise((resolve) => setImmediate(resolve));
-        const stop = control.stopRequested?.() ?? false;
-        const due = every > 0 && (step + 1) % every === 0 && state.batch < perEpoch;
-        if ((stop || due) && callbacks.onCheckpoint) {
-          assertFiniteWeights(model, step);
-          await callbacks.onCheckpoint(structuredClone(state), trainer, step + 1);
+      };
+      // Segments end at checkpoint steps, so that every stage has finished the same step when one is written.
+      while (state.batch < perEpoch) {
+        const first = epoch * perEpoch + state.batch;
+        const end = every > 0 ? Math.min(perEpoch, (Math.floor(first / every) + 1) * every - epoch * perEpoch) : perEpoch;
+        await engine.run(stepBatches(batchesFrom(train, order, state.batch), first, end - state.batch), onStep, () => !stopRequested());
+        const stop = stopRequested();
+        if (stop || state.batch < perEpoch) {
+          await checkpoint(structuredClone(state), epoch * perEpoch + state.batch);
+          clock = performance.now();
         }
-        if (stop) throw new FitInterrupted(step);
-        clock = performance.now();
+        if (stop) throw new FitInterrupted(epoch * perEpoch + state.batch - 1);
       }
+      await engine.sync();
       evaluation = evaluate(model, test, { ensemble: o.ensemble });
-      const lambdas = trainer instanceof SllTrainer ? trainer.currentLambdas : null;
       const lr = learningRateAt(o, epoch);
       const epochMetrics = state.sums.map((r, u) => ({
         epoch: epoch + 1,
@@ -203,15 +210,12 @@ export async function fit(
       }));
       state.metrics.push(...epochMetrics);
       state.trainSeconds += state.epochSeconds;
-      Object.assign(state, { sums: zeroSums(trainer.statRows), seen: 0, epochSeconds: 0 });
+      Object.assign(state, { sums: zeroSums(engine.statRows), seen: 0, epochSeconds: 0 });
       callbacks.onEpochEnd?.(epoch, epochMetrics, evaluation);
-      if (callbacks.onCheckpoint) {
-        assertFiniteWeights(model, (epoch + 1) * perEpoch - 1);
-        await callbacks.onCheckpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 }, trainer, (epoch + 1) * perEpoch);
-      }
+      await checkpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 }, (epoch + 1) * perEpoch);
     }
   } finally {
-    trainer.dispose();
+    await engine.dispose();
   }
   evaluation ??= evaluate(model, test, { ensemble: o.ensemble });
   return {
@@ -220,6 +224,15 @@ export async function fit(
     trainSeconds: state.trainSeconds,
     samplesPerSecond: (train.size * o.epochs) / state.trainSeconds,
   };
+}
+
+/** The next `count` batches, numbered from step `first`. */
+function* stepBatches(batches: Iterable<Batch>, first: number, count: number): Generator<StepBatch> {
+  let i = 0;
+  for (const b of batches) {
+    if (i === count) return;
+    yield { step: first + i++, x: b.x, y: b.y, n: b.n };
+  }
 }
 
 /** A checkpoint must never hold weights a diverged update left behind. */

@@ -1,0 +1,88 @@
+/**
+ * How the fit loop gets steps done: one after another on this thread (SequentialEngine), or by units
+ * on worker threads in a pipeline (PipelineEngine). Both produce the same steps; the loop around them
+ * (epochs, metrics, checkpoints, evaluation) is shared.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Trainer } from './trainer.js';
+import { SllTrainer } from './sll.js';
+import { optimizerState, restoreOptimizerState, type OptimizerState } from './optimizers.js';
+
+export interface StepBatch {
+  step: number;
+  x: Float32Array;
+  y: Int32Array;
+  n: number;
+}
+
+export interface StepEngine {
+  /** Rows of per-step stats: one per unit (SLL) or one (BP). */
+  readonly statRows: number;
+  /** Sets the learning rate and lambda schedule of `epoch`; returns the lambdas in force (null for BP). */
+  setEpoch(epoch: number): Promise<readonly number[] | null>;
+  /**
+   * Runs `batches` in order and hands each step's stats rows to `onStep`, in step order. `more()` is asked
+   * before each batch is started; false stops feeding (steps already started still complete).
+   */
+  run(
+    batches: Iterable<StepBatch>,
+    onStep: (step: number, n: number, rows: number[][]) => Promise<void>,
+    more: () => boolean,
+  ): Promise<void>;
+  /** Makes the main thread's model hold the trained weights (for evaluation and saving). */
+  sync(): Promise<void>;
+  optimizerStates(): Promise<OptimizerState[]>;
+  restoreOptimizerStates(states: OptimizerState[]): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/** Steps on this thread, on the model itself. */
+export class SequentialEngine implements StepEngine {
+  constructor(
+    private readonly trainer: Trainer,
+    private readonly inputShape: readonly number[],
+  ) {}
+
+  get statRows(): number {
+    return this.trainer.statRows;
+  }
+
+  async setEpoch(epoch: number): Promise<readonly number[] | null> {
+    this.trainer.setEpoch(epoch);
+    return this.trainer instanceof SllTrainer ? this.trainer.currentLambdas : null;
+  }
+
+  async run(
+    batches: Iterable<StepBatch>,
+    onStep: (step: number, n: number, rows: number[][]) => Promise<void>,
+    more: () => boolean,
+  ): Promise<void> {
+    for (const b of batches) {
+      if (!more()) return;
+      const stats = tf.tidy(() =>
+        this.trainer.step(tf.tensor(b.x, [b.n, ...this.inputShape]), tf.tensor1d(b.y, 'int32'), b.step),
+      );
+      // A [units, 4] read per step: what the divergence guard needs to name the step that failed.
+      const rows = stats.arraySync();
+      stats.dispose();
+      await onStep(b.step, b.n, rows);
+    }
+  }
+
+  async sync(): Promise<void> {}
+
+  optimizerStates(): Promise<OptimizerState[]> {
+    return Promise.all(this.trainer.optimizers.map(optimizerState));
+  }
+
+  async restoreOptimizerStates(states: OptimizerState[]): Promise<void> {
+    if (states.length !== this.trainer.optimizers.length) {
+      throw new Error(`checkpoint has ${states.length} optimizers, the trainer ${this.trainer.optimizers.length}`);
+    }
+    for (const [i, opt] of this.trainer.optimizers.entries()) await restoreOptimizerState(opt, states[i]);
+  }
+
+  async dispose(): Promise<void> {
+    this.trainer.dispose();
+  }
+}
