@@ -23,6 +23,9 @@ export const LR_SCHEDULES: readonly LrSchedule[] = ['constant', 'cosine'];
 export type FirstParent = 'none' | 'input';
 export const FIRST_PARENTS: readonly FirstParent[] = ['none', 'input'];
 
+export type StageAssignment = 'even' | 'auto';
+export const STAGE_ASSIGNMENTS: readonly StageAssignment[] = ['even', 'auto'];
+
 export interface RunOptions {
   // The network.
   model: ModelName;
@@ -64,6 +67,10 @@ export interface RunOptions {
   backend: BackendName;
   /** Steps between checkpoints in OUT/checkpoints (0: at epoch ends only). */
   checkpointEvery: number;
+  /** Pipeline stages, each a worker thread training a contiguous range of units (1: sequential). */
+  pipeline: number;
+  /** How units are assigned to stages: even counts, or balanced by measured per-unit step time. */
+  stages: StageAssignment;
 }
 
 /** The documented default recipe (README, "Default recipe"). */
@@ -93,6 +100,8 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   ensemble: false,
   backend: 'wasm',
   checkpointEvery: 0,
+  pipeline: 1,
+  stages: 'even',
 });
 
 export class OptionError extends Error {
@@ -142,6 +151,10 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   int('cropPadding', 0);
   int('seed', 0);
   int('checkpointEvery', 0);
+  oneOf('stages', STAGE_ASSIGNMENTS);
+  int('pipeline', 1);
+  if (o.pipeline > o.layers) fail('pipeline', `must be <= --layers (${o.layers}): each stage needs a unit, got ${o.pipeline}`);
+  if (o.pipeline > 1 && o.method !== 'sll') fail('pipeline', `needs --method sll (backprop has backward locking), got --method ${o.method}`);
   if (o.trainLimit !== null) int('trainLimit', 1);
   if (o.testLimit !== null) int('testLimit', 1);
   if (o.projDim !== null) {

@@ -21,6 +21,8 @@ import {
 } from './train/fit.js';
 import { disposeHeaded, type HeadedNetwork } from './train/model.js';
 import type { OptimizerState } from './train/optimizers.js';
+import type { StepEngine } from './train/engine.js';
+import { PipelineEngine, balancedStages, evenStages, measureUnitCosts } from './train/pipeline.js';
 
 /** DIR/summary.json. */
 export interface RunSummary {
@@ -130,7 +132,12 @@ async function train(
             }
           : undefined,
       },
-      { start: resume ?? undefined, checkpointEvery: o.checkpointEvery, stopRequested: control.stopRequested },
+      {
+        start: resume ?? undefined,
+        checkpointEvery: o.checkpointEvery,
+        stopRequested: control.stopRequested,
+        engine: o.pipeline > 1 ? () => startPipeline(model, o, data.train.shape) : undefined,
+      },
     );
     const summary: RunSummary = {
       method: o.method,
@@ -155,6 +162,21 @@ async function train(
   } finally {
     disposeHeaded(model);
   }
+}
+
+/** Workers for `o.pipeline` stages, over units split evenly or balanced by measured step time. */
+async function startPipeline(model: HeadedNetwork, o: RunOptions, inputShape: readonly number[]): Promise<StepEngine> {
+  const units = model.network.units.length;
+  let ranges = evenStages(units, o.pipeline);
+  if (o.stages === 'auto') {
+    const probe = buildModel(o, inputShape, model.network.spec.numClasses);
+    try {
+      ranges = balancedStages(measureUnitCosts(probe, o, inputShape), o.pipeline);
+    } finally {
+      disposeHeaded(probe);
+    }
+  }
+  return PipelineEngine.start(model, o, ranges);
 }
 
 /** Creates the output folder and checks that it can be written, before any time is spent training. */

@@ -29,6 +29,8 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   ensemble: 'boolean',
   backend: 'string',
   checkpointEvery: 'number',
+  pipeline: 'number',
+  stages: 'string',
 };
 
 export const RUN_FLAGS = Object.keys(KINDS).map((k) => flagName(k));

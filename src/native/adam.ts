@@ -102,7 +102,9 @@ export class NativeAdamOptimizer extends tf.Optimizer {
     const backend = tf.backend();
     const { beta1, beta2, epsilon } = this;
     const lr = this.learningRate;
-    if (backend instanceof NativeBackend) {
+    // The native path needs all four tensors' data in this backend's storage (data created on another
+    // backend moves only when a kernel reads it).
+    if (backend instanceof NativeBackend && [value, m, v, gradient].every((t) => backend.data.has(t.dataId))) {
       const p = this.writable(backend, value);
       const mm = this.writable(backend, m);
       const vv = this.writable(backend, v);

@@ -7,7 +7,7 @@
  * only h_{i-1}, v_{i-1} and one unit's activations are alive at a time: memory is flat in depth.
  */
 import * as tf from '@tensorflow/tfjs';
-import { applyUnit, unitVariables } from '../models/network.js';
+import { applyUnit, unitVariables, type Unit } from '../models/network.js';
 import { stopGradient } from '../objectives/stop-gradient.js';
 import { unitLoss } from '../objectives/unit-loss.js';
 import { unitLambdas, type RunOptions } from '../options.js';
@@ -21,72 +21,97 @@ export type SllOptions = Pick<RunOptions, 'optimizer' | 'lr' | 'lrSchedule' | 'e
 };
 
 export class SllTrainer implements Trainer {
-  /** One optimizer per unit: each sees only its unit's variables. */
+  /** One optimizer per trained unit: each sees only its unit's variables. */
   readonly optimizers: tf.Optimizer[];
   readonly statRows: number;
+  /** The units this trainer steps: all by default, a contiguous range for a pipeline stage. */
+  readonly units: readonly Unit[];
   private lambdas: number[];
 
   constructor(
     readonly model: HeadedNetwork,
     readonly options: SllOptions,
+    range: { first: number; end: number } = { first: 0, end: model.network.units.length },
   ) {
-    const units = model.network.units;
-    this.optimizers = units.map(() => makeOptimizer(options));
-    this.statRows = units.length;
-    this.lambdas = unitLambdas(options.lambda, units.length);
+    this.units = model.network.units.slice(range.first, range.end);
+    this.optimizers = this.units.map(() => makeOptimizer(options));
+    this.statRows = this.units.length;
+    this.lambdas = this.lambdasAt(0);
   }
 
   setEpoch(epoch: number): void {
     const lr = learningRateAt(this.options, epoch);
     this.optimizers.forEach((o) => setLearningRate(o, lr));
-    const base = unitLambdas(this.options.lambda, this.statRows);
-    const schedule = this.options.lambdaSchedule;
-    this.lambdas = base.map((l, i) => (schedule ? schedule(epoch, i, l) : l));
+    this.lambdas = this.lambdasAt(epoch);
   }
 
-  /** The lambda_i in force for each unit. */
+  /** lambda_i in force for each of this trainer's units. */
   get currentLambdas(): readonly number[] {
     return this.lambdas;
   }
 
+  private lambdasAt(epoch: number): number[] {
+    const all = unitLambdas(this.options.lambda, this.model.network.units.length);
+    const schedule = this.options.lambdaSchedule;
+    return this.units.map((u) => (schedule ? schedule(epoch, u.index, all[u.index]) : all[u.index]));
+  }
+
+  /** The first unit's parent logits for input x: a fixed projection of x, or none. */
+  inputParent(x: tf.Tensor): tf.Tensor2D | null {
+    return this.model.inputHead ? this.model.inputHead.project(x) : null;
+  }
+
   step(x: tf.Tensor, labels: tf.Tensor1D, step: number): tf.Tensor2D {
-    const { network, heads, inputHead } = this.model;
     return tf.tidy(() => {
-      const targets = tf.oneHot(labels, network.spec.numClasses).toFloat() as tf.Tensor2D;
-      let h = x;
-      let parent: tf.Tensor2D | null = inputHead ? inputHead.project(x) : null;
-      const stats: tf.Tensor1D[] = [];
-      for (const unit of network.units) {
-        const i = unit.index;
-        let out!: { h: tf.Tensor; v: tf.Tensor2D; stats: tf.Tensor1D };
-        const { grads } = tf.variableGrads(() => {
-          const hi = applyUnit(unit, stopGradient(h), true);
-          const vi = heads[i].project(hi, step);
-          const loss = unitLoss(vi, targets, parent, this.lambdas[i]);
-          const correct = tf.sum(tf.cast(tf.equal(tf.argMax(vi, 1), labels), 'float32'));
-          out = {
-            h: tf.keep(hi),
-            v: tf.keep(vi),
-            stats: tf.keep(tf.stack([loss.prediction, loss.alignment, loss.total, correct]) as tf.Tensor1D),
-          };
-          return loss.total;
-        }, unitVariables(unit));
-        this.optimizers[i].applyGradients(grads);
-        tf.dispose(grads);
-        // Drop h_{i-1} and v_{i-1} now rather than at the end of the step, or memory grows with depth.
-        if (h !== x) h.dispose();
-        parent?.dispose();
-        h = out.h;
-        parent = out.v;
-        stats.push(out.stats);
-      }
-      // Kept tensors outlive tidy: release the last unit's outputs and the per-unit rows by hand.
-      if (h !== x) h.dispose();
-      parent?.dispose();
-      const table = tf.stack(stats) as tf.Tensor2D;
-      tf.dispose(stats);
-      return table;
+      const out = this.stepUnits(x, this.inputParent(x), labels, step);
+      tf.dispose([out.h, out.v]);
+      return out.stats;
     });
+  }
+
+  /**
+   * The local steps of this trainer's units, in order, from h_{first-1} and its logits v_{first-1}.
+   * Returns the last unit's h and v (what the next unit, or pipeline stage, needs) and the stats rows.
+   */
+  stepUnits(
+    input: tf.Tensor,
+    inputParent: tf.Tensor2D | null,
+    labels: tf.Tensor1D,
+    step: number,
+  ): { h: tf.Tensor; v: tf.Tensor2D; stats: tf.Tensor2D } {
+    const { network, heads } = this.model;
+    const targets = tf.oneHot(labels, network.spec.numClasses).toFloat() as tf.Tensor2D;
+    let h = input;
+    let parent = inputParent;
+    const stats: tf.Tensor1D[] = [];
+    for (const [k, unit] of this.units.entries()) {
+      const i = unit.index;
+      let out!: { h: tf.Tensor; v: tf.Tensor2D; stats: tf.Tensor1D };
+      const { grads } = tf.variableGrads(() => {
+        const hi = applyUnit(unit, stopGradient(h), true);
+        const vi = heads[i].project(hi, step);
+        const loss = unitLoss(vi, targets, parent, this.lambdas[k]);
+        const correct = tf.sum(tf.cast(tf.equal(tf.argMax(vi, 1), labels), 'float32'));
+        out = {
+          h: tf.keep(hi),
+          v: tf.keep(vi),
+          stats: tf.keep(tf.stack([loss.prediction, loss.alignment, loss.total, correct]) as tf.Tensor1D),
+        };
+        return loss.total;
+      }, unitVariables(unit));
+      this.optimizers[k].applyGradients(grads);
+      tf.dispose(grads);
+      // Drop h_{i-1} and v_{i-1} now rather than at the end of the step, or memory grows with depth.
+      if (h !== input) h.dispose();
+      if (parent !== inputParent) parent?.dispose();
+      h = out.h;
+      parent = out.v;
+      stats.push(out.stats);
+    }
+    targets.dispose();
+    const table = tf.stack(stats) as tf.Tensor2D;
+    tf.dispose(stats);
+    return { h, v: parent!, stats: table };
   }
 
   dispose(): void {

@@ -22,8 +22,12 @@ function sll(...args: string[]) {
 }
 
 /** Starts a run and signals it once `checkpoints` checkpoints exist plus a random delay; resolves on exit. */
-function interruptedRun(out: string, signal: NodeJS.Signals): Promise<{ code: number | null; signal: string | null; stderr: string; delay: number }> {
-  const child = spawn(process.execPath, [CLI, 'train', ...RUN, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
+function interruptedRun(
+  out: string,
+  signal: NodeJS.Signals,
+  extra: string[] = [],
+): Promise<{ code: number | null; signal: string | null; stderr: string; delay: number }> {
+  const child = spawn(process.execPath, [CLI, 'train', ...RUN, ...extra, '--out', out], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   const delay = Math.floor(Math.random() * 400);
@@ -79,6 +83,15 @@ test('a run killed with SIGKILL at a random step and resumed ends bit-identical 
   assert.ok(fs.readdirSync(path.join(out, 'checkpoints')).filter((f) => f.startsWith('step-')).length <= 2, 'the last two are kept');
 });
 
+test('a 2-stage pipeline run, killed with SIGKILL and resumed, ends bit-identical to the sequential run', async () => {
+  const out = tmp();
+  const killed = await interruptedRun(out, 'SIGKILL', ['--pipeline', '2']);
+  assert.equal(killed.signal, 'SIGKILL', `the run ended before the kill (delay ${killed.delay} ms)`);
+  const resumed = sll('train', '--resume', out);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assertSameRun(uninterrupted(), out);
+});
+
 test('SIGINT stops cleanly after a checkpoint, and resuming gives the uninterrupted result', async () => {
   const out = tmp();
   const stopped = await interruptedRun(out, 'SIGINT');
@@ -129,6 +142,8 @@ const badInputs: [string, string[], RegExp][] = [
   ['resuming a folder that does not exist', ['--resume', '/nonexistent/run'], /--resume \/nonexistent\/run: no such folder/],
   ['resuming a folder without checkpoints', ['--resume', os.tmpdir()], /no checkpoint in/],
   ['resume with other flags', ['--resume', os.tmpdir(), '--lr', '1'], /--resume takes the run's options from its checkpoint; drop --lr/],
+  ['more pipeline stages than units', ['--pipeline', '4', '--layers', '3'], /--pipeline must be <= --layers \(3\)/],
+  ['a pipeline for backprop', ['--pipeline', '2', '--method', 'bp'], /--pipeline needs --method sll/],
   ['a batch larger than the data', ['--batch-size', '500', '--train-limit', '100'], /larger than the training set/],
 ];
 

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { useBackend } from '../../src/backend.js';
+import { makeDataset } from '../../src/data/dataset.js';
+import { Rng } from '../../src/data/random.js';
+import { fit } from '../../src/train/fit.js';
+import { disposeHeaded } from '../../src/train/model.js';
+import { PipelineEngine, StageError, balancedStages, evenStages } from '../../src/train/pipeline.js';
+import { CLASSES, INPUT_SHAPE, smallModel, unitWeights } from './helpers.js';
+
+before(async () => {
+  await useBackend('cpu');
+});
+
+function randomImages(n: number, seed: number) {
+  const rng = new Rng(seed);
+  const pixels = Uint8Array.from({ length: n * INPUT_SHAPE[0] * INPUT_SHAPE[1] }, () => rng.int(256));
+  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
+  return makeDataset({ name: `random/${seed}`, pixels, labels, shape: INPUT_SHAPE, numClasses: CLASSES, mean: [0.5], std: [0.25] });
+}
+
+const data = { train: randomImages(400, 1), test: randomImages(40, 2) };
+const run = { layers: 4, width: 24, epochs: 2, batchSize: 16, firstParent: 'input' as const, cropPadding: 1, backend: 'cpu' as const };
+
+for (const ranges of [evenStages(4, 2), [{ first: 0, end: 1 }, { first: 1, end: 3 }, { first: 3, end: 4 }]]) {
+  const name = ranges.map((r) => `${r.first + 1}-${r.end}`).join(' | ');
+  test(`a pipeline of stages [${name}] gives bit-identical weights and metrics to sequential SLL on cpu`, async () => {
+    const sequential = smallModel(run);
+    const seqResult = await fit(sequential.model, data, sequential.options);
+    const piped = smallModel(run);
+    let engine: PipelineEngine | null = null;
+    const pipeResult = await fit(piped.model, data, piped.options, {}, {
+      engine: async (model, o) => (engine = await PipelineEngine.start(model, o, ranges)),
+    });
+    for (let u = 0; u < run.layers; u++) assert.deepEqual(unitWeights(piped.model, u), unitWeights(sequential.model, u), `unit ${u + 1}`);
+    const strip = (ms: typeof seqResult.metrics) => ms.map(({ epoch_seconds: _, ...m }) => m);
+    assert.deepEqual(strip(pipeResult.metrics), strip(seqResult.metrics));
+    assert.ok(engine!.peakInFlight <= engine!.depth, `in flight ${engine!.peakInFlight} > depth ${engine!.depth}`);
+    assert.ok(engine!.peakInFlight >= 2, 'stages did overlap');
+    disposeHeaded(sequential.model);
+    disposeHeaded(piped.model);
+  });
+}
+
+test('a crashed stage stops the run with an error naming the stage and its units, and no worker survives', async () => {
+  const { model, options } = smallModel(run);
+  let engine: PipelineEngine | null = null;
+  const exited: Promise<number>[] = [];
+  await assert.rejects(
+    fit(model, data, options, {
+      onBatchEnd: (info) => {
+        if (info.step === 3) void engine!.workers[1].terminate();
+      },
+    }, {
+      engine: async (m, o) => {
+        engine = await PipelineEngine.start(m, o, evenStages(4, 2));
+        engine.workers.forEach((w) => exited.push(new Promise((resolve) => w.once('exit', resolve))));
+        return engine;
+      },
+    }),
+    (e: Error) => e instanceof StageError && /pipeline stage 2 \(units 3-4\) exited/.test(e.message),
+  );
+  assert.equal((await Promise.all(exited)).length, 2, 'both workers exited');
+  disposeHeaded(model);
+});
+
+test('stages balance measured costs: the costliest stage is as cheap as any contiguous split allows', () => {
+  assert.deepEqual(balancedStages([1, 1, 1, 1], 2), [{ first: 0, end: 2 }, { first: 2, end: 4 }]);
+  assert.deepEqual(balancedStages([8, 1, 1, 1, 1], 2), [{ first: 0, end: 1 }, { first: 1, end: 5 }]);
+  assert.deepEqual(balancedStages([1, 2, 3, 4, 5], 3), [{ first: 0, end: 3 }, { first: 3, end: 4 }, { first: 4, end: 5 }]);
+  assert.deepEqual(evenStages(5, 2), [{ first: 0, end: 3 }, { first: 3, end: 5 }]);
+});
