@@ -65,6 +65,8 @@ export interface RunOptions {
   /** Also report the ensemble of all heads (mean of their softmaxes). */
   ensemble: boolean;
   backend: BackendName;
+  /** BLAS threads of the native backend; null: all cores, or 1 per stage in a pipeline. */
+  threads: number | null;
   /** Steps between checkpoints in OUT/checkpoints (0: at epoch ends only). */
   checkpointEvery: number;
   /** Pipeline stages, each a worker thread training a contiguous range of units (1: sequential). */
@@ -98,7 +100,8 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   firstParent: 'none',
   seed: 0,
   ensemble: false,
-  backend: 'wasm',
+  backend: 'auto',
+  threads: null,
   checkpointEvery: 0,
   pipeline: 1,
   stages: 'even',
@@ -151,6 +154,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   int('cropPadding', 0);
   int('seed', 0);
   int('checkpointEvery', 0);
+  if (o.threads !== null) int('threads', 1);
   oneOf('stages', STAGE_ASSIGNMENTS);
   int('pipeline', 1);
   if (o.pipeline > o.layers) fail('pipeline', `must be <= --layers (${o.layers}): each stage needs a unit, got ${o.pipeline}`);
@@ -176,6 +180,11 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
     if (l < 0) fail('lambda', `must be >= 0, got ${l}`);
   }
   return o;
+}
+
+/** BLAS threads: as asked, else one per stage in a pipeline (stages share the process's BLAS pool). */
+export function blasThreads(o: RunOptions): number | null {
+  return o.threads ?? (o.pipeline > 1 ? 1 : null);
 }
 
 /** lambda_i for each of `units` units. */

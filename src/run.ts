@@ -10,7 +10,7 @@ import { loadDataset, subset, type DataSplits } from './data/index.js';
 import { readLatestCheckpoint, writeCheckpoint } from './io/checkpoint.js';
 import { loadModel, saveModel, writeFileAtomic } from './io/model-files.js';
 import { useBackend } from './backend.js';
-import { OptionError, resolveOptions, type RunOptions } from './options.js';
+import { OptionError, blasThreads, resolveOptions, type RunOptions } from './options.js';
 import {
   fit,
   buildModel,
@@ -77,7 +77,7 @@ export async function runTraining(
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   const o = resolveOptions(partial);
   if (outDir) prepareOutDir(outDir);
-  await useBackend(o.backend);
+  await useBackend(o.backend, blasThreads(o));
   const data = loadRunData(o);
   return train(o, data, buildModel(o, data.train.shape, data.train.numClasses), outDir, null, callbacks, control);
 }
@@ -96,7 +96,7 @@ export async function resumeTraining(
   prepareOutDir(outDir);
   const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}));
   const o = resolveOptions({ ...checkpoint.options, ...overrides });
-  await useBackend(o.backend);
+  await useBackend(o.backend, blasThreads(o));
   const data = loadRunData(o);
   return train(o, data, await loadModel(checkpoint.dir), outDir, { state: checkpoint.state, optimizers: checkpoint.optimizers }, callbacks, control);
 }

@@ -23,7 +23,7 @@ const bad: [Partial<RunOptions>, RegExp][] = [
   [{ model: 'vit' as RunOptions['model'] }, /--model must be one of mlp/],
   [{ projDim: 2048 }, /--proj-dim must be <= --width \(1024\), got 2048/],
   [{ trainLimit: 0 }, /--train-limit must be an integer >= 1/],
-  [{ backend: 'tpu' as RunOptions['backend'] }, /--backend must be one of wasm, cpu/],
+  [{ backend: 'tpu' as RunOptions['backend'] }, /--backend must be one of auto, native, wasm, cpu/],
 ];
 
 for (const [partial, message] of bad) {

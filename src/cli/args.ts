@@ -28,6 +28,7 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   seed: 'number',
   ensemble: 'boolean',
   backend: 'string',
+  threads: 'number',
   checkpointEvery: 'number',
   pipeline: 'number',
   stages: 'string',

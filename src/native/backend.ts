@@ -68,8 +68,9 @@ export interface NativeAddon {
 
 /** The package root: this file is compiled to dist/src/native/backend.js. */
 const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-/** Where `node native/build.mjs` (node-gyp) puts the addon. */
-export const ADDON_PATH = path.join(PACKAGE_ROOT, 'native', 'build', 'Release', 'sll_native.node');
+/** Where `node native/build.mjs` (node-gyp) puts the addon; SLL_NATIVE_ADDON names another build. */
+export const ADDON_PATH =
+  process.env.SLL_NATIVE_ADDON ?? path.join(PACKAGE_ROOT, 'native', 'build', 'Release', 'sll_native.node');
 
 let addon: NativeAddon | null = null;
 let loadError: string | null = null;

@@ -1,13 +1,17 @@
 import * as tf from '@tensorflow/tfjs';
 import type { RunOptions } from '../options.js';
+import { NativeAdamOptimizer } from '../native/adam.js';
+import { NATIVE_BACKEND_NAME } from '../native/backend.js';
 
 /** PyTorch's Adam epsilon; tfjs's default (1e-7) differs, which matters when comparing runs. */
 const ADAM_EPSILON = 1e-8;
 
+/** The optimizer `o` names; on the native backend Adam is one fused native update per variable. */
 export function makeOptimizer(o: Pick<RunOptions, 'optimizer' | 'lr' | 'momentum'>): tf.Optimizer {
-  return o.optimizer === 'adam'
-    ? tf.train.adam(o.lr, 0.9, 0.999, ADAM_EPSILON)
-    : tf.train.momentum(o.lr, o.momentum);
+  if (o.optimizer === 'sgd') return tf.train.momentum(o.lr, o.momentum);
+  return tf.getBackend() === NATIVE_BACKEND_NAME
+    ? new NativeAdamOptimizer(o.lr, 0.9, 0.999, ADAM_EPSILON)
+    : tf.train.adam(o.lr, 0.9, 0.999, ADAM_EPSILON);
 }
 
 /** tfjs optimizers read their rate on every step, but only SGD exposes a setter. */

@@ -9,7 +9,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../backend.js';
 import { unitVariables } from '../models/network.js';
-import type { RunOptions } from '../options.js';
+import { blasThreads, type RunOptions } from '../options.js';
 import { buildModel } from './fit.js';
 import { optimizerState, restoreOptimizerState } from './optimizers.js';
 import { SllTrainer } from './sll.js';
@@ -25,7 +25,7 @@ function reply(message: StageReply, transfer: ArrayBuffer[] = []): void {
 
 async function start(): Promise<void> {
   const o: RunOptions = init.options;
-  await useBackend(o.backend);
+  await useBackend(o.backend, blasThreads(o));
   const built = buildModel(o, init.inputShape, init.numClasses);
   // Take the main thread's weights and heads, so a resumed or pre-trained model continues as it is.
   const heads = built.heads.map((h, i) =>

@@ -9,7 +9,11 @@ import { fileURLToPath } from 'node:url';
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 function sll(...args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return sllWith({}, ...args);
+}
+
+function sllWith(env: Record<string, string>, ...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -41,7 +45,7 @@ test('sll train writes summary.json, metrics.jsonl and a model that sll evaluate
   const r = sll('train', '--train-limit', '1000', '--test-limit', '300', '--epochs', '3', '--layers', '2', '--width', '64',
     '--batch-size', '50', '--lr', '0.005', '--keep', '1', '--crop-padding', '0', '--ensemble', '--out', out);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /backend: wasm/);
+  assert.match(r.stdout, /backend: native/);
   assert.match(r.stdout, /unit +pred loss +align loss/);
   const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
   for (const key of ['method', 'model', 'dataset', 'epochs', 'test_accuracy', 'unit_test_accuracy', 'train_seconds', 'samples_per_second']) {
@@ -70,4 +74,16 @@ test('sll train --out into an unwritable place exits 2', () => {
   const r = sll('train', '--train-limit', '100', '--epochs', '1', '--out', path.join(file, 'sub'));
   assert.equal(r.code, 2);
   assert.match(r.stderr, /--out .* cannot be written/);
+});
+
+test('without the native addon the default backend falls back to wasm with a one-line notice saying why', () => {
+  const env = { SLL_NATIVE_ADDON: '/nonexistent/sll_native.node' };
+  const r = sllWith(env, 'train', '--train-limit', '200', '--test-limit', '100', '--epochs', '1', '--layers', '1',
+    '--width', '16', '--batch-size', '50', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'sll-cli-')));
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /native backend unavailable \(native addon not built: \/nonexistent\/sll_native.node is missing.*\); using wasm/);
+  assert.match(r.stdout, /backend: wasm/);
+  const explicit = sllWith(env, 'train', '--backend', 'native', '--train-limit', '200');
+  assert.equal(explicit.code, 2);
+  assert.match(explicit.stderr, /backend 'native' is unavailable: native addon not built/);
 });
