@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <string>
 
+#include "conv.h"
 #include "kernels.h"
 
 namespace {
@@ -90,6 +91,25 @@ class Args {
     }
     *length = int64_t(len);
     return static_cast<float*>(data);
+  }
+
+  // An Int32Array: its data pointer and length in elements.
+  int32_t* i32(size_t i, int64_t* length) {
+    *length = 0;
+    if (!ok_) return nullptr;
+    napi_typedarray_type type;
+    size_t len = 0;
+    void* data = nullptr;
+    bool isTyped = false;
+    if (i >= argc_ || napi_is_typedarray(env_, argv_[i], &isTyped) != napi_ok || !isTyped ||
+        napi_get_typedarray_info(env_, argv_[i], &type, &len, &data, nullptr, nullptr) !=
+            napi_ok ||
+        type != napi_int32_array) {
+      fail(("argument " + std::to_string(i) + " must be an Int32Array").c_str());
+      return nullptr;
+    }
+    *length = int64_t(len);
+    return static_cast<int32_t*>(data);
   }
 
   void fail(const char* what, bool range = false) {
@@ -430,6 +450,158 @@ napi_value Adam(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
+
+// ---- Convolution and pooling --------------------------------------------------------------------
+
+// Reads a ConvGeom from an Int32Array of its 15 fields (N, H, W, C, KH, KW, CO, OH, OW, SH, SW, DH, DW,
+// PT, PL) and checks it: sizes non-negative, window sizes, strides and dilations positive, and every
+// tensor it describes small enough to index (under 2^40 elements).
+bool readGeom(Args& a, size_t at, sll::ConvGeom* g) {
+  int64_t len = 0;
+  const int32_t* v = a.i32(at, &len);
+  if (!a.ok()) return false;
+  if (len != sll::kGeomFields) {
+    a.fail("geometry must have 15 fields", true);
+    return false;
+  }
+  int64_t f[sll::kGeomFields];
+  for (int i = 0; i < sll::kGeomFields; i++) f[i] = v[i];
+  *g = sll::ConvGeom{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12],
+                     f[13], f[14]};
+  for (int i = 0; i < 9; i++) {
+    if (f[i] < 0) {
+      a.fail("geometry sizes must be non-negative", true);
+      return false;
+    }
+  }
+  if (g->KH < 1 || g->KW < 1 || g->SH < 1 || g->SW < 1 || g->DH < 1 || g->DW < 1) {
+    a.fail("window sizes, strides and dilations must be positive", true);
+    return false;
+  }
+  const double limit = double(int64_t(1) << 40);
+  const double sizes[3] = {double(g->N) * g->H * g->W * g->C, double(g->KH) * g->KW * g->C * g->CO,
+                           double(g->N) * g->OH * g->OW * g->CO};
+  for (double s : sizes) {
+    if (s > limit) {
+      a.fail("tensor too large", true);
+      return false;
+    }
+  }
+  return true;
+}
+
+int64_t xSize(const sll::ConvGeom& g) { return g.N * g.H * g.W * g.C; }
+int64_t wSize(const sll::ConvGeom& g) { return g.KH * g.KW * g.C * g.CO; }
+int64_t ySize(const sll::ConvGeom& g) { return g.N * g.OH * g.OW * g.CO; }
+
+// conv2d(x, w, y, geom, bias, biasMode, act, alpha): y = act(conv(x, w) + bias), NHWC.
+napi_value Conv2d(napi_env env, napi_callback_info info) {
+  Args a(env, info, 8, "conv2d");
+  int64_t lenX, lenW, lenY;
+  float* X = a.f32(0, &lenX);
+  float* Wt = a.f32(1, &lenW);
+  float* Y = a.f32(2, &lenY);
+  sll::ConvGeom g;
+  if (!a.ok() || !readGeom(a, 3, &g)) return nullptr;
+  float* bias;
+  int64_t mode;
+  if (!readBias(a, 4, 1, g.CO, &bias, &mode)) return nullptr;
+  if (mode != sll::BIAS_NONE && mode != sll::BIAS_ROW && mode != sll::BIAS_SCALAR) {
+    a.fail("conv2d takes a bias per output channel or a scalar", true);
+    return nullptr;
+  }
+  const int64_t act = a.index(6);
+  const double alpha = a.num(7);
+  if (!a.ok() || !checkAct(a, act)) return nullptr;
+  a.within("x", 0, xSize(g), lenX);
+  a.within("w", 0, wSize(g), lenW);
+  a.within("y", 0, ySize(g), lenY);
+  if (!a.ok()) return nullptr;
+  sll::conv2d_forward(g, X, Wt, Y, bias, int(mode), int(act), float(alpha));
+  return undefinedValue(env);
+}
+
+// conv2dBackpropFilter(x, dy, dw, geom)
+napi_value Conv2dBackpropFilter(napi_env env, napi_callback_info info) {
+  Args a(env, info, 4, "conv2dBackpropFilter");
+  int64_t lenX, lenDy, lenDw;
+  float* X = a.f32(0, &lenX);
+  float* Dy = a.f32(1, &lenDy);
+  float* Dw = a.f32(2, &lenDw);
+  sll::ConvGeom g;
+  if (!a.ok() || !readGeom(a, 3, &g)) return nullptr;
+  a.within("x", 0, xSize(g), lenX);
+  a.within("dy", 0, ySize(g), lenDy);
+  a.within("dw", 0, wSize(g), lenDw);
+  if (!a.ok()) return nullptr;
+  sll::conv2d_backprop_filter(g, X, Dy, Dw);
+  return undefinedValue(env);
+}
+
+// conv2dBackpropInput(dy, w, dx, geom)
+napi_value Conv2dBackpropInput(napi_env env, napi_callback_info info) {
+  Args a(env, info, 4, "conv2dBackpropInput");
+  int64_t lenDy, lenW, lenDx;
+  float* Dy = a.f32(0, &lenDy);
+  float* Wt = a.f32(1, &lenW);
+  float* Dx = a.f32(2, &lenDx);
+  sll::ConvGeom g;
+  if (!a.ok() || !readGeom(a, 3, &g)) return nullptr;
+  a.within("dy", 0, ySize(g), lenDy);
+  a.within("w", 0, wSize(g), lenW);
+  a.within("dx", 0, xSize(g), lenDx);
+  if (!a.ok()) return nullptr;
+  sll::conv2d_backprop_input(g, Dy, Wt, Dx);
+  return undefinedValue(env);
+}
+
+bool checkPool(Args& a, int64_t op, const sll::ConvGeom& g) {
+  if (op != sll::POOL_MAX && op != sll::POOL_AVG) a.fail("unknown pooling op", true);
+  else if (g.CO != g.C) a.fail("pooling geometry needs CO == C", true);
+  return a.ok();
+}
+
+// pool2d(op, x, y, geom): op 0 max, 1 average.
+napi_value Pool2d(napi_env env, napi_callback_info info) {
+  Args a(env, info, 4, "pool2d");
+  const int64_t op = a.index(0);
+  int64_t lenX, lenY;
+  float* X = a.f32(1, &lenX);
+  float* Y = a.f32(2, &lenY);
+  sll::ConvGeom g;
+  if (!a.ok() || !readGeom(a, 3, &g) || !checkPool(a, op, g)) return nullptr;
+  a.within("x", 0, xSize(g), lenX);
+  a.within("y", 0, ySize(g), lenY);
+  if (!a.ok()) return nullptr;
+  sll::pool2d(int(op), g, X, Y);
+  return undefinedValue(env);
+}
+
+// pool2dBackprop(op, x, dy, dx, geom): x (the forward input) is needed for max pooling; null for average.
+napi_value Pool2dBackprop(napi_env env, napi_callback_info info) {
+  Args a(env, info, 5, "pool2dBackprop");
+  const int64_t op = a.index(0);
+  int64_t lenX = 0, lenDy, lenDx;
+  float* X = nullptr;
+  if (!a.isNullish(1)) X = a.f32(1, &lenX);
+  float* Dy = a.f32(2, &lenDy);
+  float* Dx = a.f32(3, &lenDx);
+  sll::ConvGeom g;
+  if (!a.ok() || !readGeom(a, 4, &g) || !checkPool(a, op, g)) return nullptr;
+  if (op == sll::POOL_MAX) {
+    if (X == nullptr) {
+      a.fail("max pooling's gradient needs x", false);
+      return nullptr;
+    }
+    a.within("x", 0, xSize(g), lenX);
+  }
+  a.within("dy", 0, ySize(g), lenDy);
+  a.within("dx", 0, xSize(g), lenDx);
+  if (!a.ok()) return nullptr;
+  sll::pool2d_backprop(int(op), g, X, Dy, Dx);
+  return undefinedValue(env);
+}
+
 napi_value Config(napi_env env, napi_callback_info) {
   napi_value r;
   const char* cfg = sll::blas_config();
@@ -450,6 +622,9 @@ NAPI_MODULE_INIT() {
       {"setThreads", SetThreads}, {"getThreads", GetThreads},   {"binary", Binary},
       {"unary", Unary},         {"reduce", Reduce},             {"softmax", Softmax},
       {"adam", Adam},           {"blasConfig", Config},
+      {"conv2d", Conv2d},       {"conv2dBackpropFilter", Conv2dBackpropFilter},
+      {"conv2dBackpropInput", Conv2dBackpropInput},
+      {"pool2d", Pool2d},       {"pool2dBackprop", Pool2dBackprop},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -62,6 +62,22 @@ export interface NativeAddon {
     biasCorrection1?: number, biasCorrection2?: number,
   ): void;
   blasConfig(): string;
+  /**
+   * NHWC convolution y = act(conv(x, w) + bias); `geom` is a convGeometry() array. bias: null, [CO]
+   * (biasMode 1) or a scalar (biasMode 4).
+   */
+  conv2d(
+    x: Float32Array, w: Float32Array, y: Float32Array, geom: Int32Array,
+    bias: Float32Array | null, biasMode: number, activation: number, alpha: number,
+  ): void;
+  /** dw (overwritten) = the filter gradient of conv2d. */
+  conv2dBackpropFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geom: Int32Array): void;
+  /** dx (overwritten) = the input gradient of conv2d. */
+  conv2dBackpropInput(dy: Float32Array, w: Float32Array, dx: Float32Array, geom: Int32Array): void;
+  /** op 0: max pooling, 1: average pooling (padding not counted). */
+  pool2d(op: number, x: Float32Array, y: Float32Array, geom: Int32Array): void;
+  /** dx (overwritten) of pool2d; x (the forward input) is needed for max pooling only. */
+  pool2dBackprop(op: number, x: Float32Array | null, dy: Float32Array, dx: Float32Array, geom: Int32Array): void;
 }
 
 // ---- Loading the addon ---------------------------------------------------------------------------
@@ -549,6 +565,191 @@ const fusedMatMulKernel: NativeImpl = (args) => {
   return output(backend, [...p.batchShape, p.M, p.N], out);
 };
 
+// ---- Convolution and pooling (NHWC) --------------------------------------------------------------
+
+type Conv2DInfo = ReturnType<typeof tf.backend_util.computeConv2DInfo>;
+type ConvPad = Parameters<typeof tf.backend_util.computeConv2DInfo>[4];
+type RoundingMode = Parameters<typeof tf.backend_util.computeConv2DInfo>[5];
+
+/**
+ * The addon's geometry array for a convolution or pooling info:
+ * [N, H, W, C, KH, KW, CO, OH, OW, strideH, strideW, dilationH, dilationW, padTop, padLeft].
+ * Null when a field does not fit an int32.
+ */
+export function convGeometry(info: Conv2DInfo): Int32Array | null {
+  const fields = [
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels,
+    info.filterHeight, info.filterWidth, info.outChannels, info.outHeight, info.outWidth,
+    info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth,
+    info.padInfo.top, info.padInfo.left,
+  ];
+  if (!fields.every((v) => Number.isInteger(v) && Math.abs(v) < 2 ** 31)) return null;
+  return Int32Array.from(fields);
+}
+
+interface ConvAttrs {
+  strides: [number, number] | number;
+  pad: ConvPad;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dilations?: [number, number] | number;
+  dimRoundingMode?: RoundingMode;
+}
+
+/** Conv info for an NHWC float32 convolution the addon handles, or null (NCHW, bad ranks). */
+function convInfoFor(xShape: readonly number[], filterShape: readonly number[], attrs: ConvAttrs, dilations: ConvAttrs['dilations']): Conv2DInfo | null {
+  if (attrs.dataFormat === 'NCHW') return null;
+  if (xShape.length !== 4 || filterShape.length !== 4) return null;
+  return tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides, dilations ?? 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast',
+  );
+}
+
+/** How a fused convolution's bias applies: per output channel, scalar, or null (a general broadcast). */
+function convBiasMode(shape: readonly number[], outChannels: number): number | null {
+  if (shape.length > 4) return null;
+  const size = sizeOf(shape);
+  if (size === 1) return BIAS_SCALAR;
+  if (size === outChannels && shape[shape.length - 1] === outChannels) return BIAS_ROW;
+  return null;
+}
+
+const conv2dKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs as unknown as ConvAttrs;
+  const info = convInfoFor(x.shape, filter.shape, attrs, attrs.dilations);
+  const geom = info && convGeometry(info);
+  const xv = float32Values(backend, x);
+  const wv = float32Values(backend, filter);
+  if (geom == null || xv == null || wv == null) return null;
+  const out = new Float32Array(sizeOf(info!.outShape));
+  addon!.conv2d(xv, wv, out, geom, null, BIAS_NONE, 0, 0);
+  return output(backend, info!.outShape.slice(), out);
+};
+
+const fusedConv2dKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { x, filter, bias, preluActivationWeights } = args.inputs as {
+    x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo;
+  };
+  const attrs = args.attrs as unknown as ConvAttrs & { activation?: string; leakyreluAlpha?: number };
+  if (preluActivationWeights != null) return null;
+  const act = ACTIVATIONS[attrs.activation ?? 'linear'];
+  if (act == null) return null;
+  const alpha = Number(attrs.leakyreluAlpha ?? 0.2);
+  const info = convInfoFor(x.shape, filter.shape, attrs, attrs.dilations);
+  const geom = info && convGeometry(info);
+  const xv = float32Values(backend, x);
+  const wv = float32Values(backend, filter);
+  if (geom == null || xv == null || wv == null) return null;
+  const outShape = info!.outShape.slice();
+  let biasValues: Float32Array | null = null;
+  let mode = BIAS_NONE;
+  if (bias != null) {
+    biasValues = float32Values(backend, bias);
+    if (biasValues == null) return null;
+    const m = convBiasMode(bias.shape, info!.outChannels);
+    if (m == null) {
+      // A bias broadcast over more than the channels: convolution, broadcasting add, activation.
+      const conv = new Float32Array(sizeOf(outShape));
+      addon!.conv2d(xv, wv, conv, geom, null, BIAS_NONE, 0, 0);
+      const sum = binaryValues(BINARY_OPS.Add, conv, outShape, biasValues, bias.shape);
+      if (sum == null) return null;
+      if (act.unary >= 0) addon!.unary(act.unary, sum.values, sum.values, alpha);
+      return output(backend, sum.shape, sum.values);
+    }
+    mode = m;
+  }
+  const out = new Float32Array(sizeOf(outShape));
+  addon!.conv2d(xv, wv, out, geom, biasValues, mode, act.act, alpha);
+  return output(backend, outShape, out);
+};
+
+const conv2dBackpropInputKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+  const attrs = args.attrs as unknown as ConvAttrs & { inputShape: number[] };
+  const info = convInfoFor(attrs.inputShape, filter.shape, attrs, 1);
+  if (info == null || !tf.util.arraysEqual(dy.shape, info.outShape)) return null;
+  const geom = convGeometry(info);
+  const dyv = float32Values(backend, dy);
+  const wv = float32Values(backend, filter);
+  if (geom == null || dyv == null || wv == null) return null;
+  const dx = new Float32Array(sizeOf(info.inShape));
+  addon!.conv2dBackpropInput(dyv, wv, dx, geom);
+  return output(backend, info.inShape.slice(), dx);
+};
+
+const conv2dBackpropFilterKernel: NativeImpl = (args) => {
+  const backend = backendOf(args);
+  const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+  const attrs = args.attrs as unknown as ConvAttrs & { filterShape: number[] };
+  const info = convInfoFor(x.shape, attrs.filterShape, attrs, 1);
+  if (info == null || !tf.util.arraysEqual(dy.shape, info.outShape)) return null;
+  const geom = convGeometry(info);
+  const xv = float32Values(backend, x);
+  const dyv = float32Values(backend, dy);
+  if (geom == null || xv == null || dyv == null) return null;
+  const dw = new Float32Array(sizeOf(info.filterShape));
+  addon!.conv2dBackpropFilter(xv, dyv, dw, geom);
+  return output(backend, info.filterShape.slice(), dw);
+};
+
+const POOL_MAX = 0;
+const POOL_AVG = 1;
+
+interface PoolAttrs {
+  filterSize: [number, number] | number;
+  strides: [number, number] | number;
+  pad: ConvPad;
+  dimRoundingMode?: RoundingMode;
+}
+
+function poolInfoFor(xShape: readonly number[], attrs: PoolAttrs): Conv2DInfo | null {
+  if (xShape.length !== 4) return null;
+  return tf.backend_util.computePool2DInfo(
+    xShape as [number, number, number, number],
+    attrs.filterSize, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode,
+  );
+}
+
+function poolKernel(op: number): NativeImpl {
+  return (args) => {
+    const backend = backendOf(args);
+    const { x } = args.inputs as { x: TensorInfo };
+    const info = poolInfoFor(x.shape, args.attrs as unknown as PoolAttrs);
+    const geom = info && convGeometry(info);
+    const xv = float32Values(backend, x);
+    if (geom == null || xv == null) return null;
+    const out = new Float32Array(sizeOf(info!.outShape));
+    addon!.pool2d(op, xv, out, geom);
+    return output(backend, info!.outShape.slice(), out);
+  };
+}
+
+/**
+ * MaxPoolGrad ({dy, input, output}) and AvgPoolGrad ({dy, input}). The average-pooling gradient divides
+ * by the number of window elements inside the input, as the forward pass (on every backend) does; tfjs's
+ * cpu AvgPoolGrad divides by the full window size, which differs for windows that overlap 'same' padding.
+ */
+function poolGradKernel(op: number): NativeImpl {
+  return (args) => {
+    const backend = backendOf(args);
+    const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
+    const info = poolInfoFor(input.shape, args.attrs as unknown as PoolAttrs);
+    if (info == null || !tf.util.arraysEqual(dy.shape, info.outShape)) return null;
+    const geom = convGeometry(info);
+    const dyv = float32Values(backend, dy);
+    const xv = op === POOL_MAX ? float32Values(backend, input) : null;
+    if (geom == null || dyv == null || (op === POOL_MAX && xv == null)) return null;
+    const dx = new Float32Array(sizeOf(input.shape));
+    addon!.pool2dBackprop(op, xv, dyv, dx, geom);
+    return output(backend, input.shape.slice(), dx);
+  };
+}
+
 // ---- The table -----------------------------------------------------------------------------------
 
 let kernelTable: Map<string, (fallback: KernelFunc) => KernelFunc> | null = null;
@@ -562,6 +763,14 @@ function nativeKernels(): Map<string, (fallback: KernelFunc) => KernelFunc> {
   for (const [name, op] of Object.entries(UNARY_OPS)) t.set(name, withFallback(unaryKernel(op)));
   for (const [name, r] of Object.entries(REDUCE_OPS)) t.set(name, withFallback(reduceKernel(r.op, r.axisAttr)));
   t.set('Softmax', withFallback(softmaxKernel));
+  t.set('Conv2D', withFallback(conv2dKernel));
+  t.set('FusedConv2D', withFallback(fusedConv2dKernel));
+  t.set('Conv2DBackpropInput', withFallback(conv2dBackpropInputKernel));
+  t.set('Conv2DBackpropFilter', withFallback(conv2dBackpropFilterKernel));
+  t.set('MaxPool', withFallback(poolKernel(POOL_MAX)));
+  t.set('AvgPool', withFallback(poolKernel(POOL_AVG)));
+  t.set('MaxPoolGrad', withFallback(poolGradKernel(POOL_MAX)));
+  t.set('AvgPoolGrad', withFallback(poolGradKernel(POOL_AVG)));
   kernelTable = t;
   return t;
 }

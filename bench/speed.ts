@@ -1,0 +1,260 @@
+/**
+ * npm run bench:speed [-- --json] [--repeats R] [--steps S] [--warmup W] [--threads 1,2]
+ *   [--cases mlp-sll,mlp-bp,conv-unit] [--engines native,wasm,torch] [--timeout SECONDS]
+ *   [--torch-blas-threads 1|same] [--omp-wait-policy PASSIVE|ACTIVE] [--python /usr/bin/python3] [--verbose]
+ *
+ * Milliseconds per training step of our engines (`native`, `wasm`) against PyTorch on the same math
+ * (cases: see bench/speed-step.ts and bench/torch_ref.py):
+ *   mlp-sll    one SLL step of the MLP 784-1024x3 (3 local units, K = 10, batch 128, keep 0.5, lambda 1, Adam)
+ *   mlp-bp     the same MLP + a linear classifier, end-to-end backprop, Adam
+ *   conv-unit  one conv unit: 64x32x32x64, conv3x3 64->64 + ReLU, pooled 2x2x64 head, CE + BC, Adam
+ *
+ * Every measurement (case, engine, threads) runs in a fresh child process so that thread settings start
+ * clean: `node dist/bench/speed-step.js ...` for ours, `/usr/bin/python3 bench/torch_ref.py ...` for torch.
+ * A child times W warm-up steps (discarded) then S steps; its value is the median over those S steps.
+ * R rounds alternate the engines' order (forward, then reversed) and the table gives the median over
+ * rounds. The machine is shared and noisy: compare ratios, and look at the spread (JSON `rounds_ms`).
+ *
+ * Threads: ours on `native` get T BLAS threads (useBackend('native', T); OMP_NUM_THREADS and
+ * OPENBLAS_NUM_THREADS = T too); `wasm` is single-threaded in Node and runs at T = 1 only. torch gets
+ * torch.set_num_threads(T) and OMP_NUM_THREADS = T; OPENBLAS_NUM_THREADS is 1 by default
+ * (--torch-blas-threads 1) because with both OpenMP and OpenBLAS at 2 threads PyTorch oversubscribes the
+ * 2 cores here; `--torch-blas-threads same` gives OpenBLAS T threads instead (measured within noise of 1 on
+ * mlp-sll). Every child also gets OMP_WAIT_POLICY=PASSIVE (--omp-wait-policy): with other jobs on the
+ * cores, GNU OpenMP's default spin-waiting made PyTorch at 2 threads 5-10x slower (mlp-sll 180-310 ms
+ * against 33-36 ms passive; 1 thread: 35-38 ms either way). Our engines use no OpenMP today.
+ *
+ * A measurement that fails, or runs past --timeout seconds (default 120: e.g. conv-unit on an engine
+ * without native conv kernels, or wasm, which has no Conv2DBackpropFilter), is skipped for the rest of the
+ * run, with the reason printed.
+ *
+ * Output: a table on stdout (case, threads, native ms, wasm ms, torch ms, native/torch), and the
+ * first-step losses of mlp-sll (sanity: CE starts near ln 10 = 2.3, plus the BC term on units 2-3).
+ * With --json, stdout has instead one JSON object per line: {case, engine, threads, ms_per_step,
+ * rounds_ms, first_loss} per measurement and {case, threads, ratio} (native/torch) per (case, threads);
+ * the table then goes to stderr. Progress lines go to stderr.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit'] as const;
+const ENGINES = ['native', 'wasm', 'torch'] as const;
+type Engine = (typeof ENGINES)[number];
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean', default: false },
+    repeats: { type: 'string', default: '3' },
+    steps: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '3' },
+    threads: { type: 'string', default: '1,2' },
+    cases: { type: 'string', default: CASES.join(',') },
+    engines: { type: 'string', default: ENGINES.join(',') },
+    timeout: { type: 'string', default: '120' },
+    'torch-blas-threads': { type: 'string', default: '1' },
+    'omp-wait-policy': { type: 'string', default: 'PASSIVE' },
+    python: { type: 'string', default: '/usr/bin/python3' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
+
+function fail(message: string): never {
+  process.stderr.write(`bench:speed: ${message}\n`);
+  process.exit(2);
+}
+function positiveInt(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be an integer >= 1, got ${v}`);
+  return n;
+}
+function list<T extends string>(name: string, v: string, allowed: readonly T[]): T[] {
+  const items = v.split(',').filter((s) => s !== '');
+  for (const s of items) if (!allowed.includes(s as T)) fail(`--${name}: '${s}' is not one of ${allowed.join(', ')}`);
+  if (items.length === 0) fail(`--${name} is empty`);
+  return items as T[];
+}
+
+const repeats = positiveInt('repeats', values.repeats);
+const steps = positiveInt('steps', values.steps);
+const warmup = Number(values.warmup);
+if (!Number.isInteger(warmup) || warmup < 0) fail(`--warmup must be an integer >= 0, got ${values.warmup}`);
+const threadList = values.threads.split(',').map((t) => positiveInt('threads', t));
+const cases = list('cases', values.cases, CASES);
+const engines = list('engines', values.engines, ENGINES);
+const timeoutS = Number(values.timeout);
+if (!(timeoutS > 0)) fail(`--timeout must be > 0 seconds, got ${values.timeout}`);
+const torchBlas = values['torch-blas-threads'];
+if (torchBlas !== 'same') positiveInt('torch-blas-threads', torchBlas);
+const ompWait = values['omp-wait-policy'].toUpperCase();
+if (!['PASSIVE', 'ACTIVE'].includes(ompWait)) fail(`--omp-wait-policy must be PASSIVE or ACTIVE, got ${values['omp-wait-policy']}`);
+const json = values.json;
+
+const stepScript = fileURLToPath(new URL('./speed-step.js', import.meta.url));
+const torchScript = fileURLToPath(new URL('../../bench/torch_ref.py', import.meta.url));
+
+const log = (s: string) => process.stderr.write(`${s}\n`);
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+interface ChildRow {
+  steps_ms: number[];
+  first_loss: number[];
+  backend?: string;
+}
+type Outcome = { ok: true; row: ChildRow } | { ok: false; reason: string };
+
+/** One measurement in a fresh process; never hangs longer than the timeout. */
+function measure(caseName: string, engine: Engine, threads: number): Promise<Outcome> {
+  const common = ['--case', caseName, '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup)];
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(threads), OMP_WAIT_POLICY: ompWait };
+  let command: string;
+  let args: string[];
+  if (engine === 'torch') {
+    command = values.python;
+    args = [torchScript, ...common];
+    env.OPENBLAS_NUM_THREADS = torchBlas === 'same' ? String(threads) : torchBlas;
+  } else {
+    command = process.execPath;
+    args = [stepScript, ...common, '--engine', engine, '--json'];
+    env.OPENBLAS_NUM_THREADS = String(threads);
+  }
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (values.verbose) process.stderr.write(d);
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutS * 1000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      resolve({ ok: false, reason: `could not start ${command}: ${e.message}` });
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const lines = stderr.trim().split('\n');
+      if (timedOut) {
+        const last = lines.filter((l) => /step|warm-up/.test(l)).pop();
+        resolve({ ok: false, reason: `timed out after ${timeoutS} s${last ? ` (last progress: ${last.trim()})` : ' before its first step ended'}` });
+        return;
+      }
+      if (code !== 0) {
+        const why = lines.filter((l) => l.trim() !== '' && !l.trimStart().startsWith('at ')).slice(-2).join(' | ');
+        resolve({ ok: false, reason: `exited with ${code ?? signal}: ${why.slice(0, 400)}` });
+        return;
+      }
+      try {
+        const row = JSON.parse(stdout.trim().split('\n').pop()!) as ChildRow;
+        if (!Array.isArray(row.steps_ms) || row.steps_ms.length === 0) throw new Error('no steps_ms');
+        resolve({ ok: true, row });
+      } catch (e) {
+        resolve({ ok: false, reason: `unreadable output (${(e as Error).message}): ${stdout.slice(0, 200)}` });
+      }
+    });
+  });
+}
+
+const key = (c: string, e: Engine, t: number) => `${c}|${e}|${t}`;
+const rounds = new Map<string, number[]>();
+const firstLoss = new Map<string, number[]>();
+const skipped = new Map<string, string>();
+
+/** wasm runs one thread in Node: it is measured at T = 1 only. */
+const applies = (e: Engine, t: number) => e !== 'wasm' || t === 1;
+
+log(
+  `bench:speed: cases ${cases.join(',')}; engines ${engines.join(',')}; threads ${threadList.join(',')}; ` +
+    `${repeats} rounds of ${warmup} warm-up + ${steps} timed steps; timeout ${timeoutS} s per measurement; ` +
+    `torch OPENBLAS_NUM_THREADS=${torchBlas === 'same' ? 'T' : torchBlas}; OMP_WAIT_POLICY=${ompWait}`,
+);
+for (const c of cases) {
+  for (let r = 0; r < repeats; r++) {
+    for (const t of threadList) {
+      const order = r % 2 === 0 ? engines : [...engines].reverse();
+      for (const e of order) {
+        const k = key(c, e, t);
+        if (!applies(e, t) || skipped.has(k)) continue;
+        const started = performance.now();
+        const out = await measure(c, e, t);
+        const wall = ((performance.now() - started) / 1000).toFixed(1);
+        if (!out.ok) {
+          skipped.set(k, out.reason);
+          log(`round ${r + 1}/${repeats} ${c} ${e} t${t}: SKIPPED (${out.reason}); not retried in later rounds`);
+          continue;
+        }
+        const ms = median(out.row.steps_ms);
+        rounds.set(k, [...(rounds.get(k) ?? []), ms]);
+        if (!firstLoss.has(k)) firstLoss.set(k, out.row.first_loss);
+        const backend = out.row.backend && out.row.backend !== e ? ` (backend ${out.row.backend})` : '';
+        log(`round ${r + 1}/${repeats} ${c} ${e}${backend} t${t}: ${ms.toFixed(1)} ms/step (median of ${out.row.steps_ms.length}; ${wall} s wall)`);
+      }
+    }
+  }
+}
+
+const result = (c: string, e: Engine, t: number): number | null => {
+  const xs = rounds.get(key(c, e, t));
+  return xs && xs.length > 0 ? median(xs) : null;
+};
+
+const lines: string[] = [];
+const cell = (c: string, e: Engine, t: number) => {
+  if (!engines.includes(e)) return '-';
+  if (!applies(e, t)) return 'n/a';
+  const v = result(c, e, t);
+  return v == null ? 'skipped' : v.toFixed(1);
+};
+const header = ['case', 'threads', 'native ms', 'wasm ms', 'torch ms', 'native/torch'];
+const rows: string[][] = [];
+for (const c of cases) {
+  for (const t of threadList) {
+    const n = result(c, 'native', t);
+    const p = result(c, 'torch', t);
+    rows.push([c, String(t), cell(c, 'native', t), cell(c, 'wasm', t), cell(c, 'torch', t), n != null && p != null ? `${(n / p).toFixed(2)}x` : '-']);
+  }
+}
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+const fmt = (r: string[]) => r.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
+lines.push(`ms per training step, median over ${repeats} rounds (each the median of ${steps} steps after ${warmup} warm-up)`);
+lines.push(fmt(header));
+rows.forEach((r) => lines.push(fmt(r)));
+const sanity = [...firstLoss.entries()].filter(([k]) => k.startsWith('mlp-sll|'));
+if (sanity.length > 0) {
+  lines.push('mlp-sll first-step loss per unit (CE starts near ln 10 = 2.30; units 2-3 add the BC term):');
+  for (const [k, v] of sanity) {
+    const [, e, t] = k.split('|');
+    lines.push(`  ${e.padEnd(6)} t${t}: ${v.map((x) => x.toFixed(4)).join(' ')}`);
+  }
+}
+if (skipped.size > 0) {
+  lines.push('skipped:');
+  for (const [k, why] of skipped) lines.push(`  ${k.split('|').join(' ').replace(/ (\d+)$/, ' t$1')}: ${why}`);
+}
+if (engines.includes('wasm') && threadList.some((t) => t !== 1)) lines.push('wasm is single-threaded in Node: n/a at threads > 1.');
+
+if (json) {
+  for (const c of cases) {
+    for (const t of threadList) {
+      for (const e of engines) {
+        const v = result(c, e, t);
+        if (v == null) continue;
+        console.log(JSON.stringify({ case: c, engine: e, threads: t, ms_per_step: v, rounds_ms: rounds.get(key(c, e, t)), first_loss: firstLoss.get(key(c, e, t)) }));
+      }
+      const n = result(c, 'native', t);
+      const p = result(c, 'torch', t);
+      if (n != null && p != null) console.log(JSON.stringify({ case: c, threads: t, ratio: n / p }));
+    }
+  }
+  lines.forEach((l) => log(l));
+} else {
+  lines.forEach((l) => console.log(l));
+}

@@ -1,0 +1,198 @@
+#!/usr/bin/python3
+"""PyTorch reference for `npm run bench:speed`: the same three cases as bench/speed-step.ts, in plain
+PyTorch (float32, CPU). Run with Debian's interpreter, which has python3-torch (1.13):
+
+    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit [--threads T] [--steps S] [--warmup W]
+
+Thread counts: torch.set_num_threads(T) here; OMP_NUM_THREADS and OPENBLAS_NUM_THREADS must be set by the
+caller before the process starts (OpenBLAS reads them at load), as bench/speed.ts does: OMP_NUM_THREADS=T,
+OPENBLAS_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE (GNU OpenMP's spin-waiting makes 2 threads 5-10x slower
+when other jobs share the 2 cores).
+
+Cases (same shapes, masks and losses as ours; initial weights differ):
+- mlp-sll: MLP 784-1024-1024-1024, 3 local ReLU units, each with a fixed head R_i (1024 x 10, N(0,1)/sqrt(d))
+  under a fresh Bernoulli(0.5) mask every step divided by keep; unit loss CE(v_i, y) + lambda *
+  mean(-logsumexp((logsoftmax(v_i) + logsoftmax(v_{i-1}.detach())) / 2)), no alignment term on unit 1;
+  each unit its own Adam (1e-3, 0.9/0.999, eps 1e-8); each unit's input is .detach()ed. Batch 128.
+- mlp-bp: the same MLP plus a trainable Linear(1024, 10), end-to-end CE, one Adam.
+- conv-unit: input 64x64x32x32 (NCHW), conv3x3 64->64 padding 1 + ReLU, adaptive average pooling to 2x2,
+  flattened in NHWC order (as ours) to 256 features, masked R (256 x 10), CE + BC against fixed random
+  parent logits, Adam over the conv weight and bias.
+
+Prints one JSON line on stdout: {case, engine: "torch", threads, steps_ms, first_loss}; progress on stderr.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+K = 10
+KEEP = 0.5
+LAMBDA = 1.0
+LR = 1e-3
+
+
+def he_uniform_(w, fan_in):
+    limit = math.sqrt(6.0 / fan_in)
+    with torch.no_grad():
+        w.uniform_(-limit, limit)
+    return w
+
+
+def make_adam(params):
+    return torch.optim.Adam(params, lr=LR, betas=(0.9, 0.999), eps=1e-8)
+
+
+def head(d, gen):
+    return torch.randn(d, K, generator=gen) / math.sqrt(d)
+
+
+def masked(r, gen):
+    return r * ((torch.rand(r.shape, generator=gen) < KEEP).float() / KEEP)
+
+
+def unit_loss(v, y, parent):
+    ce = F.cross_entropy(v, y)
+    if parent is None or LAMBDA == 0:
+        return ce
+    log_bc = torch.logsumexp((F.log_softmax(v, 1) + F.log_softmax(parent.detach(), 1)) * 0.5, 1)
+    return ce + LAMBDA * (-log_bc).mean()
+
+
+def labels(n, seed):
+    """The LCG labels of speed-step.ts."""
+    out, s = [], seed
+    for _ in range(n):
+        s = (s * 1664525 + 1013904223) % (1 << 32)
+        out.append(s % K)
+    return torch.tensor(out, dtype=torch.long)
+
+
+def linear(fan_in, fan_out, init="he"):
+    layer = torch.nn.Linear(fan_in, fan_out)
+    if init == "he":
+        he_uniform_(layer.weight, fan_in)
+    else:  # glorot uniform, as tfjs's default for the BP classifier
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        with torch.no_grad():
+            layer.weight.uniform_(-limit, limit)
+    with torch.no_grad():
+        layer.bias.zero_()
+    return layer
+
+
+def mlp_sll(batch=128, width=1024, depth=3):
+    gen = torch.Generator().manual_seed(0)
+    dims = [784] + [width] * depth
+    layers = [linear(dims[i], dims[i + 1]) for i in range(depth)]
+    heads = [head(width, gen) for _ in range(depth)]
+    opts = [make_adam(l.parameters()) for l in layers]
+    x = torch.randn(batch, 28, 28, 1, generator=gen)
+    y = labels(batch, 2)
+
+    def step(_):
+        h = x.reshape(batch, -1)
+        parent = None
+        losses = []
+        for layer, r, opt in zip(layers, heads, opts):
+            hi = F.relu(layer(h.detach()))
+            v = hi @ masked(r, gen)
+            loss = unit_loss(v, y, parent)
+            (v.detach().argmax(1) == y).sum()  # the library's per-unit accuracy statistic
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            h, parent = hi, v.detach()
+        return losses
+
+    return step
+
+
+def mlp_bp(batch=128, width=1024, depth=3):
+    gen = torch.Generator().manual_seed(0)
+    dims = [784] + [width] * depth
+    mods = []
+    for i in range(depth):
+        mods += [linear(dims[i], dims[i + 1]), torch.nn.ReLU()]
+    net = torch.nn.Sequential(*mods, linear(width, K, init="glorot"))
+    opt = make_adam(net.parameters())
+    x = torch.randn(batch, 28, 28, 1, generator=gen)
+    y = labels(batch, 2)
+
+    def step(_):
+        logits = net(x.reshape(batch, -1))
+        loss = F.cross_entropy(logits, y)
+        (logits.detach().argmax(1) == y).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return [loss.item()]
+
+    return step
+
+
+def conv_unit(batch=64, size=32, channels=64, grid=2):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, channels, size, size, generator=gen)
+    conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
+    he_uniform_(conv.weight, 9 * channels)
+    with torch.no_grad():
+        conv.bias.zero_()
+    r = head(grid * grid * channels, gen)
+    parent = torch.randn(batch, K, generator=gen)
+    y = labels(batch, 2)
+    opt = make_adam(conv.parameters())
+
+    def step(_):
+        h = F.relu(conv(x))
+        pooled = F.adaptive_avg_pool2d(h, grid).permute(0, 2, 3, 1).reshape(batch, -1)
+        v = pooled @ masked(r, gen)
+        loss = unit_loss(v, y, parent)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return [loss.item()]
+
+    return step
+
+
+CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", required=True, choices=sorted(CASES))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="accepted for symmetry; the output is always JSON")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    tag = f"[{args.case} torch t{args.threads} omp={os.environ.get('OMP_NUM_THREADS')} blas={os.environ.get('OPENBLAS_NUM_THREADS')}]"
+    step = CASES[args.case]()
+    times, first = [], []
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        losses = step(i)
+        ms = (time.perf_counter() - t0) * 1000
+        if i == 0:
+            first = losses
+        if i >= args.warmup:
+            times.append(ms)
+        kind = "warm-up" if i < args.warmup else "step"
+        print(f"{tag} {kind} {i + 1}/{args.warmup + args.steps}: {ms:.1f} ms, loss {' '.join(f'{l:.4f}' for l in losses)}",
+              file=sys.stderr, flush=True)
+    row = {"case": args.case, "engine": "torch", "threads": args.threads, "torch_threads": torch.get_num_threads(),
+           "steps_ms": times, "first_loss": first}
+    print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
