@@ -2,22 +2,14 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
-import { makeDataset } from '../../src/data/dataset.js';
-import { Rng } from '../../src/data/random.js';
 import { fit } from '../../src/train/fit.js';
 import { disposeHeaded } from '../../src/train/model.js';
-import { CLASSES, INPUT_SHAPE, smallModel } from './helpers.js';
+import { randomImages, smallModel } from './helpers.js';
 
 before(async () => {
   await useBackend('cpu');
 });
 
-function randomImages(n: number, seed: number) {
-  const rng = new Rng(seed);
-  const pixels = Uint8Array.from({ length: n * INPUT_SHAPE[0] * INPUT_SHAPE[1] }, () => rng.int(256));
-  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
-  return makeDataset({ name: `random/${seed}`, pixels, labels, shape: INPUT_SHAPE, numClasses: CLASSES, mean: [0.5], std: [0.25] });
-}
 
 for (const method of ['sll', 'bp'] as const) {
   test(`${method}: the tensor count stays flat across 500 training steps and returns to its start after fit`, async () => {

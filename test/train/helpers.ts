@@ -3,6 +3,8 @@ import { resolveOptions, type RunOptions } from '../../src/options.js';
 import { buildModel } from '../../src/train/fit.js';
 import type { HeadedNetwork } from '../../src/train/model.js';
 import { unitVariables } from '../../src/models/network.js';
+import { makeDataset } from '../../src/data/dataset.js';
+import { Rng } from '../../src/data/random.js';
 
 export const INPUT_SHAPE = [6, 6, 1] as const;
 export const CLASSES = 4;
@@ -22,4 +24,12 @@ export function batch(seed: number, n = 16): { x: tf.Tensor4D; labels: tf.Tensor
 /** Copies of the weights of unit `i`, as plain arrays. */
 export function unitWeights(model: HeadedNetwork, i: number): Float32Array[] {
   return unitVariables(model.network.units[i]).map((v) => v.dataSync() as Float32Array);
+}
+
+/** A data set of `n` random 6x6 images with random labels, in the loaders' format. */
+export function randomImages(n: number, seed: number) {
+  const rng = new Rng(seed);
+  const pixels = Uint8Array.from({ length: n * INPUT_SHAPE[0] * INPUT_SHAPE[1] }, () => rng.int(256));
+  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
+  return makeDataset({ name: `random/${seed}`, pixels, labels, shape: INPUT_SHAPE, numClasses: CLASSES, mean: [0.5], std: [0.25] });
 }

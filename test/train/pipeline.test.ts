@@ -1,23 +1,15 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { useBackend } from '../../src/backend.js';
-import { makeDataset } from '../../src/data/dataset.js';
-import { Rng } from '../../src/data/random.js';
 import { fit } from '../../src/train/fit.js';
 import { disposeHeaded } from '../../src/train/model.js';
 import { PipelineEngine, StageError, balancedStages, evenStages } from '../../src/train/pipeline.js';
-import { CLASSES, INPUT_SHAPE, smallModel, unitWeights } from './helpers.js';
+import { randomImages, smallModel, unitWeights } from './helpers.js';
 
 before(async () => {
   await useBackend('cpu');
 });
 
-function randomImages(n: number, seed: number) {
-  const rng = new Rng(seed);
-  const pixels = Uint8Array.from({ length: n * INPUT_SHAPE[0] * INPUT_SHAPE[1] }, () => rng.int(256));
-  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
-  return makeDataset({ name: `random/${seed}`, pixels, labels, shape: INPUT_SHAPE, numClasses: CLASSES, mean: [0.5], std: [0.25] });
-}
 
 const data = { train: randomImages(400, 1), test: randomImages(40, 2) };
 const run = { layers: 4, width: 24, epochs: 2, batchSize: 16, firstParent: 'input' as const, cropPadding: 1, backend: 'cpu' as const };
