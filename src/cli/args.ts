@@ -7,6 +7,8 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   model: 'string',
   layers: 'number',
   width: 'number',
+  widthMult: 'number',
+  batchNorm: 'boolean',
   dataset: 'string',
   dataDir: 'string',
   trainLimit: 'number',

@@ -13,12 +13,15 @@ import { disposeHeaded } from '../train/model.js';
 import { evaluate } from '../train/evaluate.js';
 import { defaultsHelp, parseRunFlags } from './args.js';
 import { ProgressBar, epochTable, pct } from './progress.js';
+import { benchMemory } from './bench-memory.js';
 
 const USAGE = `usage:
   sll train [flags] [--out DIR]     train a model (SLL by default) and write DIR/{summary.json,metrics.jsonl,model.json,...}
   sll train --resume DIR            continue the run in DIR from its newest whole checkpoint
   sll evaluate --model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]
                                     test accuracy of every head of a saved model
+  sll bench memory [--model mlp|conv] [--depths 2,4,8,16] [--method sll,bp] [--width W] [--batch-size B]
+                   [--image-size S] [--json]     peak training memory of one step against depth
 flags of train (kebab-case names of the library's RunOptions):
 ${defaultsHelp()}
   --out            default runs/<dataset>-<model>-<method>`;
@@ -131,6 +134,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'train') return await train(rest);
     if (command === 'evaluate') await evaluateCommand(rest);
+    else if (command === 'bench' && rest[0] === 'memory') await benchMemory(rest.slice(1));
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
     else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate (sll --help)`);
     return 0;

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { networkFromModel, type NetworkSpec } from '../models/network.js';
-import { ProjectionHead, type ProjectionHeadConfig } from '../objectives/projection.js';
+import { ProjectionHead, featureDim, type ProjectionHeadConfig } from '../objectives/projection.js';
 import type { HeadedNetwork } from '../train/model.js';
 
 const FORMAT = 'sll-model/1';
@@ -79,7 +79,7 @@ export async function loadModel(dir: string): Promise<HeadedNetwork> {
   const configs = [...meta.heads, ...(meta.inputHead ? [meta.inputHead] : [])];
   let offset = 0;
   const loaded = configs.map((config) => {
-    const rows = config.poolDim ?? config.inputDim;
+    const rows = featureDim(config);
     const n = rows * config.numClasses;
     if (offset + n > all.length) throw new ModelFileError(`${dir}/${meta.headsWeights} is truncated`);
     const head = new ProjectionHead(config, tf.tensor2d(all.subarray(offset, offset + n), [rows, config.numClasses]));

@@ -73,20 +73,27 @@ export function networkFromUnits(
 /** Re-attaches units (and the classifier) to a Sequential rebuilt from a saved model. */
 export function networkFromModel(spec: NetworkSpec, model: tf.Sequential): Network {
   const unitLayers = spec.unitLayerCounts.reduce((a, b) => a + b, 0);
-  const expected = unitLayers + (spec.classifier ? 1 : 0);
+  const units = unitsOf(model, spec.unitLayerCounts);
+  const expected = unitLayers + (spec.classifier ? classifierLayerCount(units) : 0);
   if (model.layers.length !== expected) {
     throw new Error(`saved model has ${model.layers.length} layers, its spec says ${expected}`);
   }
-  const classifier = spec.classifier ? model.layers[unitLayers] : null;
-  return { spec, model, units: unitsOf(model, spec.unitLayerCounts), classifier };
+  const classifier = spec.classifier ? model.layers[model.layers.length - 1] : null;
+  return { spec, model, units, classifier };
+}
+
+/** A flatten before the classifier's dense layer when the last unit's output is not a vector. */
+function classifierLayerCount(units: readonly Unit[]): number {
+  return units[units.length - 1].outputShape.length > 1 ? 2 : 1;
 }
 
 /**
- * Appends the BP baseline's trainable linear classifier (h_L -> K logits) to a network: the same units,
- * trained end to end instead of unit by unit.
+ * Appends the BP baseline's trainable linear classifier (h_L, flattened, -> K logits) to a network: the
+ * same units, trained end to end instead of unit by unit.
  */
 export function withClassifier(network: Network, seed: number): Network {
   if (network.classifier) return network;
+  if (classifierLayerCount(network.units) === 2) network.model.add(tf.layers.flatten({ name: 'classifier_flatten' }));
   const classifier = tf.layers.dense({
     units: network.spec.numClasses,
     kernelInitializer: tf.initializers.glorotUniform({ seed }),

@@ -14,11 +14,15 @@ export type MaskScale = 'inverted' | 'none';
 export const MASK_SCALES: readonly MaskScale[] = ['inverted', 'none'];
 
 export interface ProjectionHeadConfig {
-  /** Features of h_i once flattened. */
-  inputDim: number;
+  /** Shape of h_i without the batch: [D] for a dense unit, [H, W, C] for a conv unit. */
+  inputShape: number[];
   /** K, the number of classes. */
   numClasses: number;
-  /** Adaptive average pooling of h_i to this many features before R; null projects h_i itself. */
+  /**
+   * Adaptive average pooling of h_i to about this many features before R; null projects h_i whole.
+   * [D] pools to d features; [H, W, C] pools each channel to s x s, s the largest divisor of H and W with
+   * s * s * C <= d (at least 1).
+   */
   poolDim: number | null;
   distribution: ProjectionDistribution;
   /** Keep probability p of the Bernoulli mask on R; 1 disables the mask. */
@@ -34,7 +38,7 @@ export class ProjectionHead {
 
   /** Samples R from `config.seed`, or adopts `projection` (when reloading a saved head). */
   constructor(readonly config: ProjectionHeadConfig, projection?: tf.Tensor2D) {
-    const d = config.poolDim ?? config.inputDim;
+    const d = featureDim(config);
     const shape: [number, number] = [d, config.numClasses];
     this.projection = projection
       ? tf.keep(projection)
@@ -42,13 +46,17 @@ export class ProjectionHead {
     if (!tf.util.arraysEqual(this.projection.shape, shape)) {
       throw new Error(`projection has shape [${this.projection.shape}], expected [${shape}]`);
     }
-    this.pool = config.poolDim == null ? null : tf.keep(adaptiveAvgPoolMatrix(config.inputDim, config.poolDim));
+    const dense = config.inputShape.length === 1 && config.poolDim != null;
+    this.pool = dense ? tf.keep(adaptiveAvgPoolMatrix(config.inputShape[0], config.poolDim!)) : null;
   }
 
-  /** The features R sees: h_i flattened, then adaptively average-pooled when configured. */
+  /** The features R sees: h_i adaptively average-pooled when configured, then flattened. */
   features(h: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
-      const flat = h.reshape([h.shape[0], -1]) as tf.Tensor2D;
+      const side = spatialPoolSide(this.config);
+      const pooled =
+        side == null ? h : tf.avgPool(h as tf.Tensor4D, [h.shape[1]! / side, h.shape[2]! / side], [h.shape[1]! / side, h.shape[2]! / side], 'valid');
+      const flat = pooled.reshape([h.shape[0], -1]) as tf.Tensor2D;
       return this.pool ? tf.matMul(flat, this.pool) : flat;
     });
   }
@@ -80,6 +88,24 @@ export class ProjectionHead {
     this.projection.dispose();
     this.pool?.dispose();
   }
+}
+
+/** d', the number of features R projects. */
+export function featureDim(config: ProjectionHeadConfig): number {
+  const shape = config.inputShape;
+  if (shape.length === 1) return config.poolDim ?? shape[0];
+  const side = spatialPoolSide(config);
+  return side == null ? shape.reduce((a, b) => a * b, 1) : side * side * shape[shape.length - 1];
+}
+
+/** s of the s x s spatial pooling of an [H, W, C] input, or null when it is projected whole. */
+function spatialPoolSide(config: ProjectionHeadConfig): number | null {
+  const shape = config.inputShape;
+  if (shape.length !== 3 || config.poolDim == null) return null;
+  const [h, w, c] = shape;
+  let side = 1;
+  for (let s = 2; s <= Math.min(h, w); s++) if (h % s === 0 && w % s === 0 && s * s * c <= config.poolDim) side = s;
+  return side;
 }
 
 function sampleSubGaussian(shape: [number, number], distribution: ProjectionDistribution, seed: number) {

@@ -12,6 +12,9 @@ export interface HeadedNetwork {
   readonly inputHead: ProjectionHead | null;
 }
 
+/** Default d for conv units' heads (--proj-dim): each channel pooled to s x s with s * s * C <= 4096. */
+export const CONV_PROJ_DIM = 4096;
+
 type HeadOptions = Pick<RunOptions, 'keep' | 'maskScale' | 'projection' | 'projDim' | 'firstParent' | 'seed'>;
 
 /** Samples every unit's fixed projection head (and the input's, if the first unit has that parent). */
@@ -22,14 +25,14 @@ export function attachHeads(network: Network, o: HeadOptions): HeadedNetwork {
     (unit) =>
       new ProjectionHead({
         ...base,
-        inputDim: size(unit.outputShape),
-        poolDim: o.projDim,
+        inputShape: [...unit.outputShape],
+        poolDim: o.projDim ?? (unit.outputShape.length === 3 ? CONV_PROJ_DIM : null),
         seed: mixSeed(o.seed, 1, unit.index),
       }),
   );
   const inputConfig: ProjectionHeadConfig = {
     ...base,
-    inputDim: size(network.spec.inputShape),
+    inputShape: [size(network.spec.inputShape)],
     poolDim: null,
     keep: 1,
     seed: mixSeed(o.seed, 2),

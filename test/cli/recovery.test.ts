@@ -142,7 +142,7 @@ const badInputs: [string, string[], RegExp][] = [
   ['resuming a folder that does not exist', ['--resume', '/nonexistent/run'], /--resume \/nonexistent\/run: no such folder/],
   ['resuming a folder without checkpoints', ['--resume', os.tmpdir()], /no checkpoint in/],
   ['resume with other flags', ['--resume', os.tmpdir(), '--lr', '1'], /--resume takes the run's options from its checkpoint; drop --lr/],
-  ['more pipeline stages than units', ['--pipeline', '4', '--layers', '3'], /--pipeline must be <= --layers \(3\)/],
+  ['more pipeline stages than units', ['--pipeline', '4', '--layers', '3'], /--pipeline must be <= the number of units \(3\)/],
   ['a pipeline for backprop', ['--pipeline', '2', '--method', 'bp'], /--pipeline needs --method sll/],
   ['a batch larger than the data', ['--batch-size', '500', '--train-limit', '100'], /larger than the training set/],
 ];

@@ -9,7 +9,7 @@ before(async () => {
 });
 
 const config: ProjectionHeadConfig = {
-  inputDim: 400,
+  inputShape: [400],
   numClasses: 10,
   poolDim: null,
   distribution: 'gaussian',
@@ -19,7 +19,7 @@ const config: ProjectionHeadConfig = {
 };
 
 test('R is scaled 1/sqrt(d) with i.i.d. gaussian or rademacher entries, and reproducible from its seed', () => {
-  const d = config.inputDim;
+  const d = config.inputShape[0];
   const g = new ProjectionHead(config).projection.dataSync() as Float32Array;
   const mean = g.reduce((a, b) => a + b, 0) / g.length;
   const variance = g.reduce((a, b) => a + (b - mean) ** 2, 0) / g.length;
@@ -32,7 +32,7 @@ test('R is scaled 1/sqrt(d) with i.i.d. gaussian or rademacher entries, and repr
 });
 
 test('mask keeps entries at rate keep, scaled 1/keep when inverted, fresh per step and fixed per step', () => {
-  const head = new ProjectionHead({ ...config, inputDim: 5000 });
+  const head = new ProjectionHead({ ...config, inputShape: [5000] });
   const m = head.mask(3).dataSync();
   const kept = m.filter((x) => x !== 0);
   const rate = kept.length / m.length;
@@ -41,13 +41,13 @@ test('mask keeps entries at rate keep, scaled 1/keep when inverted, fresh per st
   assert.ok(kept.every((x) => Math.abs(x - 1 / config.keep) < 1e-6), 'kept entries are 1/keep');
   assert.deepEqual(head.mask(3).dataSync(), m, 'the same step gives the same mask');
   assert.notDeepEqual(head.mask(4).dataSync(), m, 'another step gives another mask');
-  const plain = new ProjectionHead({ ...config, inputDim: 5000, maskScale: 'none' }).mask(3).dataSync();
+  const plain = new ProjectionHead({ ...config, inputShape: [5000], maskScale: 'none' }).mask(3).dataSync();
   assert.ok(plain.every((x) => x === 0 || x === 1), 'without inverted scaling the mask is 0/1');
 });
 
 test('training projection applies the mask; evaluation projection is h R with no mask', () => {
   const head = new ProjectionHead(config);
-  const h = tf.randomNormal([8, config.inputDim], 0, 1, 'float32', 1);
+  const h = tf.randomNormal([8, ...config.inputShape], 0, 1, 'float32', 1);
   const evalLogits = head.project(h).arraySync();
   const reference = tf.matMul(h, head.projection).arraySync();
   assert.deepEqual(evalLogits, reference);
@@ -77,7 +77,33 @@ test('adaptive average pooling matches a plain loop over PyTorch-style bins', ()
 test('a head with pooling projects the pooled features', () => {
   const head = new ProjectionHead({ ...config, poolDim: 40 });
   assert.deepEqual(head.projection.shape, [40, 10]);
-  const h = tf.randomNormal([4, config.inputDim], 0, 1, 'float32', 2);
-  const expected = tf.matMul(tf.matMul(h, adaptiveAvgPoolMatrix(config.inputDim, 40)), head.projection);
+  const h = tf.randomNormal([4, ...config.inputShape], 0, 1, 'float32', 2);
+  const expected = tf.matMul(tf.matMul(h, adaptiveAvgPoolMatrix(config.inputShape[0], 40)), head.projection);
   assert.deepEqual(head.project(h).arraySync(), expected.arraySync());
+});
+
+test('a conv head pools each channel to s x s (s * s * C <= d, s dividing H and W) against a plain loop', () => {
+  const [H, W, C] = [12, 12, 3];
+  const head = new ProjectionHead({ ...config, inputShape: [H, W, C], poolDim: 50 });
+  // s = 4: 4 * 4 * 3 = 48 <= 50, while s = 6 would need 108.
+  assert.deepEqual(head.projection.shape, [48, 10]);
+  const h = tf.randomNormal([2, H, W, C], 0, 1, 'float32', 3);
+  const got = head.features(h).arraySync();
+  const x = h.arraySync() as number[][][][];
+  const s = 4;
+  const k = H / s;
+  for (let b = 0; b < 2; b++) {
+    for (let i = 0; i < s; i++) {
+      for (let j = 0; j < s; j++) {
+        for (let c = 0; c < C; c++) {
+          let sum = 0;
+          for (let di = 0; di < k; di++) for (let dj = 0; dj < k; dj++) sum += x[b][i * k + di][j * k + dj][c];
+          const at = (i * s + j) * C + c;
+          assert.ok(Math.abs(got[b][at] - sum / (k * k)) < 1e-5, `b${b} (${i},${j},${c})`);
+        }
+      }
+    }
+  }
+  const whole = new ProjectionHead({ ...config, inputShape: [H, W, C], poolDim: null });
+  assert.deepEqual(whole.projection.shape, [H * W * C, 10]);
 });

@@ -1,0 +1,64 @@
+/**
+ * Convolutional networks of the paper's section 5.2: VGG-11 (one SLL unit per conv layer: conv3x3,
+ * optional batch norm, ReLU, and the max-pool that follows it in the configuration), and a plain stack of
+ * conv3x3 units without pooling (the memory study, Fig. 2b).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { networkFromUnits, type Network } from './network.js';
+
+/** VGG-11, configuration "A": channels per conv layer, 'M' for a 2x2 max-pool. */
+export const VGG11: readonly (number | 'M')[] = [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M'];
+
+export interface ConvOptions {
+  inputShape: readonly number[];
+  numClasses: number;
+  seed: number;
+  /** Batch normalisation between each conv and its ReLU. */
+  batchNorm: boolean;
+}
+
+/** One unit: conv3x3 'same' (+ batch norm) + ReLU (+ 2x2 max-pool). */
+function convUnit(index: number, filters: number, pool: boolean, o: ConvOptions): tf.layers.Layer[] {
+  const name = `unit${index + 1}`;
+  const layers: tf.layers.Layer[] = [
+    tf.layers.conv2d({
+      filters,
+      kernelSize: 3,
+      padding: 'same',
+      activation: o.batchNorm ? 'linear' : 'relu',
+      useBias: !o.batchNorm,
+      kernelInitializer: tf.initializers.heNormal({ seed: o.seed * 1000 + index }),
+      name: `${name}_conv`,
+      ...(index === 0 ? { inputShape: [...o.inputShape] } : {}),
+    }),
+  ];
+  if (o.batchNorm) {
+    layers.push(tf.layers.batchNormalization({ name: `${name}_bn` }), tf.layers.activation({ activation: 'relu', name: `${name}_relu` }));
+  }
+  // 'same' pooling rounds up, so 28x28 inputs (Fashion-MNIST) survive VGG's five pools (28-14-7-4-2-1).
+  if (pool) layers.push(tf.layers.maxPooling2d({ poolSize: 2, strides: 2, padding: 'same', name: `${name}_pool` }));
+  return layers;
+}
+
+/** VGG-11 with every channel count scaled by `widthMult` (at least 1 channel). */
+export function buildVgg11(o: ConvOptions & { widthMult: number }): Network {
+  const unitLayers: tf.layers.Layer[][] = [];
+  VGG11.forEach((c, i) => {
+    if (c === 'M') return;
+    const filters = Math.max(1, Math.round(c * o.widthMult));
+    unitLayers.push(convUnit(unitLayers.length, filters, VGG11[i + 1] === 'M', o));
+  });
+  return networkFromUnits(
+    { model: 'vgg11', inputShape: o.inputShape, numClasses: o.numClasses, options: { widthMult: o.widthMult, batchNorm: o.batchNorm, seed: o.seed } },
+    unitLayers,
+  );
+}
+
+/** `layers` conv3x3 units of `channels` channels, no pooling. */
+export function buildConvStack(o: ConvOptions & { layers: number; channels: number }): Network {
+  const unitLayers = Array.from({ length: o.layers }, (_, i) => convUnit(i, o.channels, false, o));
+  return networkFromUnits(
+    { model: 'convstack', inputShape: o.inputShape, numClasses: o.numClasses, options: { layers: o.layers, channels: o.channels, batchNorm: o.batchNorm, seed: o.seed } },
+    unitLayers,
+  );
+}
