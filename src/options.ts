@@ -47,6 +47,10 @@ export interface RunOptions {
   testLimit: number | null;
   /** Random-crop augmentation: pad by this many pixels, crop back to size; 0 disables it. */
   cropPadding: number;
+  /** Random horizontal flip augmentation (each image with probability 1/2). */
+  flip: boolean;
+  /** imagefolder: images are resized to imageSize x imageSize. */
+  imageSize: number;
   // The training strategy.
   method: Method;
   epochs: number;
@@ -94,6 +98,8 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   trainLimit: null,
   testLimit: null,
   cropPadding: 2,
+  flip: false,
+  imageSize: 64,
   method: 'sll',
   epochs: 20,
   batchSize: 128,
@@ -161,6 +167,8 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   int('epochs', 1);
   int('batchSize', 1);
   int('cropPadding', 0);
+  int('imageSize', 1);
+  if (typeof o.flip !== 'boolean') fail('flip', `must be true or false, got ${String(o.flip)}`);
   int('seed', 0);
   int('checkpointEvery', 0);
   if (o.threads !== null) int('threads', 1);

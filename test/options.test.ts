@@ -18,7 +18,7 @@ const bad: [Partial<RunOptions>, RegExp][] = [
   [{ lr: 0 }, /--lr must be > 0/],
   [{ lr: NaN }, /--lr must be a number/],
   [{ momentum: 1 }, /--momentum must be in \[0, 1\)/],
-  [{ dataset: 'cifar' as RunOptions['dataset'] }, /--dataset must be one of mnist, fashion-mnist, got cifar/],
+  [{ dataset: 'cifar' as RunOptions['dataset'] }, /--dataset must be one of mnist, fashion-mnist, cifar10, cifar100, imagefolder, got cifar/],
   [{ method: 'ff' as RunOptions['method'] }, /--method must be one of sll, bp/],
   [{ model: 'vit' as RunOptions['model'] }, /--model must be one of mlp, vgg11, convstack/],
   [{ widthMult: 0 }, /--width-mult must be in \(0, 4\], got 0/],

@@ -14,6 +14,8 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   trainLimit: 'number',
   testLimit: 'number',
   cropPadding: 'number',
+  flip: 'boolean',
+  imageSize: 'number',
   method: 'string',
   epochs: 'number',
   batchSize: 'number',

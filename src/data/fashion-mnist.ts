@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { type DataSplits, makeDataset } from './dataset.js';
+import { type DataSplits, type InMemoryDataset, makeDataset } from './dataset.js';
 import { DataError } from './errors.js';
 import { mixSeed, permutation } from './random.js';
 
@@ -57,7 +57,7 @@ function readClassRows(path: string): number[][] {
  * 7002 rows, two of them `[]`, leaving exactly 7000 images per class.
  * Exported with perClass as a parameter so tests can use tiny files.
  */
-export function splitFashionMnist(dir: string, seed: number, perClass: SplitPerClass): DataSplits {
+export function splitFashionMnist(dir: string, seed: number, perClass: SplitPerClass): DataSplits<InMemoryDataset> {
   const need = perClass.test + perClass.train;
   const parts = {
     test: { pixels: new Uint8Array(NUM_CLASSES * perClass.test * PIXELS), labels: new Int32Array(NUM_CLASSES * perClass.test) },
@@ -88,6 +88,6 @@ export function splitFashionMnist(dir: string, seed: number, perClass: SplitPerC
 }
 
 /** Fashion-MNIST with a seeded 6000 train / 1000 test split per class (60000 / 10000 in all). */
-export function loadFashionMnist(dir: string = defaultDir(), seed = 0): DataSplits {
+export function loadFashionMnist(dir: string = defaultDir(), seed = 0): DataSplits<InMemoryDataset> {
   return splitFashionMnist(dir, seed, { test: 1000, train: 6000 });
 }

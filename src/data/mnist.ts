@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { type DataSplits, type ImageDataset, makeDataset } from './dataset.js';
+import { type DataSplits, type InMemoryDataset, makeDataset } from './dataset.js';
 import { DataError } from './errors.js';
 import { readIdxFile } from './idx.js';
 
@@ -12,7 +12,7 @@ function defaultDir(): string {
   }
 }
 
-function loadSplit(dir: string, prefix: 'train' | 't10k', name: string): ImageDataset {
+function loadSplit(dir: string, prefix: 'train' | 't10k', name: string): InMemoryDataset {
   const imagesPath = join(dir, `${prefix}-images-idx3-ubyte`);
   const labelsPath = join(dir, `${prefix}-labels-idx1-ubyte`);
   const images = readIdxFile(imagesPath);
@@ -37,6 +37,6 @@ function loadSplit(dir: string, prefix: 'train' | 't10k', name: string): ImageDa
 }
 
 /** The official MNIST split (60000 train / 10000 test) from the four IDX files in `dir`. */
-export function loadMnist(dir: string = defaultDir()): DataSplits {
+export function loadMnist(dir: string = defaultDir()): DataSplits<InMemoryDataset> {
   return { train: loadSplit(dir, 'train', 'mnist/train'), test: loadSplit(dir, 't10k', 'mnist/test') };
 }

@@ -141,7 +141,7 @@ export async function fit(
   const state = structuredClone(control.start?.state ?? initialState(engine.statRows));
   const every = control.checkpointEvery ?? 0;
   const bp = o.method === 'bp';
-  const augment = o.cropPadding > 0 ? { cropPadding: o.cropPadding } : undefined;
+  const augment = o.cropPadding > 0 || o.flip ? { cropPadding: o.cropPadding, flip: o.flip } : undefined;
   const stopRequested = () => control.stopRequested?.() ?? false;
   const checkpoint = async (snapshot: FitState, steps: number) => {
     if (!callbacks.onCheckpoint) return;

@@ -24,7 +24,7 @@ const badFlags: [string[], RegExp][] = [
   [['train', '--keep', '2'], /--keep must be in \(0, 1\]/],
   [['train', '--width', '0'], /--width must be an integer >= 1, got 0/],
   [['train', '--epochs', 'ten'], /--epochs must be a number, got 'ten'/],
-  [['train', '--dataset', 'imagenet'], /--dataset must be one of mnist, fashion-mnist, got imagenet/],
+  [['train', '--dataset', 'imagenet'], /--dataset must be one of mnist, fashion-mnist, cifar10, cifar100, imagefolder, got imagenet/],
   [['train', '--method', 'ff'], /--method must be one of sll, bp, got ff/],
   [['train', '--no-such-flag', '1'], /Unknown option '--no-such-flag'[\s\S]*allowed flags: .*--batch-size/],
   [['train', '--batch-size', '1000', '--train-limit', '100'], /--batch-size 1000 is larger than the training set \(100 examples\)/],

@@ -1,11 +1,22 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Batch, type BatchOptions, type ImageDataset, batches, batchesFrom, makeDataset, numBatches, subset } from '../../src/data/dataset.js';
+import {
+  type Batch,
+  type BatchOptions,
+  type ImageDataset,
+  type InMemoryDataset,
+  batches,
+  batchesFrom,
+  makeDataset,
+  makeStreamingDataset,
+  numBatches,
+  subset,
+} from '../../src/data/dataset.js';
 import { DataError } from '../../src/data/errors.js';
 import { bytes } from './helpers.js';
 
 /** N single-channel HxW images whose label is their index, so batch contents can be traced back. */
-function indexed(n: number, h = 4, w = 4): ImageDataset {
+function indexed(n: number, h = 4, w = 4): InMemoryDataset {
   return makeDataset({
     name: 'toy',
     pixels: bytes(n * h * w, 9),
@@ -182,4 +193,204 @@ test('subset picks limit distinct examples, class-proportional, deterministic un
   assert.deepEqual([0, 1, 2].map((k) => s.labels.filter((y) => y === k).length), [12, 6, 2]);
   assert.deepEqual(subset(ds, 20, 4), s);
   assert.notDeepEqual(subset(ds, 20, 5).pixels, s.pixels);
+});
+
+test('crop-only augmentation keeps the batch sequence it had before flip existed (pinned checksums)', () => {
+  const n = 10;
+  const ds = makeDataset({
+    name: 'g',
+    pixels: Uint8Array.from({ length: n * 3 * 4 * 2 }, (_, i) => (i * 37 + 11) % 256),
+    labels: Int32Array.from({ length: n }, (_, i) => i),
+    shape: [3, 4, 2],
+    numClasses: n,
+    mean: [0, 0],
+    std: [1 / 255, 1 / 255],
+  });
+  const sums = (augment: BatchOptions['augment']) =>
+    all(ds, { batchSize: 4, shuffle: true, seed: 5, epoch: 2, augment }).map((b) => [
+      [...b.y],
+      Array.from(b.x).reduce((a, v, k) => (a * 31 + v * (k + 1)) % 1000003, 0),
+    ]);
+  // Computed with the implementation before flip was added.
+  const pinned = [[[3, 6, 7, 5], 424124], [[1, 2, 8, 9], 804278], [[4, 0], 39505]];
+  assert.deepEqual(sums({ cropPadding: 1 }), pinned);
+  assert.deepEqual(sums({ cropPadding: 1, flip: false }), pinned);
+});
+
+/** img mirrored left-right (single channel). */
+function mirrored(img: Float32Array, w: number): Float32Array {
+  return Float32Array.from(img, (_, k) => img[Math.floor(k / w) * w + (w - 1 - (k % w))]);
+}
+
+test('flip mirrors about half the images left-right, exactly, and nothing else', () => {
+  const h = 3;
+  const w = 5;
+  const ds = indexed(200, h, w);
+  const bs = all(ds, { batchSize: 32, shuffle: true, seed: 9, augment: { cropPadding: 0, flip: true } });
+  let flipped = 0;
+  for (const b of bs) {
+    for (let j = 0; j < b.n; j++) {
+      const src = b.y[j];
+      const orig = Float32Array.from(ds.pixels.subarray(src * h * w, (src + 1) * h * w), (p) => p / 255);
+      const got = b.x.subarray(j * h * w, (j + 1) * h * w);
+      const isOrig = orig.every((v, k) => v === got[k]);
+      const isMirror = mirrored(orig, w).every((v, k) => v === got[k]);
+      assert.ok(isOrig || isMirror, `example ${src} is neither the image nor its mirror`);
+      if (!isOrig) flipped++;
+    }
+  }
+  assert.ok(flipped > 70 && flipped < 130, `${flipped} of 200 flipped`);
+});
+
+test('flip composes with the crop: the output is a shifted crop, possibly mirrored, and the first crop of each batch is unchanged', () => {
+  const h = 5;
+  const w = 6;
+  const pad = 2;
+  const ds = indexed(60, h, w);
+  const opts = { batchSize: 12, shuffle: true, seed: 4, epoch: 1 };
+  const plain = all(ds, { ...opts, augment: { cropPadding: pad } });
+  const withFlip = all(ds, { ...opts, augment: { cropPadding: pad, flip: true } });
+  let mirroredCount = 0;
+  withFlip.forEach((b, bi) => {
+    assert.deepEqual(b.y, plain[bi].y);
+    for (let j = 0; j < b.n; j++) {
+      const img = ds.pixels.subarray(b.y[j] * h * w, (b.y[j] + 1) * h * w);
+      const got = b.x.subarray(j * h * w, (j + 1) * h * w);
+      const found: string[] = [];
+      for (let dy = -pad; dy <= pad; dy++) {
+        for (let dx = -pad; dx <= pad; dx++) {
+          const s = shifted(img, h, w, dy, dx);
+          if (s.every((v, k) => v === got[k])) found.push('plain');
+          if (mirrored(s, w).every((v, k) => v === got[k])) found.push('mirror');
+        }
+      }
+      assert.ok(found.length > 0, `example ${b.y[j]} is not a (mirrored) crop`);
+      if (!found.includes('plain')) mirroredCount++;
+    }
+    // Image 0 of a batch draws its offsets first from the batch's Rng, so its crop is the crop-only one.
+    const a = b.x.subarray(0, h * w);
+    const p = plain[bi].x.subarray(0, h * w);
+    assert.ok(a.every((v, k) => v === p[k]) || mirrored(p, w).every((v, k) => v === a[k]));
+  });
+  assert.ok(mirroredCount > 10, `only ${mirroredCount} mirrored`);
+});
+
+test('flip is deterministic under seed and epoch and changes with them; batchesFrom resumes it', () => {
+  const ds = indexed(40);
+  const opts = (seed: number, epoch: number): BatchOptions => ({ batchSize: 8, shuffle: true, seed, epoch, augment: { cropPadding: 0, flip: true } });
+  const xs = (seed: number, epoch: number) => all(ds, opts(seed, epoch)).map((b) => b.x);
+  assert.deepEqual(xs(1, 0), xs(1, 0));
+  assert.notDeepEqual(xs(1, 0), xs(1, 1));
+  assert.notDeepEqual(xs(1, 0), xs(2, 0));
+  assert.deepEqual([...batchesFrom(ds, opts(1, 0), 3)], all(ds, opts(1, 0)).slice(3));
+  assert.throws(() => batches(ds, { batchSize: 8, augment: { cropPadding: 0, flip: 1 as unknown as boolean } }), RangeError);
+});
+
+/** A streaming view of an in-memory set that records every readPixels call. */
+function streamingOf(ds: InMemoryDataset, calls: number[][] = []): ImageDataset {
+  const stride = ds.shape[0] * ds.shape[1] * ds.shape[2];
+  return makeStreamingDataset({
+    name: `${ds.name}/stream`,
+    labels: ds.labels,
+    shape: ds.shape,
+    numClasses: ds.numClasses,
+    mean: ds.mean,
+    std: ds.std,
+    readPixels(indices, out) {
+      calls.push(Array.from(indices));
+      for (let k = 0; k < indices.length; k++) out.set(ds.pixels.subarray(indices[k] * stride, (indices[k] + 1) * stride), k * stride);
+    },
+  });
+}
+
+test('a streaming set has no pixels, reads each batch once, and gives exactly the in-memory batches', () => {
+  const mem = makeDataset({
+    name: 'rgb',
+    pixels: bytes(23 * 4 * 3 * 3, 5),
+    labels: Int32Array.from({ length: 23 }, (_, i) => i % 4),
+    shape: [4, 3, 3],
+    numClasses: 4,
+    mean: [0.1, 0.2, 0.3],
+    std: [0.5, 0.6, 0.7],
+  });
+  const calls: number[][] = [];
+  const stream = streamingOf(mem, calls);
+  assert.equal(stream.pixels, undefined);
+  assert.equal(stream.size, 23);
+  for (const opts of [
+    { batchSize: 5 },
+    { batchSize: 6, shuffle: true, seed: 3, epoch: 2 },
+    { batchSize: 4, shuffle: true, seed: 1, augment: { cropPadding: 1, flip: true } },
+    { batchSize: 23, dropLast: true, augment: { cropPadding: 2 } },
+  ] as BatchOptions[]) {
+    calls.length = 0;
+    const got = all(stream, opts);
+    assert.deepEqual(got, all(mem, opts));
+    assert.equal(calls.length, got.length);
+    assert.deepEqual(calls.map((c) => c.map((k) => mem.labels[k])), got.map((b) => [...b.y]));
+    assert.deepEqual([...batchesFrom(stream, opts, 1)], [...batchesFrom(mem, opts, 1)]);
+  }
+});
+
+test('readPixels copies images by index, for both kinds of set, and validates its arguments', () => {
+  const mem = indexed(6, 2, 2);
+  const stream = streamingOf(mem);
+  for (const ds of [mem, stream]) {
+    const out = new Uint8Array(3 * 4);
+    ds.readPixels([5, 0, 5], out);
+    assert.deepEqual(out, Uint8Array.from([...mem.pixels.subarray(20, 24), ...mem.pixels.subarray(0, 4), ...mem.pixels.subarray(20, 24)]));
+    assert.throws(() => ds.readPixels([6], new Uint8Array(4)), RangeError);
+    assert.throws(() => ds.readPixels([-1], new Uint8Array(4)), RangeError);
+    assert.throws(() => ds.readPixels([0.5], new Uint8Array(4)), RangeError);
+    assert.throws(() => ds.readPixels([0, 1], new Uint8Array(7)), RangeError);
+  }
+});
+
+test('readPixels is not an enumerable property: data sets compare and clone by their data', () => {
+  const ds = indexed(5);
+  assert.deepEqual(Object.keys(ds), ['name', 'pixels', 'labels', 'shape', 'numClasses', 'size', 'mean', 'std']);
+  assert.deepEqual(indexed(5), ds);
+  assert.deepEqual(structuredClone(ds), { ...ds });
+  assert.ok(Object.isFrozen(ds) && Object.isFrozen(streamingOf(ds)));
+});
+
+test('makeStreamingDataset validates like makeDataset', () => {
+  const ok = { name: 's', labels: new Int32Array([0, 1]), shape: [2, 2, 1] as const, numClasses: 2, mean: [0], std: [1], readPixels() {} };
+  assert.equal(makeStreamingDataset(ok).size, 2);
+  const bad = (patch: object, re: RegExp) =>
+    assert.throws(() => makeStreamingDataset({ ...ok, ...patch }), (e: Error) => e instanceof DataError && re.test(e.message));
+  bad({ labels: new Int32Array([0, 2]) }, /^s: label 2 at index 1 outside 0\.\.1/);
+  bad({ mean: [0, 0] }, /mean\/std need 1 entries/);
+  bad({ shape: [2, 0, 1] }, /bad shape/);
+  bad({ readPixels: undefined }, /readPixels must be a function/);
+});
+
+test('the subset of a streaming set streams the same examples as the subset of the in-memory set', () => {
+  const n = 60;
+  const mem = makeDataset({
+    name: 'm',
+    pixels: bytes(n * 9, 2),
+    labels: Int32Array.from({ length: n }, (_, i) => (i % 5 < 3 ? 0 : i % 5 < 4 ? 1 : 2)),
+    shape: [3, 3, 1],
+    numClasses: 3,
+    mean: [0.5],
+    std: [0.25],
+  });
+  const calls: number[][] = [];
+  const s = subset(streamingOf(mem, calls), 17, 8);
+  const m = subset(mem, 17, 8);
+  assert.equal(s.pixels, undefined);
+  assert.equal(s.name, 'm/stream[17]');
+  assert.equal(s.size, 17);
+  assert.deepEqual(s.labels, m.labels);
+  const out = new Uint8Array(17 * 9);
+  s.readPixels(Array.from({ length: 17 }, (_, i) => i), out);
+  assert.deepEqual(out, m.pixels);
+  // The parent is asked for the parent's indices of the chosen examples.
+  const opts = { batchSize: 5, shuffle: true, seed: 2, augment: { cropPadding: 1, flip: true } };
+  calls.length = 0;
+  assert.deepEqual(all(s, opts), all(m, opts));
+  assert.ok(calls.every((c) => c.every((i) => i < n)) && calls.length === 4);
+  assert.throws(() => s.readPixels([17], new Uint8Array(9)), RangeError);
+  assert.equal(subset(s, 17, 0), s);
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { ImageDataset } from '../../src/data/dataset.js';
+import type { InMemoryDataset } from '../../src/data/dataset.js';
 import { DataError } from '../../src/data/errors.js';
 import { loadFashionMnist, splitFashionMnist } from '../../src/data/fashion-mnist.js';
 import { bytes, tempDir } from './helpers.js';
@@ -30,7 +30,7 @@ function fakeFashion(name: string, edit: (k: number, rows: unknown[]) => unknown
   return dir;
 }
 
-const sources = (ds: ImageDataset) =>
+const sources = (ds: InMemoryDataset) =>
   Array.from({ length: ds.size }, (_, i) => `${ds.pixels[i * 784]}/${ds.pixels[i * 784 + 1]}`);
 
 const okDir = fakeFashion('ok');
@@ -98,7 +98,7 @@ test('empty rows (as in the published class-0 file) are skipped, not counted as 
   const { train, test: testSet } = splitFashionMnist(dir, 0, SMALL);
   assert.equal(train.labels.filter((y) => y === 2).length, 3);
   assert.equal(testSet.labels.filter((y) => y === 2).length, 2);
-  const twos = (ds: ImageDataset) => sources(ds).filter((s) => s.startsWith('2/'));
+  const twos = (ds: InMemoryDataset) => sources(ds).filter((s) => s.startsWith('2/'));
   assert.deepEqual([...twos(train), ...twos(testSet)].sort(), ['2/0', '2/1', '2/2', '2/3', '2/4']);
 });
 

@@ -1,0 +1,204 @@
+/**
+ * Image-folder data sets (Imagenette, Tiny-ImageNet, your own): `root/train/<class>/...` and
+ * `root/val/<class>/...` holding .jpg/.jpeg/.png files. Only the file list and the labels live in
+ * memory; images are read, decoded and resized when a batch asks for them.
+ */
+import { type Dirent, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { type DataSplits, type ImageDataset, makeStreamingDataset } from './dataset.js';
+import { DataError } from './errors.js';
+import { decodeImage, resizeImage } from './image.js';
+
+/** ImageNet statistics, on the 0..1 scale. */
+export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
+
+const IMAGE_FILE = /\.(jpe?g|png)$/i;
+/** How deep below a class folder images are looked for (Tiny-ImageNet keeps them in <class>/images/). */
+const MAX_DEPTH = 4;
+
+export interface ImageFolderSplit {
+  /** Image paths: root joined with each file's path below it. */
+  files: string[];
+  labels: Int32Array;
+}
+
+export interface ImageFolderIndex {
+  root: string;
+  /** Sorted names of the class folders of train/; label k is classes[k]. */
+  classes: string[];
+  train: ImageFolderSplit;
+  val: ImageFolderSplit;
+}
+
+function readDir(dir: string, what: string): Dirent[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') throw new DataError(`${what} not found: ${dir}`);
+    if (err.code === 'ENOTDIR') throw new DataError(`${what} is not a directory: ${dir}`);
+    throw new DataError(`cannot read ${what} ${dir}: ${err.message}`);
+  }
+}
+
+const visible = (d: Dirent) => !d.name.startsWith('.');
+
+/** Follows symbolic links: 'dir', 'file' or null (broken link, other). */
+function kind(dir: string, d: Dirent): 'dir' | 'file' | null {
+  if (d.isDirectory()) return 'dir';
+  if (d.isFile()) return 'file';
+  if (!d.isSymbolicLink()) return null;
+  try {
+    const st = statSync(join(dir, d.name));
+    return st.isDirectory() ? 'dir' : st.isFile() ? 'file' : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Sorted names of the visible sub-folders of dir. */
+function subfolders(dir: string, what: string): string[] {
+  const entries = readDir(dir, what);
+  return entries
+    .filter((d) => visible(d) && kind(dir, d) === 'dir')
+    .map((d) => d.name)
+    .sort();
+}
+
+/** The image files under a class folder (sub-folders included), sorted by path. */
+function imagesIn(dir: string, depth = 0): string[] {
+  const found: string[] = [];
+  for (const d of readDir(dir, 'folder').filter(visible)) {
+    const k = kind(dir, d);
+    const path = join(dir, d.name);
+    if (k === 'file' && IMAGE_FILE.test(d.name)) found.push(path);
+    else if (k === 'dir' && depth < MAX_DEPTH) found.push(...imagesIn(path, depth + 1));
+  }
+  return found.sort();
+}
+
+function classSplit(splitDir: string, classes: string[], names: string[]): ImageFolderSplit {
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (const name of names) {
+    const k = classes.indexOf(name);
+    const dir = join(splitDir, name);
+    const images = imagesIn(dir);
+    if (images.length === 0) throw new DataError(`empty class folder (no .jpg, .jpeg or .png images): ${dir}`);
+    files.push(...images);
+    labels.push(...images.map(() => k));
+  }
+  return { files, labels: Int32Array.from(labels) };
+}
+
+/** Tiny-ImageNet's val/: images/ plus val_annotations.txt lines "<file>\t<class>\t...". */
+function annotatedSplit(valDir: string, annotations: string, classes: string[]): ImageFolderSplit {
+  const imagesDir = join(valDir, 'images');
+  const present = new Set(readDir(imagesDir, 'val images folder').map((d) => d.name));
+  const files: string[] = [];
+  const labels: number[] = [];
+  readFileSync(annotations, 'utf8')
+    .split(/\r?\n/)
+    .forEach((line, i) => {
+      if (line.trim() === '') return;
+      const [file, name] = line.split('\t');
+      const where = `${annotations}: line ${i + 1}`;
+      if (!file || !name) throw new DataError(`${where}: expected "<file>\\t<class>...", got "${line}"`);
+      const k = classes.indexOf(name);
+      if (k < 0) throw new DataError(`${where}: val class '${name}' is not a class of train/`);
+      if (!present.has(file)) throw new DataError(`${where}: image not found: ${join(imagesDir, file)}`);
+      files.push(join(imagesDir, file));
+      labels.push(k);
+    });
+  if (files.length === 0) throw new DataError(`${annotations}: no images listed`);
+  return { files, labels: Int32Array.from(labels) };
+}
+
+/**
+ * Lists `root/train/<class>/**` and `root/val/<class>/**` images (.jpg, .jpeg, .png, any case; hidden
+ * entries skipped). Classes are the sorted folder names of train/; every val class must be one of them
+ * (val may lack some). Tiny-ImageNet's val/ (images/ + val_annotations.txt) is accepted too.
+ * Examples are ordered by class, then path.
+ */
+export function listImageFolder(root: string): ImageFolderIndex {
+  for (const [dir, what] of [
+    [root, 'image folder root'],
+    [join(root, 'train'), 'train folder'],
+    [join(root, 'val'), 'val folder'],
+  ]) {
+    if (!existsSync(dir)) {
+      throw new DataError(`${what} not found: ${dir}` + (dir === root ? '' : ` (expected ${join(root, '{train,val}', '<class>', '*.jpg')})`));
+    }
+  }
+  const trainDir = join(root, 'train');
+  const valDir = join(root, 'val');
+  const classes = subfolders(trainDir, 'train folder');
+  if (classes.length === 0) throw new DataError(`no class folders in ${trainDir} (expected ${join(trainDir, '<class>', '*.jpg')})`);
+  const train = classSplit(trainDir, classes, classes);
+  const annotations = join(valDir, 'val_annotations.txt');
+  let val: ImageFolderSplit;
+  if (existsSync(annotations)) {
+    val = annotatedSplit(valDir, annotations, classes);
+  } else {
+    const valClasses = subfolders(valDir, 'val folder');
+    if (valClasses.length === 0) throw new DataError(`no class folders in ${valDir} (expected ${join(valDir, '<class>', '*.jpg')})`);
+    const unknown = valClasses.filter((c) => !classes.includes(c));
+    if (unknown.length > 0) {
+      throw new DataError(`val class folder${unknown.length > 1 ? 's' : ''} not in train/: ${unknown.map((c) => join(valDir, c)).join(', ')}`);
+    }
+    val = classSplit(valDir, classes, valClasses);
+  }
+  return { root, classes, train, val };
+}
+
+/** A streaming data set of `files`: each image read, decoded to RGB and resized to size x size when asked for. */
+export function imageFilesDataset(
+  name: string,
+  split: ImageFolderSplit,
+  numClasses: number,
+  size: number,
+  norm: { mean: readonly number[]; std: readonly number[] } = { mean: IMAGENET_MEAN, std: IMAGENET_STD },
+): ImageDataset {
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`imageSize must be a positive integer, got ${size}`);
+  const { files } = split;
+  if (files.length !== split.labels.length) throw new DataError(`${name}: ${files.length} files but ${split.labels.length} labels`);
+  const stride = size * size * 3;
+  return makeStreamingDataset({
+    name,
+    labels: split.labels,
+    shape: [size, size, 3],
+    numClasses,
+    mean: norm.mean,
+    std: norm.std,
+    readPixels(indices, out) {
+      for (let k = 0; k < indices.length; k++) {
+        const file = files[indices[k]];
+        let buf: Buffer;
+        try {
+          buf = readFileSync(file);
+        } catch (e) {
+          throw new DataError(`cannot read image ${file}: ${(e as Error).message}`);
+        }
+        resizeImage(decodeImage(buf, file), size, size, out.subarray(k * stride, (k + 1) * stride));
+      }
+    },
+  });
+}
+
+/**
+ * `root/{train,val}/<class>/*.{jpg,jpeg,png}` as streaming train/test sets of imageSize x imageSize x 3
+ * images (each image resized to that square, whatever its aspect), normalised with ImageNet statistics.
+ */
+export function loadImageFolder(root: string, opts: { imageSize?: number } = {}): DataSplits & { classes: string[] } {
+  const size = opts.imageSize ?? 64;
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`imageSize must be a positive integer, got ${size}`);
+  const index = listImageFolder(root);
+  const n = index.classes.length;
+  return {
+    train: imageFilesDataset('imagefolder/train', index.train, n, size),
+    test: imageFilesDataset('imagefolder/val', index.val, n, size),
+    classes: index.classes,
+  };
+}
+
