@@ -15,10 +15,10 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <thread>
 #include <vector>
 
 #include "kernels.h"
+#include "parallel.h"
 
 #define RESTRICT __restrict__
 
@@ -42,30 +42,6 @@ int threads_for(double work, int64_t units) {
   const int t = get_threads();
   if (t <= 1 || work < kParallelWork) return 1;
   return int(std::max<int64_t>(1, std::min<int64_t>(t, units)));
-}
-
-// Runs f(t) for t in [0, T) on T threads (the caller being thread 0). While T > 1, OpenBLAS runs single
-// threaded so that each of our threads does its own GEMMs.
-template <class F>
-void parallel(int T, F f) {
-  if (T <= 1) {
-    f(0);
-    return;
-  }
-  const int blas = get_threads();
-  openblas_set_num_threads(1);
-  std::vector<std::thread> workers;
-  workers.reserve(size_t(T - 1));
-  for (int t = 1; t < T; t++) workers.emplace_back(f, t);
-  f(0);
-  for (auto& w : workers) w.join();
-  openblas_set_num_threads(blas);
-}
-
-// [begin, end) of `total` items for thread t of T.
-inline void split(int64_t total, int t, int T, int64_t* begin, int64_t* end) {
-  *begin = total * t / T;
-  *end = total * (t + 1) / T;
 }
 
 inline void gemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,

@@ -2,6 +2,7 @@
 // vectorises them (restrict pointers, no early exits); transcendental functions are the scalar libm
 // ones, which is fine for the small tensors they see in an MLP step.
 #include "kernels.h"
+#include "parallel.h"
 
 #include <cblas.h>
 
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #define RESTRICT __restrict__
@@ -24,12 +26,30 @@ std::atomic<int> g_threads{0};
 // Below this many multiply-adds a GEMM runs on one thread: the OpenBLAS thread hand-off costs more
 // than it saves (the K = 10 read-out GEMMs of an MLP step got slower with two threads).
 constexpr double kSmallGemm = 4.0 * 1024 * 1024;
+// Regions that need OpenBLAS single-threaded (BlasSingleThreaded), across all threads of the process.
+std::mutex g_blas_mutex;
+int g_single_regions = 0;
 }  // namespace
 
 void set_threads(int n) {
   if (n < 1) n = 1;
-  openblas_set_num_threads(n);
-  g_threads.store(openblas_get_num_threads());
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  if (g_single_regions == 0) {
+    openblas_set_num_threads(n);
+    n = openblas_get_num_threads();
+  }
+  // Inside a single-threaded region the count applies when the last region ends.
+  g_threads.store(n);
+}
+
+BlasSingleThreaded::BlasSingleThreaded() {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  if (g_single_regions++ == 0) openblas_set_num_threads(1);
+}
+
+BlasSingleThreaded::~BlasSingleThreaded() {
+  std::lock_guard<std::mutex> lock(g_blas_mutex);
+  if (--g_single_regions == 0) openblas_set_num_threads(std::max(1, g_threads.load()));
 }
 
 int get_threads() {
@@ -60,14 +80,20 @@ void sgemm_batched(bool transA, bool transB, int64_t M, int64_t N, int64_t K, fl
   }
   const int threads = get_threads();
   const bool single = threads > 1 && double(M) * double(N) * double(K) < kSmallGemm;
-  if (single) openblas_set_num_threads(1);
-  for (int64_t i = 0; i < batch; i++) {
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
-                transB ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha,
-                A + i * strideA, blasint(lda), B + i * strideB, blasint(ldb), beta,
-                C + i * strideC, blasint(ldc));
+  auto run = [&]() {
+    for (int64_t i = 0; i < batch; i++) {
+      cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans,
+                  transB ? CblasTrans : CblasNoTrans, blasint(M), blasint(N), blasint(K), alpha,
+                  A + i * strideA, blasint(lda), B + i * strideB, blasint(ldb), beta,
+                  C + i * strideC, blasint(ldc));
+    }
+  };
+  if (single) {
+    BlasSingleThreaded guard;
+    run();
+  } else {
+    run();
   }
-  if (single) openblas_set_num_threads(threads);
 }
 
 namespace {
@@ -170,8 +196,9 @@ void binary_loop(F f, const float* a, const float* b, float* out, const int64_t*
 }
 }  // namespace
 
-void binary4(int op, const float* a, const float* b, float* out, const int64_t* d,
-             const int64_t* sa, const int64_t* sb) {
+namespace {
+void binary4_serial(int op, const float* a, const float* b, float* out, const int64_t* d,
+                    const int64_t* sa, const int64_t* sb) {
   switch (op) {
     case BIN_ADD: binary_loop([](float x, float y) { return x + y; }, a, b, out, d, sa, sb); break;
     case BIN_SUB: binary_loop([](float x, float y) { return x - y; }, a, b, out, d, sa, sb); break;
@@ -196,7 +223,6 @@ void binary4(int op, const float* a, const float* b, float* out, const int64_t* 
   }
 }
 
-namespace {
 template <class F>
 void unary_loop(const float* RESTRICT x, float* RESTRICT out, int64_t n, F f) {
   for (int64_t i = 0; i < n; i++) out[i] = f(x[i]);
@@ -210,9 +236,8 @@ void unary_any(const float* x, float* out, int64_t n, F f) {
     unary_loop(x, out, n, f);
   }
 }
-}  // namespace
 
-void unary(int op, const float* x, float* out, int64_t n, float alpha) {
+void unary_serial(int op, const float* x, float* out, int64_t n, float alpha) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   switch (op) {
     case UN_RELU: unary_any(x, out, n, [](float v) { return v < 0.0f ? 0.0f : v; }); break;
@@ -259,6 +284,66 @@ void unary(int op, const float* x, float* out, int64_t n, float alpha) {
     default:
       break;
   }
+}
+
+// Elementwise work below this many elements runs on the calling thread only.
+constexpr int64_t kParallelElements = int64_t(1) << 20;
+
+int elementwise_threads(int64_t n) {
+  const int t = get_threads();
+  return (t > 1 && n >= kParallelElements) ? t : 1;
+}
+}  // namespace
+
+void binary4(int op, const float* a, const float* b, float* out, const int64_t* d,
+             const int64_t* sa, const int64_t* sb) {
+  const int64_t total = d[0] * d[1] * d[2] * d[3];
+  const int T = elementwise_threads(total);
+  int k = 0;
+  while (k < 4 && d[k] < T) k++;
+  if (T <= 1 || k == 4) {
+    binary4_serial(op, a, b, out, d, sa, sb);
+    return;
+  }
+  // Split dim k (the outermost one with at least T entries); the dims outside it are looped over, and each
+  // piece [outer index, lo..hi, inner dims] is a contiguous block of `out`.
+  int64_t inner = 1;
+  for (int j = k + 1; j < 4; j++) inner *= d[j];
+  int64_t outer = 1;
+  for (int j = 0; j < k; j++) outer *= d[j];
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(d[k], t, T, &lo, &hi);
+    if (hi <= lo) return;
+    int64_t dd[4] = {d[0], d[1], d[2], d[3]};
+    for (int j = 0; j < k; j++) dd[j] = 1;
+    dd[k] = hi - lo;
+    for (int64_t o = 0; o < outer; o++) {
+      int64_t rem = o, offA = lo * sa[k], offB = lo * sb[k];
+      for (int j = k - 1; j >= 0; j--) {
+        const int64_t i = rem % d[j];
+        rem /= d[j];
+        offA += i * sa[j];
+        offB += i * sb[j];
+      }
+      binary4_serial(op, a + offA, b + offB, out + (o * d[k] + lo) * inner, dd, sa, sb);
+    }
+  });
+}
+
+void unary(int op, const float* x, float* out, int64_t n, float alpha) {
+  const int T = elementwise_threads(n);
+  if (T <= 1) {
+    unary_serial(op, x, out, n, alpha);
+    return;
+  }
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(n / 16, t, T, &lo, &hi);
+    lo *= 16;
+    hi = t == T - 1 ? n : hi * 16;
+    if (hi > lo) unary_serial(op, x + lo, out + lo, hi - lo, alpha);
+  });
 }
 
 // ---- Reductions ---------------------------------------------------------------------------------

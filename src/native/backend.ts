@@ -1,11 +1,16 @@
 /**
  * The `native` tfjs backend: tfjs's `cpu` backend (a subclass of its MathBackendCPU, sharing its storage
- * format: one JS typed array per tensor) with the kernels that dominate an MLP training step replaced by
- * the C++ addon in native/ (OpenBLAS GEMMs, float32 elementwise and reduction loops, a fused Adam update).
+ * format: one JS typed array per tensor) with the kernels that dominate MLP and CNN training steps replaced
+ * by the C++ addon in native/ (OpenBLAS GEMMs, NHWC convolutions as blocked im2col + GEMM, pooling,
+ * float32 elementwise and reduction loops, a fused Adam update).
  *
  * Every `cpu` kernel is registered under `native` too, so any op works; a replaced kernel falls back to
  * the `cpu` one for what it does not handle (other dtypes, broadcasts it cannot collapse to 4 dims,
- * reductions over non-adjacent axes, prelu).
+ * reductions over non-adjacent axes, prelu, NCHW convolutions).
+ *
+ * One deliberate difference from `cpu`: AvgPoolGrad divides each window's gradient by the number of window
+ * elements inside the input, as the forward pass does; tfjs's cpu kernel divides by the full window size,
+ * which is wrong for windows that overlap 'same' padding.
  *
  * Storage rules (see shared/notes/engine-measurements.md): a tensor labelled float32 may hold an
  * Int32Array or Uint8Array (cpu's Cast to float32 only relabels), so every input is checked and converted;
@@ -733,12 +738,25 @@ function poolKernel(op: number): NativeImpl {
  * MaxPoolGrad ({dy, input, output}) and AvgPoolGrad ({dy, input}). The average-pooling gradient divides
  * by the number of window elements inside the input, as the forward pass (on every backend) does; tfjs's
  * cpu AvgPoolGrad divides by the full window size, which differs for windows that overlap 'same' padding.
+ * tfjs's pooling gradients do not pass the forward's dimRoundingMode on (with a numeric pad, the cpu
+ * kernels then use the wrong output size); here it is recovered from dy's shape.
  */
 function poolGradKernel(op: number): NativeImpl {
   return (args) => {
     const backend = backendOf(args);
     const { dy, input } = args.inputs as { dy: TensorInfo; input: TensorInfo };
-    const info = poolInfoFor(input.shape, args.attrs as unknown as PoolAttrs);
+    const attrs = args.attrs as unknown as PoolAttrs;
+    let info = poolInfoFor(input.shape, attrs);
+    if (info != null && !tf.util.arraysEqual(dy.shape, info.outShape) && attrs.dimRoundingMode == null && typeof attrs.pad === 'number') {
+      // tfjs's MaxPool and AvgPool gradients drop the forward's dimRoundingMode: recover it from dy.
+      for (const mode of ['ceil', 'round', 'floor'] as const) {
+        const candidate = poolInfoFor(input.shape, { ...attrs, dimRoundingMode: mode });
+        if (candidate != null && tf.util.arraysEqual(dy.shape, candidate.outShape)) {
+          info = candidate;
+          break;
+        }
+      }
+    }
     if (info == null || !tf.util.arraysEqual(dy.shape, info.outShape)) return null;
     const geom = convGeometry(info);
     const dyv = float32Values(backend, dy);

@@ -6,98 +6,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { nativeAddon, nativeThreads, setNativeThreads } from '../../src/native/backend.js';
-import { assertCloseNorm, compareBackends, countAddonCalls, input, requireNative, rng, runOn, type Input } from './helpers.js';
+import { Worker } from 'node:worker_threads';
+import { ADDON_PATH, nativeAddon, nativeThreads, setNativeThreads } from '../../src/native/backend.js';
+import { assertCloseNorm, compareBackends, countAddonCalls, input, requireNative, runOn } from './helpers.js';
+import { CONV_CASES as CASES, DILATED, conv, convInputs, describeConv as describe, outShape, randomCases, type ConvCase } from './conv-cases.js';
 
 /** Relative to the largest magnitude of the expected tensor (sums of up to 7*7*C products). */
 const CONV_RTOL = 1e-4;
-
-type ExplicitPad = [[number, number], [number, number], [number, number], [number, number]];
-type Pad = 'same' | 'valid' | number | ExplicitPad;
-
-interface ConvCase {
-  n: number;
-  h: number;
-  w: number;
-  c: number;
-  co: number;
-  k: [number, number];
-  stride: [number, number];
-  pad: Pad;
-  dilation?: [number, number];
-  rounding?: 'floor' | 'round' | 'ceil';
-}
-
-function describe(c: ConvCase): string {
-  const pad = Array.isArray(c.pad) ? JSON.stringify(c.pad) : String(c.pad);
-  return `x [${c.n},${c.h},${c.w},${c.c}] k ${c.k.join('x')} -> ${c.co} stride ${c.stride} pad ${pad}` +
-    (c.dilation ? ` dilation ${c.dilation}` : '') + (c.rounding ? ` rounding ${c.rounding}` : '');
-}
-
-/** Hand-picked cases: every kernel size 1..7, strides 1-3, the three padding kinds, batch 1..4. */
-const CASES: ConvCase[] = [
-  { n: 1, h: 5, w: 5, c: 1, co: 1, k: [1, 1], stride: [1, 1], pad: 'valid' },
-  { n: 2, h: 6, w: 7, c: 3, co: 4, k: [1, 1], stride: [1, 1], pad: 'same' },
-  { n: 2, h: 7, w: 6, c: 3, co: 4, k: [1, 1], stride: [2, 2], pad: 'valid' },
-  { n: 3, h: 8, w: 8, c: 4, co: 5, k: [2, 2], stride: [2, 2], pad: 'valid' },
-  { n: 1, h: 9, w: 7, c: 2, co: 3, k: [2, 2], stride: [1, 1], pad: 'same' },
-  { n: 2, h: 8, w: 8, c: 8, co: 8, k: [3, 3], stride: [1, 1], pad: 'same' },
-  { n: 3, h: 7, w: 9, c: 5, co: 6, k: [3, 3], stride: [1, 1], pad: 'valid' },
-  { n: 2, h: 9, w: 9, c: 3, co: 4, k: [3, 3], stride: [2, 2], pad: 'same' },
-  { n: 2, h: 10, w: 8, c: 3, co: 4, k: [3, 3], stride: [2, 2], pad: 'valid' },
-  { n: 1, h: 11, w: 10, c: 2, co: 3, k: [3, 3], stride: [3, 3], pad: 'same' },
-  { n: 2, h: 8, w: 9, c: 3, co: 2, k: [3, 2], stride: [1, 2], pad: 'same' },
-  { n: 4, h: 6, w: 6, c: 6, co: 7, k: [3, 3], stride: [1, 1], pad: [[0, 0], [1, 2], [0, 1], [0, 0]] },
-  { n: 1, h: 7, w: 7, c: 3, co: 4, k: [3, 3], stride: [2, 2], pad: [[0, 0], [2, 0], [1, 1], [0, 0]] },
-  { n: 2, h: 6, w: 7, c: 2, co: 3, k: [3, 3], stride: [1, 1], pad: 1 },
-  { n: 2, h: 7, w: 7, c: 2, co: 3, k: [3, 3], stride: [2, 2], pad: 1, rounding: 'ceil' },
-  { n: 2, h: 9, w: 9, c: 3, co: 4, k: [4, 4], stride: [2, 2], pad: 'same' },
-  { n: 1, h: 10, w: 11, c: 3, co: 4, k: [5, 5], stride: [1, 1], pad: 'same' },
-  { n: 2, h: 12, w: 12, c: 2, co: 3, k: [5, 5], stride: [2, 2], pad: 'valid' },
-  { n: 1, h: 9, w: 10, c: 2, co: 2, k: [6, 6], stride: [3, 3], pad: 'same' },
-  { n: 2, h: 12, w: 11, c: 3, co: 4, k: [7, 7], stride: [2, 2], pad: 'same' },
-  { n: 1, h: 9, w: 9, c: 2, co: 3, k: [7, 7], stride: [1, 1], pad: 'valid' },
-  { n: 2, h: 6, w: 6, c: 16, co: 8, k: [3, 3], stride: [1, 1], pad: 'same' },
-  // Large enough (> 2M multiply-adds) for the multi-threaded path.
-  { n: 4, h: 16, w: 16, c: 16, co: 24, k: [3, 3], stride: [1, 1], pad: 'same' },
-  { n: 3, h: 17, w: 15, c: 12, co: 16, k: [3, 3], stride: [2, 2], pad: 'same' },
-];
-
-/** Forward-only: dilated convolutions (their gradients are not supported by tfjs). */
-const DILATED: ConvCase[] = [
-  { n: 2, h: 9, w: 9, c: 3, co: 4, k: [3, 3], stride: [1, 1], pad: 'same', dilation: [2, 2] },
-  { n: 1, h: 10, w: 9, c: 2, co: 3, k: [3, 2], stride: [1, 1], pad: 'valid', dilation: [2, 3] },
-];
-
-/** A few more cases drawn at random (seeded) over the same ranges. */
-function randomCases(count: number, seed: number): ConvCase[] {
-  const r = rng(seed);
-  const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)];
-  const cases: ConvCase[] = [];
-  while (cases.length < count) {
-    const kh = 1 + Math.floor(r() * 7);
-    const kw = 1 + Math.floor(r() * 7);
-    const s = pick([1, 2, 3]);
-    const pad = pick<Pad>(['same', 'valid', [[0, 0], [Math.floor(r() * 3), Math.floor(r() * 3)], [Math.floor(r() * 3), Math.floor(r() * 3)], [0, 0]]]);
-    const h = kh + Math.floor(r() * 8);
-    const w = kw + Math.floor(r() * 8);
-    cases.push({ n: 1 + Math.floor(r() * 3), h, w, c: 1 + Math.floor(r() * 6), co: 1 + Math.floor(r() * 6), k: [kh, kw], stride: [s, pick([1, s])], pad });
-  }
-  return cases;
-}
-
-function convInputs(c: ConvCase, seed: number): { x: Input; w: Input } {
-  return { x: input([c.n, c.h, c.w, c.c], seed), w: input([c.k[0], c.k[1], c.c, c.co], seed + 1) };
-}
-
-function conv(c: ConvCase) {
-  return (x: tf.Tensor, w: tf.Tensor) =>
-    tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.stride, c.pad, 'NHWC', c.dilation ?? 1, c.rounding);
-}
-
-function outShape(c: ConvCase): number[] {
-  return tf.backend_util.computeConv2DInfo([c.n, c.h, c.w, c.c], [c.k[0], c.k[1], c.c, c.co], c.stride, c.dilation ?? 1, c.pad, c.rounding).outShape;
-}
 
 test('conv2d forward matches cpu (kernel sizes 1..7, strides 1-3, same/valid/explicit/numeric padding, dilations)', async () => {
   requireNative();
@@ -258,4 +173,51 @@ test('the addon checks conv geometry and array lengths', () => {
   assert.throws(() => addon.conv2d(x, w, y, geom, new Float32Array(1), 1, 0, 0), RangeError, 'a [CO] bias of length 1');
   assert.throws(() => addon.conv2dBackpropFilter(x, y, new Float32Array(35), geom), RangeError);
   assert.throws(() => addon.conv2dBackpropInput(y, w, new Float32Array(31), geom), RangeError);
+});
+
+test('convolutions in concurrent worker threads, each splitting over 2 threads, give the main thread\'s results', async () => {
+  requireNative();
+  const before = nativeThreads();
+  // Large enough for the addon's own threads; each worker also toggles OpenBLAS's per-process count.
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const addon = require(workerData.path);
+    addon.setThreads(2);
+    const g = Int32Array.from([8, 16, 16, 16, 3, 3, 16, 16, 16, 1, 1, 1, 1, 1, 1]);
+    const x = new Float32Array(8 * 16 * 16 * 16).map((_, i) => Math.sin(i * 0.37 + workerData.seed));
+    const w = new Float32Array(9 * 16 * 16).map((_, i) => Math.cos(i * 0.11));
+    const y = new Float32Array(x.length);
+    const dw = new Float32Array(w.length);
+    for (let r = 0; r < 5; r++) {
+      addon.conv2d(x, w, y, g, null, 0, 0, 0);
+      addon.conv2dBackpropFilter(x, y, dw, g);
+    }
+    parentPort.postMessage({ y: Array.from(y.subarray(0, 64)), dw: Array.from(dw.subarray(0, 64)) });
+  `;
+  const runWorker = (seed: number) =>
+    new Promise<{ y: number[]; dw: number[] }>((resolve, reject) => {
+      const w = new Worker(code, { eval: true, workerData: { path: ADDON_PATH, seed } });
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
+  try {
+    const results = await Promise.all([runWorker(1), runWorker(2), runWorker(1), runWorker(2)]);
+    setNativeThreads(1);
+    const addon = nativeAddon();
+    for (const seed of [1, 2]) {
+      const g = Int32Array.from([8, 16, 16, 16, 3, 3, 16, 16, 16, 1, 1, 1, 1, 1, 1]);
+      const x = new Float32Array(8 * 16 * 16 * 16).map((_, i) => Math.sin(i * 0.37 + seed));
+      const w = new Float32Array(9 * 16 * 16).map((_, i) => Math.cos(i * 0.11));
+      const y = new Float32Array(x.length);
+      const dw = new Float32Array(w.length);
+      addon.conv2d(x, w, y, g, null, 0, 0, 0);
+      addon.conv2dBackpropFilter(x, y, dw, g);
+      for (const r of results.filter((_, i) => i % 2 === seed - 1)) {
+        assertCloseNorm(r.y, y.subarray(0, 64), 1e-6, `worker forward, seed ${seed}`);
+        assertCloseNorm(r.dw, dw.subarray(0, 64), 1e-5, `worker filter gradient, seed ${seed}`);
+      }
+    }
+  } finally {
+    setNativeThreads(Math.max(1, before));
+  }
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { compareBackends, countAddonCalls, input, requireNative, runOn, sizeOf, use, type Input } from './helpers.js';
-import { broadcastPlan } from '../../src/native/backend.js';
+import { broadcastPlan, nativeThreads, setNativeThreads } from '../../src/native/backend.js';
 
 const ELEMENTWISE_RTOL = 1e-5;
 
@@ -191,4 +191,33 @@ test('gradients of elementwise chains (relu, softmax cross-entropy, broadcast ad
   await compareBackends([x, bias, labels], (a, b, y) => tf.grads(loss)([a, b, y]), ELEMENTWISE_RTOL, 'grads of CE(relu(x + b))', true);
   await compareBackends([x], (a) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.softmax(t), tf.sigmoid(t))))(a), ELEMENTWISE_RTOL, 'grad of softmax * sigmoid', true);
   await use('native');
+});
+
+test('large elementwise ops (over 1M elements: split over 2 threads) match cpu and the 1-thread path', async () => {
+  requireNative();
+  const before = nativeThreads();
+  // Broadcasts that split the output along each of the 4 collapsed dims.
+  const cases: [number[], number[]][] = [
+    [[64, 32, 32, 64], [64]],
+    [[2, 600000], [2, 1]],
+    [[1200000], []],
+    [[3, 5, 70000], [5, 1]],
+    [[1100001], [1100001]],
+  ];
+  try {
+    let seed = 1;
+    for (const [aShape, bShape] of cases) {
+      const a = input(aShape, seed++);
+      const b = input(bShape, seed++);
+      const f = (x: tf.Tensor, y: tf.Tensor) => [tf.mul(x, y), tf.sub(y, x), tf.relu(x), tf.step(x)];
+      setNativeThreads(2);
+      await compareBackends([a, b], f, 1e-6, `2 threads [${aShape}] [${bShape}]`);
+      const two = await runOn('native', [a, b], f);
+      setNativeThreads(1);
+      const one = await runOn('native', [a, b], f);
+      two.forEach((o, i) => assert.deepEqual(o.values, one[i].values, `output ${i}: 2 threads equal 1 thread exactly`));
+    }
+  } finally {
+    setNativeThreads(Math.max(1, before));
+  }
 });

@@ -1,7 +1,9 @@
 /** Shared helpers of the native backend tests: a hard requirement on the addon, seeded data, comparisons. */
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { loadNativeAddon, nativeAddon, registerNativeBackend } from '../../src/native/backend.js';
+import { applyWasmTrainingFixes } from '../../src/wasm/training-kernels.js';
 
 /**
  * Registers the native backend, or fails the calling test with the reason: a missing addon is an error
@@ -13,8 +15,11 @@ export function requireNative(): void {
   assert.ok(registerNativeBackend(), 'registerNativeBackend() returned false');
 }
 
-export async function use(backend: 'native' | 'cpu'): Promise<void> {
+export type BackendUnderTest = 'native' | 'cpu' | 'wasm';
+
+export async function use(backend: BackendUnderTest): Promise<void> {
   if (backend === 'native') requireNative();
+  if (backend === 'wasm') applyWasmTrainingFixes();
   assert.ok(await tf.setBackend(backend), `setBackend(${backend}) failed`);
   assert.equal(tf.getBackend(), backend);
 }
@@ -56,7 +61,7 @@ export function input(shape: number[], seed: number, lo = -1, hi = 1): Input {
 
 /** Runs f on fresh tensors made from `inputs` on `backend`; returns copies of the outputs' values. */
 export async function runOn(
-  backend: 'native' | 'cpu',
+  backend: BackendUnderTest,
   inputs: Input[],
   f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
 ): Promise<{ values: Float32Array; shape: number[]; dtype: string }[]> {
@@ -104,7 +109,7 @@ export function assertCloseNorm(actual: ArrayLike<number>, expected: ArrayLike<n
   return assertClose(actual, expected, rtol, what, 1);
 }
 
-/** Runs f on both backends and compares every output (values, shape and dtype). */
+/** Runs f on the cpu backend and on `native` and compares every output (values, shape and dtype). */
 export async function compareBackends(
   inputs: Input[],
   f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
@@ -112,8 +117,20 @@ export async function compareBackends(
   what: string,
   norm = false,
 ): Promise<void> {
+  return compareWithCpu('native', inputs, f, rtol, what, norm);
+}
+
+/** Runs f on the cpu backend and on `backend` and compares every output (values, shape and dtype). */
+export async function compareWithCpu(
+  backend: BackendUnderTest,
+  inputs: Input[],
+  f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
+  rtol: number,
+  what: string,
+  norm = false,
+): Promise<void> {
   const expected = await runOn('cpu', inputs, f);
-  const actual = await runOn('native', inputs, f);
+  const actual = await runOn(backend, inputs, f);
   assert.equal(actual.length, expected.length);
   actual.forEach((a, k) => {
     const e = expected[k];
