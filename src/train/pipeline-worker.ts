@@ -41,21 +41,23 @@ async function start(): Promise<void> {
   const who = `stage ${init.stage + 1} (units ${init.first + 1}-${init.end})`;
 
   const onStep = (m: StepMessage) => {
-    const out = tf.tidy(() => {
+    // tf.tidy returns tensors only: handed a typed array it would walk every element looking for tensors.
+    const r = tf.tidy(() => {
       const labels = tf.tensor1d(m.y, 'int32');
       const input = tf.tensor(m.h, m.shape);
       const parent =
         m.v == null ? (init.first === 0 ? trainer.inputParent(input) : null) : tf.tensor2d(m.v, [m.n, init.numClasses]);
-      const r = trainer.stepUnits(input, parent, labels, m.step);
-      const result = { h: r.h.dataSync() as Float32Array, shape: r.h.shape, v: r.v.dataSync() as Float32Array, stats: r.stats.arraySync() };
-      tf.dispose([r.h, r.v, r.stats]);
-      return result;
+      return trainer.stepUnits(input, parent, labels, m.step);
     });
-    reply({ type: 'stats', stage: init.stage, step: m.step, rows: out.stats });
+    reply({ type: 'stats', stage: init.stage, step: m.step, rows: r.stats.arraySync() });
     if (downstream) {
-      const next: StepMessage = { type: 'step', step: m.step, n: m.n, h: out.h, shape: out.shape, v: out.v, y: m.y };
-      downstream.postMessage(next, [out.h.buffer as ArrayBuffer, out.v.buffer as ArrayBuffer, m.y.buffer as ArrayBuffer]);
+      // Copies: the backend's own storage may be shared with other tensors, and is transferred away.
+      const h = (r.h.dataSync() as Float32Array).slice();
+      const v = (r.v.dataSync() as Float32Array).slice();
+      const next: StepMessage = { type: 'step', step: m.step, n: m.n, h, shape: r.h.shape, v, y: m.y };
+      downstream.postMessage(next, [h.buffer as ArrayBuffer, v.buffer as ArrayBuffer, m.y.buffer as ArrayBuffer]);
     }
+    tf.dispose([r.h, r.v, r.stats]);
   };
 
   const onRequest = async (m: StageRequest) => {
