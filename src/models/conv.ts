@@ -4,6 +4,7 @@
  * conv3x3 units without pooling (the memory study, Fig. 2b).
  */
 import * as tf from '@tensorflow/tfjs';
+import { mixSeed } from '../data/random.js';
 import { networkFromUnits, type Network } from './network.js';
 
 /** VGG-11, configuration "A": channels per conv layer, 'M' for a 2x2 max-pool. */
@@ -27,7 +28,8 @@ function convUnit(index: number, filters: number, pool: boolean, o: ConvOptions)
       padding: 'same',
       activation: o.batchNorm ? 'linear' : 'relu',
       useBias: !o.batchNorm,
-      kernelInitializer: tf.initializers.heNormal({ seed: o.seed * 1000 + index }),
+      // mixSeed, never 0: tfjs's normal samplers take a seed of 0 as no seed at all (Math.random).
+      kernelInitializer: tf.initializers.heNormal({ seed: mixSeed(o.seed, 4, index) || 1 }),
       name: `${name}_conv`,
       ...(index === 0 ? { inputShape: [...o.inputShape] } : {}),
     }),

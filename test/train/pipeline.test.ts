@@ -34,6 +34,19 @@ for (const ranges of [evenStages(4, 2), [{ first: 0, end: 1 }, { first: 1, end: 
   });
 }
 
+test('a pipeline of conv units gives bit-identical weights to sequential SLL on cpu', async () => {
+  const conv = { ...run, model: 'convstack' as const, layers: 3, width: 4, epochs: 1, projDim: 16 };
+  const sequential = smallModel(conv);
+  await fit(sequential.model, data, sequential.options);
+  const piped = smallModel(conv);
+  await fit(piped.model, data, piped.options, {}, {
+    engine: (model, o) => PipelineEngine.start(model, o, [{ first: 0, end: 2 }, { first: 2, end: 3 }]),
+  });
+  for (let u = 0; u < conv.layers; u++) assert.deepEqual(unitWeights(piped.model, u), unitWeights(sequential.model, u), `unit ${u + 1}`);
+  disposeHeaded(sequential.model);
+  disposeHeaded(piped.model);
+});
+
 test('a crashed stage stops the run with an error naming the stage and its units, and no worker survives', async () => {
   const { model, options } = smallModel(run);
   let engine: PipelineEngine | null = null;
