@@ -88,20 +88,19 @@ export interface FitResult {
 
 /** A non-finite loss: names the unit, the step and the loss part. */
 export class DivergenceError extends Error {
+  /**
+   * `part` is the loss part that turned non-finite (prediction, alignment, loss) or 'weights'; `unit` is
+   * 1-based, and null for BP, whose one loss belongs to the whole network.
+   */
   constructor(
-    readonly unit: number,
+    readonly unit: number | null,
     readonly step: number,
     readonly part: string,
     value: number,
-    bp: boolean,
-    what: 'loss' | 'weights' = 'loss',
   ) {
-    const who = bp ? 'the network' : `unit ${unit}`;
-    super(
-      what === 'loss'
-        ? `${who} diverged at step ${step}: its ${part} loss is ${value}`
-        : `${who} diverged at step ${step}: its weights hold NaN or Inf`,
-    );
+    const who = unit === null ? 'the network' : `unit ${unit}`;
+    const what = part === 'weights' ? 'its weights hold NaN or Inf' : `its ${part} loss is ${value}`;
+    super(`${who} diverged at step ${step}: ${what}`);
   }
 }
 
@@ -161,7 +160,7 @@ export async function fit(
       const onStep = async (step: number, n: number, rows: number[][]) => {
         rows.forEach((r, u) => {
           for (let c = 0; c < 3; c++) {
-            if (!Number.isFinite(r[c])) throw new DivergenceError(u + 1, step, STAT_COLUMNS[c], r[c], bp);
+            if (!Number.isFinite(r[c])) throw new DivergenceError(bp ? null : u + 1, step, STAT_COLUMNS[c], r[c]);
           }
           for (let c = 0; c < 3; c++) state.sums[u][c] += r[c] * n;
           state.sums[u][3] += r[3];
@@ -243,7 +242,7 @@ function assertFiniteWeights(model: HeadedNetwork, step: number): void {
     : network.units.map((unit) => unitVariables(unit));
   groups.forEach((variables, u) => {
     const finite = tf.tidy(() => variables.every((v) => tf.all(tf.isFinite(v)).dataSync()[0] === 1));
-    if (!finite) throw new DivergenceError(u + 1, step, 'weights', NaN, network.classifier != null, 'weights');
+    if (!finite) throw new DivergenceError(network.classifier ? null : u + 1, step, 'weights', NaN);
   });
 }
 
