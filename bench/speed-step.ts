@@ -125,6 +125,7 @@ export function convCase(shape: ConvShape = CONV_SHAPE): Setup {
     distribution: 'gaussian',
     keep: 0.5,
     maskScale: 'inverted',
+    scale: 'features',
     seed: 4,
   });
   const parent = tf.randomNormal([batch, 10], 0, 1, 'float32', 5) as tf.Tensor2D;

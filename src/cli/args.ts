@@ -6,6 +6,7 @@ type Kind = 'number' | 'string' | 'boolean' | 'numbers';
 const KINDS: Record<keyof RunOptions, Kind> = {
   model: 'string',
   layers: 'number',
+  unitLayers: 'number',
   width: 'number',
   widthMult: 'number',
   batchNorm: 'boolean',
@@ -26,6 +27,7 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   lambda: 'numbers',
   keep: 'number',
   maskScale: 'string',
+  projScale: 'string',
   projection: 'string',
   projDim: 'number',
   firstParent: 'string',

@@ -12,6 +12,13 @@ export const PROJECTION_DISTRIBUTIONS: readonly ProjectionDistribution[] = ['gau
 /** 'inverted' divides the masked R by keep (as inverted dropout does) so E[M ⊙ R / keep] = R. */
 export type MaskScale = 'inverted' | 'none';
 export const MASK_SCALES: readonly MaskScale[] = ['inverted', 'none'];
+/**
+ * The 1/sqrt(d') of v_i = (1/sqrt(d')) R_i h_i. 'classes': d' = K, the rows of R_i, the JL scaling under
+ * which ||v_i|| ~ ||h_i||. 'features': d' = d, the features R_i reads, which keeps the logits near unit
+ * scale whatever the width (sqrt(d / K) times smaller than 'classes').
+ */
+export type ProjectionScale = 'classes' | 'features';
+export const PROJECTION_SCALES: readonly ProjectionScale[] = ['classes', 'features'];
 
 export interface ProjectionHeadConfig {
   /** Shape of h_i without the batch: [D] for a dense unit, [H, W, C] for a conv unit. */
@@ -28,11 +35,12 @@ export interface ProjectionHeadConfig {
   /** Keep probability p of the Bernoulli mask on R; 1 disables the mask. */
   keep: number;
   maskScale: MaskScale;
+  scale: ProjectionScale;
   seed: number;
 }
 
 export class ProjectionHead {
-  /** R_i^T / sqrt(d'), shape [d', K]: stored transposed so that a batch of rows maps as h R. */
+  /** R_i^T / sqrt(d'), shape [d, K]: stored transposed so that a batch of rows maps as h R. */
   readonly projection: tf.Tensor2D;
   private readonly pool: tf.Tensor2D | null;
 
@@ -42,7 +50,10 @@ export class ProjectionHead {
     const shape: [number, number] = [d, config.numClasses];
     this.projection = projection
       ? tf.keep(projection)
-      : tf.tidy(() => tf.div(sampleSubGaussian(shape, config.distribution, config.seed), Math.sqrt(d)));
+      : tf.tidy(() => {
+          const dPrime = config.scale === 'classes' ? config.numClasses : d;
+          return tf.div(sampleSubGaussian(shape, config.distribution, config.seed), Math.sqrt(dPrime));
+        });
     if (!tf.util.arraysEqual(this.projection.shape, shape)) {
       throw new Error(`projection has shape [${this.projection.shape}], expected [${shape}]`);
     }
@@ -74,7 +85,7 @@ export class ProjectionHead {
     });
   }
 
-  /** M_i ~ Bernoulli(keep)^{d' x K}, divided by keep under inverted scaling. */
+  /** M_i ~ Bernoulli(keep)^{d x K}, divided by keep under inverted scaling. */
   mask(step: number): tf.Tensor2D {
     const { keep, maskScale, seed } = this.config;
     return tf.tidy(() => {
@@ -90,7 +101,7 @@ export class ProjectionHead {
   }
 }
 
-/** d', the number of features R projects. */
+/** d, the number of features R projects. */
 export function featureDim(config: ProjectionHeadConfig): number {
   const shape = config.inputShape;
   if (shape.length === 1) return config.poolDim ?? shape[0];

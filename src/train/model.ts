@@ -15,12 +15,12 @@ export interface HeadedNetwork {
 /** Default d for conv units' heads (--proj-dim): each channel pooled to s x s with s * s * C <= 4096. */
 export const CONV_PROJ_DIM = 4096;
 
-type HeadOptions = Pick<RunOptions, 'keep' | 'maskScale' | 'projection' | 'projDim' | 'firstParent' | 'seed'>;
+type HeadOptions = Pick<RunOptions, 'keep' | 'maskScale' | 'projScale' | 'projection' | 'projDim' | 'firstParent' | 'seed'>;
 
 /** Samples every unit's fixed projection head (and the input's, if the first unit has that parent). */
 export function attachHeads(network: Network, o: HeadOptions): HeadedNetwork {
   const numClasses = network.spec.numClasses;
-  const base = { numClasses, distribution: o.projection, keep: o.keep, maskScale: o.maskScale };
+  const base = { numClasses, distribution: o.projection, keep: o.keep, maskScale: o.maskScale, scale: o.projScale };
   const heads = network.units.map(
     (unit) =>
       new ProjectionHead({

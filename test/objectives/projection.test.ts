@@ -15,6 +15,7 @@ const config: ProjectionHeadConfig = {
   distribution: 'gaussian',
   keep: 0.3,
   maskScale: 'inverted',
+  scale: 'features',
   seed: 7,
 };
 
@@ -29,6 +30,18 @@ test('R is scaled 1/sqrt(d) with i.i.d. gaussian or rademacher entries, and repr
   const r = new ProjectionHead({ ...config, distribution: 'rademacher' }).projection.dataSync();
   const values = new Set(Array.from(r, (x) => Math.round(x * Math.sqrt(d) * 1e4) / 1e4));
   assert.deepEqual([...values].sort(), [-1, 1]);
+});
+
+test("R is scaled 1/sqrt(K) under the JL scaling ('classes'), so that ||v|| is about ||h||", () => {
+  const head = new ProjectionHead({ ...config, inputShape: [4000], scale: 'classes', keep: 1 });
+  const g = head.projection.dataSync() as Float32Array;
+  const variance = g.reduce((a, b) => a + b * b, 0) / g.length;
+  assert.ok(Math.abs(variance * config.numClasses - 1) < 0.05, `variance * K = ${variance * config.numClasses}`);
+  const h = tf.randomNormal([64, 4000], 0, 1, 'float32', 3);
+  const ratio = tf.tidy(() => tf.mean(tf.div(tf.norm(head.project(h), 2, 1), tf.norm(h, 2, 1))).dataSync()[0]);
+  assert.ok(Math.abs(ratio - 1) < 0.25, `mean ||v|| / ||h|| = ${ratio}`);
+  h.dispose();
+  head.dispose();
 });
 
 test('mask keeps entries at rate keep, scaled 1/keep when inverted, fresh per step and fixed per step', () => {
