@@ -70,6 +70,22 @@ export function networkFromUnits(
   return { spec: { ...spec, unitLayerCounts, classifier: false }, model, units: unitsOf(model, unitLayerCounts), classifier: null };
 }
 
+/**
+ * The block-wise variant SLL^{i+} (paper section 5.3): `size` consecutive units of `network` merged into
+ * one unit (the last block takes what is left), so that backprop runs inside a block and the local losses
+ * between blocks. size 1 returns the network as it is.
+ */
+export function groupUnits(network: Network, size: number): Network {
+  if (!Number.isInteger(size) || size < 1) throw new Error(`units are grouped by a positive integer, got ${size}`);
+  if (size === 1) return network;
+  if (network.classifier) throw new Error('group the units before adding the classifier');
+  const counts = network.spec.unitLayerCounts;
+  const unitLayerCounts: number[] = [];
+  for (let i = 0; i < counts.length; i += size) unitLayerCounts.push(counts.slice(i, i + size).reduce((a, b) => a + b, 0));
+  const spec = { ...network.spec, unitLayerCounts, options: { ...network.spec.options, unitLayers: size } };
+  return { ...network, spec, units: unitsOf(network.model, unitLayerCounts) };
+}
+
 /** Re-attaches units (and the classifier) to a Sequential rebuilt from a saved model. */
 export function networkFromModel(spec: NetworkSpec, model: tf.Sequential): Network {
   const unitLayers = spec.unitLayerCounts.reduce((a, b) => a + b, 0);

@@ -98,3 +98,29 @@ for (const method of ['sll', 'bp'] as const) {
     assert.equal(tf.memory().numTensors, after10);
   });
 }
+
+test('SLL^{i+}: --unit-layers 2 groups layers into units, one head and one optimizer per block', () => {
+  const layerWise = smallModel({ layers: 5 });
+  const { model, options } = smallModel({ layers: 5, unitLayers: 2 });
+  const c = layerWise.model.network.spec.unitLayerCounts;
+  assert.equal(c.length, 5);
+  assert.deepEqual(model.network.spec.unitLayerCounts, [c[0] + c[1], c[2] + c[3], c[4]]);
+  assert.deepEqual(model.network.units.map((u) => u.layers.length), [c[0] + c[1], c[2] + c[3], c[4]]);
+  assert.equal(model.heads.length, 3);
+  // Block k's output is layer 2k's output: the same Sequential, cut differently.
+  assert.deepEqual(model.network.units.map((u) => u.outputShape), [1, 3, 4].map((l) => layerWise.model.network.units[l].outputShape));
+  const trainer = new SllTrainer(model, options);
+  assert.equal(trainer.optimizers.length, 3);
+  // Backprop inside a block: both layers of block 1 move in its step; the other blocks only by their own.
+  const before = unitWeights(model, 0);
+  const { x, labels } = batch(2);
+  trainer.step(x, labels, 0);
+  const after = unitWeights(model, 0);
+  assert.equal(after.length, 4, 'kernel and bias of two dense layers');
+  after.forEach((w, i) => assert.notDeepEqual(w, before[i], `weight ${i} of block 1 trained`));
+  // Block 2's update does not depend on block 3.
+  const shorter = smallModel({ layers: 4, unitLayers: 2 });
+  new SllTrainer(shorter.model, shorter.options).step(x, labels, 0);
+  assert.deepEqual(unitWeights(model, 1), unitWeights(shorter.model, 1));
+  assert.throws(() => smallModel({ layers: 2, unitLayers: 3 }), /unit-layers/);
+});
