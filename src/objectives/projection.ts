@@ -27,8 +27,8 @@ export interface ProjectionHeadConfig {
   numClasses: number;
   /**
    * Adaptive average pooling of h_i to about this many features before R; null projects h_i whole.
-   * [D] pools to d features; [H, W, C] pools each channel to s x s, s the largest divisor of H and W with
-   * s * s * C <= d (at least 1).
+   * [D] pools to d features; [H, W, C] pools each channel to s x s (PyTorch's adaptive_avg_pool2d bins),
+   * s the largest with s <= min(H, W) and s * s * C <= d (at least 1).
    */
   poolDim: number | null;
   distribution: ProjectionDistribution;
@@ -57,18 +57,27 @@ export class ProjectionHead {
     if (!tf.util.arraysEqual(this.projection.shape, shape)) {
       throw new Error(`projection has shape [${this.projection.shape}], expected [${shape}]`);
     }
-    const dense = config.inputShape.length === 1 && config.poolDim != null;
-    this.pool = dense ? tf.keep(adaptiveAvgPoolMatrix(config.inputShape[0], config.poolDim!)) : null;
+    const pool = poolMatrix(config);
+    this.pool = pool ? tf.keep(pool) : null;
   }
 
-  /** The features R sees: h_i adaptively average-pooled when configured, then flattened. */
+  /** The features R sees: h_i adaptively average-pooled when configured, then flattened ([s, s, C] order). */
   features(h: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
+      const batch = h.shape[0];
+      if (h.rank === 2) return (this.pool ? tf.matMul(h as tf.Tensor2D, this.pool) : h) as tf.Tensor2D;
       const side = spatialPoolSide(this.config);
-      const pooled =
-        side == null ? h : tf.avgPool(h as tf.Tensor4D, [h.shape[1]! / side, h.shape[2]! / side], [h.shape[1]! / side, h.shape[2]! / side], 'valid');
-      const flat = pooled.reshape([h.shape[0], -1]) as tf.Tensor2D;
-      return this.pool ? tf.matMul(flat, this.pool) : flat;
+      const [, H, W, C] = h.shape as number[];
+      if (side == null || side === H && side === W) return h.reshape([batch, -1]) as tf.Tensor2D;
+      if (H % side === 0 && W % side === 0) {
+        // Equal bins: a plain average pool (the same numbers as the general path, faster).
+        const window: [number, number] = [H / side, W / side];
+        return tf.avgPool(h as tf.Tensor4D, window, window, 'valid').reshape([batch, -1]) as tf.Tensor2D;
+      }
+      // Each channel's H*W map times the [H*W, s*s] pooling matrix.
+      const maps = tf.transpose(h.reshape([batch, H * W, C]), [0, 2, 1]).reshape([batch * C, H * W]);
+      const pooled = tf.matMul(maps, this.pool!).reshape([batch, C, side * side]);
+      return tf.transpose(pooled, [0, 2, 1]).reshape([batch, -1]) as tf.Tensor2D;
     });
   }
 
@@ -114,9 +123,31 @@ function spatialPoolSide(config: ProjectionHeadConfig): number | null {
   const shape = config.inputShape;
   if (shape.length !== 3 || config.poolDim == null) return null;
   const [h, w, c] = shape;
+  if (h === w && h * w * c <= config.poolDim) return h;
   let side = 1;
-  for (let s = 2; s <= Math.min(h, w); s++) if (h % s === 0 && w % s === 0 && s * s * c <= config.poolDim) side = s;
+  while (side + 1 <= Math.min(h, w) && (side + 1) * (side + 1) * c <= config.poolDim) side++;
   return side;
+}
+
+/**
+ * The matrix that pools: [D, d] for a dense input pooled to d features; [H*W, s*s] for a conv input whose
+ * s x s bins are unequal (kron of the row and column poolings); null when no matmul is needed.
+ */
+function poolMatrix(config: ProjectionHeadConfig): tf.Tensor2D | null {
+  const shape = config.inputShape;
+  if (config.poolDim == null) return null;
+  if (shape.length === 1) return adaptiveAvgPoolMatrix(shape[0], config.poolDim);
+  const side = spatialPoolSide(config)!;
+  const [h, w] = shape;
+  if ((side === h && side === w) || (h % side === 0 && w % side === 0)) return null;
+  const rows = poolWeights(h, side);
+  const cols = poolWeights(w, side);
+  const p = new Float32Array(h * w * side * side);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let i = 0; i < side; i++)
+        for (let j = 0; j < side; j++) p[(y * w + x) * side * side + i * side + j] = rows[y * side + i] * cols[x * side + j];
+  return tf.tensor2d(p, [h * w, side * side]);
 }
 
 function sampleSubGaussian(shape: [number, number], distribution: ProjectionDistribution, seed: number) {
@@ -129,6 +160,11 @@ function sampleSubGaussian(shape: [number, number], distribution: ProjectionDist
  * floor(j D / d) .. ceil((j + 1) D / d) - 1, the bins of PyTorch's adaptive_avg_pool1d.
  */
 export function adaptiveAvgPoolMatrix(inputDim: number, outputDim: number): tf.Tensor2D {
+  return tf.tensor2d(poolWeights(inputDim, outputDim), [inputDim, outputDim]);
+}
+
+/** The values of adaptiveAvgPoolMatrix, row-major. */
+function poolWeights(inputDim: number, outputDim: number): Float32Array {
   if (outputDim < 1 || outputDim > inputDim) {
     throw new Error(`pooling to ${outputDim} features needs 1 <= d <= ${inputDim}`);
   }
@@ -138,5 +174,5 @@ export function adaptiveAvgPoolMatrix(inputDim: number, outputDim: number): tf.T
     const end = Math.ceil(((j + 1) * inputDim) / outputDim);
     for (let i = start; i < end; i++) p[i * outputDim + j] = 1 / (end - start);
   }
-  return tf.tensor2d(p, [inputDim, outputDim]);
+  return p;
 }

@@ -95,28 +95,34 @@ test('a head with pooling projects the pooled features', () => {
   assert.deepEqual(head.project(h).arraySync(), expected.arraySync());
 });
 
-test('a conv head pools each channel to s x s (s * s * C <= d, s dividing H and W) against a plain loop', () => {
-  const [H, W, C] = [12, 12, 3];
-  const head = new ProjectionHead({ ...config, inputShape: [H, W, C], poolDim: 50 });
-  // s = 4: 4 * 4 * 3 = 48 <= 50, while s = 6 would need 108.
-  assert.deepEqual(head.projection.shape, [48, 10]);
-  const h = tf.randomNormal([2, H, W, C], 0, 1, 'float32', 3);
-  const got = head.features(h).arraySync();
-  const x = h.arraySync() as number[][][][];
-  const s = 4;
-  const k = H / s;
-  for (let b = 0; b < 2; b++) {
-    for (let i = 0; i < s; i++) {
-      for (let j = 0; j < s; j++) {
-        for (let c = 0; c < C; c++) {
-          let sum = 0;
-          for (let di = 0; di < k; di++) for (let dj = 0; dj < k; dj++) sum += x[b][i * k + di][j * k + dj][c];
-          const at = (i * s + j) * C + c;
-          assert.ok(Math.abs(got[b][at] - sum / (k * k)) < 1e-5, `b${b} (${i},${j},${c})`);
+test('a conv head pools each channel to s x s (largest s with s * s * C <= d) over PyTorch bins, against a plain loop', () => {
+  // [H, W, C, d, s]: equal bins (12 / 4), unequal overlapping bins (7 -> 3: rows 0-2, 2-4, 4-6), 5 x 7 -> 2.
+  for (const [H, W, C, d, s] of [[12, 12, 3, 50, 4], [7, 7, 2, 20, 3], [5, 7, 2, 10, 2]]) {
+    const head = new ProjectionHead({ ...config, inputShape: [H, W, C], poolDim: d });
+    assert.deepEqual(head.projection.shape, [s * s * C, 10], `${H}x${W}x${C} to ${d}`);
+    const h = tf.randomNormal([2, H, W, C], 0, 1, 'float32', 3);
+    const got = head.features(h).arraySync();
+    const x = h.arraySync() as number[][][][];
+    const bin = (j: number, n: number) => [Math.floor((j * n) / s), Math.ceil(((j + 1) * n) / s)];
+    for (let b = 0; b < 2; b++) {
+      for (let i = 0; i < s; i++) {
+        for (let j = 0; j < s; j++) {
+          const [y0, y1] = bin(i, H);
+          const [x0, x1] = bin(j, W);
+          for (let c = 0; c < C; c++) {
+            let sum = 0;
+            for (let y = y0; y < y1; y++) for (let xx = x0; xx < x1; xx++) sum += x[b][y][xx][c];
+            const at = (i * s + j) * C + c;
+            assert.ok(Math.abs(got[b][at] - sum / ((y1 - y0) * (x1 - x0))) < 1e-5, `${H}x${W} b${b} (${i},${j},${c})`);
+          }
         }
       }
     }
+    // The pooled head is differentiable in h (a unit's loss reaches its weights through it).
+    const g = tf.grad((t: tf.Tensor) => tf.sum(head.project(t)))(h);
+    assert.ok(tf.sum(tf.abs(g)).dataSync()[0] > 0);
+    head.dispose();
   }
-  const whole = new ProjectionHead({ ...config, inputShape: [H, W, C], poolDim: null });
-  assert.deepEqual(whole.projection.shape, [H * W * C, 10]);
+  const whole = new ProjectionHead({ ...config, inputShape: [12, 12, 3], poolDim: null });
+  assert.deepEqual(whole.projection.shape, [12 * 12 * 3, 10]);
 });
