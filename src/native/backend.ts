@@ -768,6 +768,41 @@ function poolGradKernel(op: number): NativeImpl {
   };
 }
 
+// ---- Data movement -------------------------------------------------------------------------------
+
+/**
+ * Tile by block copies: each input row is copied once, then every finished block is repeated with
+ * copyWithin. The cpu kernel indexes element by element; batch norm's gradient tiles [1,1,1,C] over a
+ * whole activation, which made it the slowest kernel of a conv step.
+ */
+function tileKernel(args: KernelArgs): TensorInfo | null {
+  const backend = backendOf(args);
+  const { x } = args.inputs as { x: TensorInfo };
+  const reps = (args.attrs as unknown as { reps: number[] }).reps;
+  const xv = float32Values(backend, x);
+  if (xv == null || reps.length !== x.shape.length) return null;
+  const shape = x.shape;
+  const rank = shape.length;
+  const outShape = shape.map((d, i) => d * reps[i]);
+  const out = new Float32Array(sizeOf(outShape));
+  if (rank === 0 || out.length === 0) return output(backend, outShape, out.length ? xv.slice() : out);
+  // inner[k]: elements of the input below dim k; block[k]: elements of the output below dim k.
+  const inner = new Array<number>(rank + 1).fill(1);
+  const block = new Array<number>(rank + 1).fill(1);
+  for (let k = rank - 1; k >= 0; k--) {
+    inner[k] = inner[k + 1] * shape[k];
+    block[k] = block[k + 1] * outShape[k];
+  }
+  const fill = (k: number, from: number, to: number): void => {
+    const once = shape[k] * block[k + 1];
+    if (k === rank - 1) out.set(xv.subarray(from, from + shape[k]), to);
+    else for (let i = 0; i < shape[k]; i++) fill(k + 1, from + i * inner[k + 1], to + i * block[k + 1]);
+    for (let r = 1; r < reps[k]; r++) out.copyWithin(to + r * once, to, to + once);
+  };
+  fill(0, 0, 0);
+  return output(backend, outShape, out);
+}
+
 // ---- The table -----------------------------------------------------------------------------------
 
 let kernelTable: Map<string, (fallback: KernelFunc) => KernelFunc> | null = null;
@@ -789,6 +824,7 @@ function nativeKernels(): Map<string, (fallback: KernelFunc) => KernelFunc> {
   t.set('AvgPool', withFallback(poolKernel(POOL_AVG)));
   t.set('MaxPoolGrad', withFallback(poolGradKernel(POOL_MAX)));
   t.set('AvgPoolGrad', withFallback(poolGradKernel(POOL_AVG)));
+  t.set('Tile', withFallback(tileKernel));
   kernelTable = t;
   return t;
 }

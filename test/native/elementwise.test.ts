@@ -221,3 +221,31 @@ test('large elementwise ops (over 1M elements: split over 2 threads) match cpu a
     setNativeThreads(Math.max(1, before));
   }
 });
+
+test('tile matches cpu exactly for every rep pattern, and batch norm gradients with it', async () => {
+  requireNative();
+  const cases: [number[], number[]][] = [
+    [[5], [3]],
+    [[1, 1, 1, 4], [2, 3, 5, 1]],
+    [[2, 3], [1, 1]],
+    [[2, 1, 3], [3, 4, 2]],
+    [[3, 2], [2, 3]],
+    [[0, 2], [3, 1]],
+  ];
+  let seed = 40;
+  for (const [shape, reps] of cases) {
+    await compareBackends([input(shape, seed++)], (x) => tf.tile(x, reps), 0, `tile [${shape}] by [${reps}]`);
+  }
+  // Batch norm's gradient tiles per-channel values over the activation.
+  const x = input([4, 3, 3, 5], seed++);
+  const mean = input([5], seed++);
+  const variance = input([5], seed++, 0.5, 2);
+  const offset = input([5], seed++);
+  const scale = input([5], seed++, 0.5, 2);
+  await compareBackends(
+    [x, mean, variance, offset, scale],
+    (xt, m, v, o, s) => tf.grad((t: tf.Tensor) => tf.sum(tf.square(tf.batchNorm(t, m, v, o, s, 1e-3))))(xt),
+    1e-5,
+    'batch norm gradient',
+  );
+});
