@@ -14,12 +14,14 @@ import { evaluate } from '../train/evaluate.js';
 import { defaultsHelp, parseRunFlags } from './args.js';
 import { ProgressBar, epochTable, pct } from './progress.js';
 import { benchMemory } from './bench-memory.js';
+import { compareCommand } from './compare.js';
 
 const USAGE = `usage:
   sll train [flags] [--out DIR]     train a model (SLL by default) and write DIR/{summary.json,metrics.jsonl,model.json,...}
   sll train --resume DIR            continue the run in DIR from its newest whole checkpoint
   sll evaluate --model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]
                                     test accuracy of every head of a saved model
+  sll compare DIR... [--json]       saved runs side by side: accuracy (last head and every head), time, differing options
   sll bench memory [--model mlp|conv] [--depths 2,4,8,16] [--method sll,bp] [--width W] [--batch-size B]
                    [--image-size S] [--json]     peak training memory of one step against depth
 flags of train (kebab-case names of the library's RunOptions):
@@ -134,9 +136,10 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'train') return await train(rest);
     if (command === 'evaluate') await evaluateCommand(rest);
+    else if (command === 'compare') compareCommand(rest);
     else if (command === 'bench' && rest[0] === 'memory') await benchMemory(rest.slice(1));
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
-    else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate (sll --help)`);
+    else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate, compare, bench memory (sll --help)`);
     return 0;
   } catch (e) {
     if (e instanceof OptionError || e instanceof DataError || e instanceof ModelFileError || e instanceof BackendError || e instanceof CheckpointError) {

@@ -30,6 +30,10 @@ const badFlags: [string[], RegExp][] = [
   [['train', '--batch-size', '1000', '--train-limit', '100'], /--batch-size 1000 is larger than the training set \(100 examples\)/],
   [['evaluate'], /--model-dir is required/],
   [['frobnicate'], /unknown command 'frobnicate'/],
+  [['compare'], /no runs to compare/],
+  [['compare', '/no/such/run'], /\/no\/such\/run\/summary.json not found/],
+  [['train', '--unit-layers', '4'], /--unit-layers must be <= the number of layers \(3\), got 4/],
+  [['train', '--proj-scale', 'wide'], /--proj-scale must be one of classes, features, got wide/],
 ];
 
 for (const [args, message] of badFlags) {
@@ -86,4 +90,32 @@ test('without the native addon the default backend falls back to wasm with a one
   const explicit = sllWith(env, 'train', '--backend', 'native', '--train-limit', '200');
   assert.equal(explicit.code, 2);
   assert.match(explicit.stderr, /backend 'native' is unavailable: native addon not built/);
+});
+
+test('sll compare lines up an SLL and a BP run: accuracies, per head, and only the options that differ', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-compare-'));
+  const common = ['--train-limit', '600', '--test-limit', '200', '--epochs', '1', '--layers', '2', '--width', '32', '--batch-size', '50', '--crop-padding', '0'];
+  for (const [name, extra] of [['sll', ['--unit-layers', '2']], ['bp', ['--method', 'bp']]] as const) {
+    const r = sll('train', ...common, ...extra, '--out', path.join(root, name));
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const dirs = ['sll', 'bp'].map((n) => path.join(root, n));
+  const json = sll('compare', ...dirs, '--json');
+  assert.equal(json.code, 0, json.stderr);
+  const rows = json.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const summaries = dirs.map((d) => JSON.parse(fs.readFileSync(path.join(d, 'summary.json'), 'utf8')));
+  assert.deepEqual(rows.map((r) => r.method), ['sll', 'bp']);
+  rows.forEach((r, i) => {
+    assert.equal(r.test_accuracy, summaries[i].test_accuracy);
+    assert.deepEqual(r.unit_test_accuracy, summaries[i].unit_test_accuracy);
+  });
+  assert.equal(rows[0].unit_test_accuracy.length, 1, 'two layers in one SLL^{2+} unit: one head');
+  assert.deepEqual(rows[0].differing_options, { unitLayers: 2, method: 'sll' });
+  assert.deepEqual(rows[1].differing_options, { unitLayers: 1, method: 'bp' });
+  const table = sll('compare', ...dirs);
+  assert.equal(table.code, 0, table.stderr);
+  const lines = table.stdout.trim().split('\n');
+  assert.match(lines[0], /run +method +model +dataset +epochs +test acc +train time +--unit-layers +per head/);
+  assert.equal(lines.length, 3);
+  assert.ok(lines[1].includes(`${(summaries[0].test_accuracy * 100).toFixed(2)}%`), lines[1]);
 });
