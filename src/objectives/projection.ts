@@ -43,6 +43,8 @@ export class ProjectionHead {
   /** R_i^T / sqrt(d'), shape [d, K]: stored transposed so that a batch of rows maps as h R. */
   readonly projection: tf.Tensor2D;
   private readonly pool: tf.Tensor2D | null;
+  /** s of the s x s pooling of a conv input, or null (dense input, or no pooling asked). */
+  private readonly side: number | null;
 
   /** Samples R from `config.seed`, or adopts `projection` (when reloading a saved head). */
   constructor(readonly config: ProjectionHeadConfig, projection?: tf.Tensor2D) {
@@ -59,6 +61,7 @@ export class ProjectionHead {
     }
     const pool = poolMatrix(config);
     this.pool = pool ? tf.keep(pool) : null;
+    this.side = spatialPoolSide(config);
   }
 
   /** The features R sees: h_i adaptively average-pooled when configured, then flattened ([s, s, C] order). */
@@ -66,7 +69,7 @@ export class ProjectionHead {
     return tf.tidy(() => {
       const batch = h.shape[0];
       if (h.rank === 2) return (this.pool ? tf.matMul(h as tf.Tensor2D, this.pool) : h) as tf.Tensor2D;
-      const side = spatialPoolSide(this.config);
+      const side = this.side;
       const [, H, W, C] = h.shape as number[];
       if (side == null || side === H && side === W) return h.reshape([batch, -1]) as tf.Tensor2D;
       if (H % side === 0 && W % side === 0) {
@@ -123,7 +126,6 @@ function spatialPoolSide(config: ProjectionHeadConfig): number | null {
   const shape = config.inputShape;
   if (shape.length !== 3 || config.poolDim == null) return null;
   const [h, w, c] = shape;
-  if (h === w && h * w * c <= config.poolDim) return h;
   let side = 1;
   while (side + 1 <= Math.min(h, w) && (side + 1) * (side + 1) * c <= config.poolDim) side++;
   return side;
