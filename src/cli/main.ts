@@ -10,7 +10,7 @@ import { loadRunData, resumeTraining, runTraining, type RunCallbacks } from '../
 import { CheckpointError } from '../io/checkpoint.js';
 import { DivergenceError, FitInterrupted } from '../train/fit.js';
 import { disposeHeaded } from '../train/model.js';
-import { evaluate } from '../train/evaluate.js';
+import { evaluate, unitActivity } from '../train/evaluate.js';
 import { defaultsHelp, parseRunFlags } from './args.js';
 import { ProgressBar, epochTable, pct } from './progress.js';
 import { benchMemory } from './bench-memory.js';
@@ -21,7 +21,8 @@ const USAGE = `usage:
   sll train [flags] [--out DIR]     train a model (SLL by default) and write DIR/{summary.json,metrics.jsonl,model.json,...}
   sll train --resume DIR            continue the run in DIR from its newest whole checkpoint
   sll evaluate --model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]
-                                    test accuracy of every head of a saved model
+                                    test accuracy of every head of a saved model, and how much of each
+                                    unit's output is in use (zeros, channels ever active)
   sll compare DIR... [--json]       saved runs side by side: accuracy (last head and every head), time, differing options
   sll bench memory [--model mlp|conv] [--depths 2,4,8,16] [--method sll,bp] [--width W] [--batch-size B]
                    [--image-size S] [--json]     peak training memory of one step against depth
@@ -107,7 +108,13 @@ async function evaluateCommand(argv: string[]): Promise<void> {
   try {
     const { test } = loadRunData(o);
     const result = evaluate(model, test, { ensemble: model.network.classifier == null });
-    result.unitAccuracy.forEach((a, i) => console.log(`unit ${i + 1}: ${pct(a)}`));
+    const activity = unitActivity(model, test);
+    const bp = model.network.classifier != null;
+    activity.forEach((a, i) => {
+      const head = bp ? '' : `${pct(result.unitAccuracy[i])}, `;
+      console.log(`unit ${i + 1}: ${head}output ${pct(a.zeroFraction)} zeros, ${a.activeChannels}/${a.channels} channels ever active`);
+    });
+    if (bp) console.log(`classifier: ${pct(result.accuracy)}`);
     console.log(`test accuracy ${pct(result.accuracy)} on ${o.dataset} (${test.size} examples)`);
     console.log(
       JSON.stringify({
@@ -116,6 +123,8 @@ async function evaluateCommand(argv: string[]): Promise<void> {
         test_accuracy: result.accuracy,
         unit_test_accuracy: result.unitAccuracy,
         ensemble_test_accuracy: result.ensembleAccuracy,
+        unit_zero_fraction: activity.map((a) => a.zeroFraction),
+        unit_active_channels: activity.map((a) => a.activeChannels),
       }),
     );
   } finally {

@@ -57,3 +57,43 @@ export function evaluate(
     ensembleAccuracy: ensemble ? acc[rows] : null,
   };
 }
+
+/** How much of each unit's output h_i is in use (ReLU units that never fire carry nothing to the next unit). */
+export interface UnitActivity {
+  /** Fraction of h_i's entries that are exactly 0, over the data set. */
+  zeroFraction: number;
+  /** Channels (last axis of h_i) nonzero for at least one example and position. */
+  activeChannels: number;
+  channels: number;
+}
+
+/** UnitActivity of every unit on `data` (inference mode), for SLL and BP networks alike. */
+export function unitActivity(model: HeadedNetwork, data: ImageDataset, opts: { batchSize?: number } = {}): UnitActivity[] {
+  const { units } = model.network;
+  const channels = units.map((u) => u.outputShape[u.outputShape.length - 1]);
+  let zeros = tf.zeros([units.length]);
+  let channelMax = units.map((_, i) => tf.zeros([channels[i]]));
+  for (const batch of batches(data, { batchSize: opts.batchSize ?? 500 })) {
+    const [nextZeros, ...nextMax] = tf.tidy(() => {
+      let h: tf.Tensor = tf.tensor(batch.x, [batch.n, ...data.shape]);
+      const counts: tf.Tensor[] = [];
+      const maxima = units.map((unit, i) => {
+        h = applyUnit(unit, h, false);
+        counts.push(tf.sum(tf.cast(tf.equal(h, 0), 'float32')));
+        return tf.maximum(channelMax[i], tf.max(tf.abs(tf.reshape(h, [-1, channels[i]])), 0));
+      });
+      return [tf.add(zeros, tf.stack(counts)), ...maxima];
+    });
+    tf.dispose([zeros, ...channelMax]);
+    zeros = nextZeros;
+    channelMax = nextMax;
+  }
+  const zeroCounts = zeros.dataSync();
+  const result = units.map((unit, i) => ({
+    zeroFraction: zeroCounts[i] / (data.size * unit.outputShape.reduce((a, b) => a * b, 1)),
+    activeChannels: (channelMax[i].dataSync() as Float32Array).filter((m) => m > 0).length,
+    channels: channels[i],
+  }));
+  tf.dispose([zeros, ...channelMax]);
+  return result;
+}

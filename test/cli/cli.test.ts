@@ -70,6 +70,10 @@ test('sll train writes summary.json, metrics.jsonl and a model that sll evaluate
   assert.equal(result.test_examples, 300);
   assert.equal(result.test_accuracy, summary.test_accuracy);
   assert.deepEqual(result.unit_test_accuracy, summary.unit_test_accuracy);
+  assert.equal(result.unit_zero_fraction.length, 2);
+  assert.ok(result.unit_zero_fraction.every((z: number) => z >= 0 && z <= 1));
+  assert.ok(result.unit_active_channels.every((c: number) => Number.isInteger(c) && c >= 0));
+  assert.match(e.stdout, /unit 2: \d+\.\d+%, output \d+\.\d+% zeros, \d+\/\d+ channels ever active/);
 });
 
 test('sll train --out into an unwritable place exits 2', () => {
