@@ -77,10 +77,11 @@ export class ProjectionHead {
         const window: [number, number] = [H / side, W / side];
         return tf.avgPool(h as tf.Tensor4D, window, window, 'valid').reshape([batch, -1]) as tf.Tensor2D;
       }
-      // Each channel's H*W map times the [H*W, s*s] pooling matrix.
-      const maps = tf.transpose(h.reshape([batch, H * W, C]), [0, 2, 1]).reshape([batch * C, H * W]);
-      const pooled = tf.matMul(maps, this.pool!).reshape([batch, C, side * side]);
-      return tf.transpose(pooled, [0, 2, 1]).reshape([batch, -1]) as tf.Tensor2D;
+      // pooled_b = P^T h_b: the [H*W, s*s] pooling matrix P (broadcast over the batch) maps each example's
+      // [H*W, C] maps to [s*s, C] directly, with no transpose of h on the way in or out.
+      const p = this.pool!.reshape([1, H * W, side * side]) as tf.Tensor3D;
+      const pooled = tf.matMul(p, h.reshape([batch, H * W, C]) as tf.Tensor3D, true, false);
+      return pooled.reshape([batch, -1]) as tf.Tensor2D;
     });
   }
 
