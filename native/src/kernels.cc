@@ -218,6 +218,9 @@ void binary4_serial(int op, const float* a, const float* b, float* out, const in
       binary_loop([](float x, float y) { return float(std::pow(double(x), double(y))); }, a, b, out, d,
                   sa, sb);
       break;
+    case BIN_FIRST:  // a strided copy of a (a transpose): b is not read
+      binary_loop([](float x, float) { return x; }, a, b, out, d, sa, sb);
+      break;
     default:
       break;
   }

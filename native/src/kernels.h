@@ -34,7 +34,7 @@ void epilogue(float* C, int64_t M, int64_t N, const float* bias, int biasMode, i
 // ---- Elementwise --------------------------------------------------------------------------------
 enum BinaryOp {
   BIN_ADD = 0, BIN_SUB = 1, BIN_MUL = 2, BIN_DIV = 3, BIN_MAX = 4, BIN_MIN = 5, BIN_SQDIFF = 6,
-  BIN_POW = 7, BIN_COUNT = 8
+  BIN_POW = 7, BIN_FIRST = 8, BIN_COUNT = 9
 };
 
 // out[i0,i1,i2,i3] = a[sum ik*sak] op b[sum ik*sbk]; strides in elements (0 = broadcast).

@@ -2,7 +2,7 @@
  * The `native` tfjs backend: tfjs's `cpu` backend (a subclass of its MathBackendCPU, sharing its storage
  * format: one JS typed array per tensor) with the kernels that dominate MLP and CNN training steps replaced
  * by the C++ addon in native/ (OpenBLAS GEMMs, NHWC convolutions as blocked im2col + GEMM, pooling,
- * float32 elementwise and reduction loops, a fused Adam update).
+ * float32 elementwise and reduction loops, transposes, a fused Adam update).
  *
  * Every `cpu` kernel is registered under `native` too, so any op works; a replaced kernel falls back to
  * the `cpu` one for what it does not handle (other dtypes, broadcasts it cannot collapse to 4 dims,
@@ -803,6 +803,33 @@ function tileKernel(args: KernelArgs): TensorInfo | null {
   return output(backend, outShape, out);
 }
 
+/**
+ * Transpose of a float32 tensor of rank <= 4 as one strided copy in the addon (binary op BIN_FIRST, which
+ * reads only its first input). tfjs's cpu kernel computes every element's source index from scratch.
+ */
+const BIN_FIRST = 8;
+function transposeKernel(args: KernelArgs): TensorInfo | null {
+  const backend = backendOf(args);
+  const { x } = args.inputs as { x: TensorInfo };
+  const perm = (args.attrs as unknown as { perm: number[] }).perm;
+  const xv = float32Values(backend, x);
+  const rank = x.shape.length;
+  if (xv == null || rank > 4 || perm.length !== rank) return null;
+  const outShape = perm.map((p) => x.shape[p]);
+  const out = new Float32Array(xv.length);
+  if (xv.length === 0) return output(backend, outShape, out);
+  const strides = new Array<number>(rank).fill(1);
+  for (let k = rank - 2; k >= 0; k--) strides[k] = strides[k + 1] * x.shape[k + 1];
+  const d = [1, 1, 1, 1];
+  const sa = [0, 0, 0, 0];
+  perm.forEach((p, k) => {
+    d[4 - rank + k] = x.shape[p];
+    sa[4 - rank + k] = strides[p];
+  });
+  addon!.binary(BIN_FIRST, xv, xv, out, d[0], d[1], d[2], d[3], sa[0], sa[1], sa[2], sa[3], 0, 0, 0, 0);
+  return output(backend, outShape, out);
+}
+
 // ---- The table -----------------------------------------------------------------------------------
 
 let kernelTable: Map<string, (fallback: KernelFunc) => KernelFunc> | null = null;
@@ -825,6 +852,7 @@ function nativeKernels(): Map<string, (fallback: KernelFunc) => KernelFunc> {
   t.set('MaxPoolGrad', withFallback(poolGradKernel(POOL_MAX)));
   t.set('AvgPoolGrad', withFallback(poolGradKernel(POOL_AVG)));
   t.set('Tile', withFallback(tileKernel));
+  t.set('Transpose', withFallback(transposeKernel));
   kernelTable = t;
   return t;
 }

@@ -249,3 +249,44 @@ test('tile matches cpu exactly for every rep pattern, and batch norm gradients w
     'batch norm gradient',
   );
 });
+
+/** Every permutation of 0..n-1. */
+function permutations(n: number): number[][] {
+  if (n === 0) return [[]];
+  return permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)]));
+}
+
+test('transpose runs in the addon for every permutation up to rank 4 and equals a plain index loop', async () => {
+  requireNative();
+  let seed = 70;
+  for (const shape of [[5], [3, 4], [2, 3, 4], [2, 3, 4, 5], [1, 4, 1, 3]]) {
+    const x = input(shape, seed++);
+    for (const perm of permutations(shape.length)) {
+      await use('native');
+      const { result, calls } = await countAddonCalls(() => tf.tidy(() => tf.transpose(tf.tensor(x.values, shape), perm)).dataSync());
+      // (tf.transpose clones a rank-1 tensor without running the kernel.)
+      assert.equal(calls.binary ?? 0, shape.length > 1 ? 1 : 0, `transpose [${shape}] by [${perm}] ran in the addon`);
+      // Reference: out[i] = x[j] with j the source index of out's multi-index i, mapped through perm.
+      const outShape = perm.map((p) => shape[p]);
+      const strides = shape.map((_, k) => sizeOf(shape.slice(k + 1)));
+      for (let i = 0; i < result.length; i++) {
+        let rem = i;
+        let j = 0;
+        for (let k = outShape.length - 1; k >= 0; k--) {
+          j += (rem % outShape[k]) * strides[perm[k]];
+          rem = Math.floor(rem / outShape[k]);
+        }
+        assert.equal(result[i], x.values[j], `transpose [${shape}] by [${perm}] at ${i}`);
+      }
+    }
+  }
+  // Rank 5 (falls back to cpu), an empty tensor, and the gradient (a transpose by the inverse permutation).
+  await compareBackends([input([2, 1, 3, 2, 2], seed++)], (t) => tf.transpose(t, [4, 2, 0, 3, 1]), 0, 'rank-5 transpose');
+  await compareBackends([input([0, 3], seed++)], (t) => tf.transpose(t), 0, 'empty transpose');
+  await compareBackends(
+    [input([3, 4, 5], seed++), input([5, 3, 4], seed++)],
+    (t, w) => tf.grad((u: tf.Tensor) => tf.sum(tf.mul(tf.transpose(u, [2, 0, 1]), w)))(t),
+    0,
+    'transpose gradient',
+  );
+});
