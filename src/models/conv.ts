@@ -18,11 +18,44 @@ export interface ConvOptions {
   batchNorm: boolean;
 }
 
+/** tfjs-layers' Conv2D layer class, which the package does not export by name. */
+type Conv2DLayer = tf.layers.Layer & {
+  kernel: tf.LayerVariable;
+  bias: tf.LayerVariable | null;
+  strides: [number, number];
+  padding: 'same' | 'valid';
+  dilationRate: [number, number];
+};
+const Conv2DBase = Object.getPrototypeOf(tf.layers.conv2d({ filters: 1, kernelSize: 1 })).constructor as new (
+  args: Parameters<typeof tf.layers.conv2d>[0],
+) => Conv2DLayer;
+
+/**
+ * A Conv2D without activation (the conv before batch norm) that runs the plain conv2d op. tfjs-layers runs a
+ * linear conv as tfjs's fused conv2d, whose gradient computes the input gradient whether or not anything
+ * needs it: in an SLL unit nothing does (its input is stop-gradient), and that convolution was the largest
+ * kernel of a batch-norm step. conv2d's own gradient computes only what is asked for. Same weights, same
+ * numbers, same class name: a saved model stays a plain tfjs-layers model (reloaded, its convs are tfjs's
+ * own Conv2D again, which only costs a resumed batch-norm run that unused gradient).
+ */
+class LinearConv2D extends Conv2DBase {
+  static className = 'Conv2D';
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
+      const y = tf.conv2d(x, this.kernel.read() as tf.Tensor4D, this.strides, this.padding, 'NHWC', this.dilationRate);
+      return this.bias ? tf.add(y, this.bias.read()) : y;
+    });
+  }
+}
+
 /** One unit: conv3x3 'same' (+ batch norm) + ReLU (+ 2x2 max-pool). */
 function convUnit(index: number, filters: number, pool: boolean, o: ConvOptions): tf.layers.Layer[] {
   const name = `unit${index + 1}`;
+  const conv = (args: Parameters<typeof tf.layers.conv2d>[0]): tf.layers.Layer =>
+    o.batchNorm ? new LinearConv2D(args) : tf.layers.conv2d(args);
   const layers: tf.layers.Layer[] = [
-    tf.layers.conv2d({
+    conv({
       filters,
       kernelSize: 3,
       padding: 'same',
