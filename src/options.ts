@@ -59,7 +59,8 @@ export interface RunOptions {
   method: Method;
   epochs: number;
   batchSize: number;
-  lr: number;
+  /** Peak learning rate: one value for every unit, or (SLL, each unit having its own optimizer) one per unit. */
+  lr: number | number[];
   lrSchedule: LrSchedule;
   optimizer: OptimizerName;
   /** SGD momentum (used when optimizer is sgd). */
@@ -199,8 +200,12 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   if (!(o.widthMult > 0 && o.widthMult <= 4)) fail('widthMult', `must be in (0, 4], got ${o.widthMult}`);
   if (typeof o.batchNorm !== 'boolean') fail('batchNorm', `must be true or false, got ${String(o.batchNorm)}`);
 
-  finite('lr', o.lr);
-  if (o.lr <= 0) fail('lr', `must be > 0, got ${o.lr}`);
+  if (Array.isArray(o.lr) && o.method === 'bp') fail('lr', `takes one value with --method bp (one optimizer), got ${o.lr.length}`);
+  if (Array.isArray(o.lr) && o.lr.length !== units) fail('lr', `needs one value or one per unit (${units}), got ${o.lr.length}`);
+  for (const lr of Array.isArray(o.lr) ? o.lr : [o.lr]) {
+    finite('lr', lr);
+    if (lr <= 0) fail('lr', `must be > 0, got ${lr}`);
+  }
   finite('momentum', o.momentum);
   if (o.momentum < 0 || o.momentum >= 1) fail('momentum', `must be in [0, 1), got ${o.momentum}`);
   finite('keep', o.keep);
@@ -221,9 +226,9 @@ export function blasThreads(o: RunOptions): number | null {
   return o.threads ?? (o.pipeline > 1 ? 1 : null);
 }
 
-/** lambda_i for each of `units` units. */
-export function unitLambdas(lambda: number | number[], units: number): number[] {
-  return Array.isArray(lambda) ? [...lambda] : Array.from({ length: units }, () => lambda);
+/** A per-unit option (lambda_i, the learning rate) for each of `units` units: the list, or one value repeated. */
+export function perUnit(value: number | number[], units: number): number[] {
+  return Array.isArray(value) ? [...value] : Array.from({ length: units }, () => value);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

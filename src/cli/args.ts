@@ -20,7 +20,7 @@ const KINDS: Record<keyof RunOptions, Kind> = {
   method: 'string',
   epochs: 'number',
   batchSize: 'number',
-  lr: 'number',
+  lr: 'numbers',
   lrSchedule: 'string',
   optimizer: 'string',
   momentum: 'number',

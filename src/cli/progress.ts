@@ -41,7 +41,9 @@ export class ProgressBar {
 }
 
 export function epochTable(metrics: UnitEpochMetrics[], evaluation: Evaluation, method: string): string {
-  const head = ['unit', 'pred loss', 'align loss', 'loss', 'train acc', 'test acc', 'lambda'];
+  // A learning rate per unit gets a column; one for all stays in the footer.
+  const perUnitLr = metrics.some((m) => m.lr !== metrics[0].lr);
+  const head = ['unit', 'pred loss', 'align loss', 'loss', 'train acc', 'test acc', 'lambda', ...(perUnitLr ? ['lr'] : [])];
   const rows = metrics.map((m) => [
     method === 'bp' ? 'classifier' : String(m.unit),
     m.prediction_loss.toFixed(4),
@@ -50,13 +52,14 @@ export function epochTable(metrics: UnitEpochMetrics[], evaluation: Evaluation, 
     pct(m.train_accuracy),
     pct(m.test_accuracy),
     m.lambda === null ? '-' : String(m.lambda),
+    ...(perUnitLr ? [m.lr.toExponential(2)] : []),
   ]);
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
   const fmt = (r: string[]) => r.map((cell, c) => cell.padStart(widths[c])).join('  ');
   const lines = [fmt(head), ...rows.map(fmt)];
   const footer = `test accuracy ${pct(evaluation.accuracy)}` +
     (evaluation.ensembleAccuracy !== null ? `, ensemble of heads ${pct(evaluation.ensembleAccuracy)}` : '') +
-    `, lr ${metrics[0].lr.toExponential(2)}, epoch ${metrics[0].epoch_seconds.toFixed(1)}s`;
+    (perUnitLr ? '' : `, lr ${metrics[0].lr.toExponential(2)}`) + `, epoch ${metrics[0].epoch_seconds.toFixed(1)}s`;
   return [...lines, footer].join('\n');
 }
 

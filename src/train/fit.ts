@@ -194,7 +194,6 @@ export async function fit(
       }
       await engine.sync();
       evaluation = evaluate(model, test, { ensemble: o.ensemble });
-      const lr = learningRateAt(o, epoch);
       const epochMetrics = state.sums.map((r, u) => ({
         epoch: epoch + 1,
         unit: u + 1,
@@ -204,7 +203,7 @@ export async function fit(
         train_accuracy: r[3] / state.seen,
         test_accuracy: evaluation!.unitAccuracy[u],
         lambda: lambdas ? lambdas[u] : null,
-        lr,
+        lr: learningRateAt(o, epoch, u),
         epoch_seconds: state.epochSeconds,
       }));
       state.metrics.push(...epochMetrics);

@@ -6,12 +6,18 @@ import { NATIVE_BACKEND_NAME } from '../native/backend.js';
 /** PyTorch's Adam epsilon; tfjs's default (1e-7) differs, which matters when comparing runs. */
 const ADAM_EPSILON = 1e-8;
 
-/** The optimizer `o` names; on the native backend Adam is one fused native update per variable. */
-export function makeOptimizer(o: Pick<RunOptions, 'optimizer' | 'lr' | 'momentum'>): tf.Optimizer {
-  if (o.optimizer === 'sgd') return tf.train.momentum(o.lr, o.momentum);
+/** The peak learning rate of unit `unit` (0-based; BP's one optimizer is unit 0). */
+export function peakLearningRate(o: Pick<RunOptions, 'lr'>, unit: number): number {
+  return Array.isArray(o.lr) ? o.lr[unit] : o.lr;
+}
+
+/** The optimizer `o` names for unit `unit`; on the native backend Adam is one fused native update per variable. */
+export function makeOptimizer(o: Pick<RunOptions, 'optimizer' | 'lr' | 'momentum'>, unit = 0): tf.Optimizer {
+  const lr = peakLearningRate(o, unit);
+  if (o.optimizer === 'sgd') return tf.train.momentum(lr, o.momentum);
   return tf.getBackend() === NATIVE_BACKEND_NAME
-    ? new NativeAdamOptimizer(o.lr, 0.9, 0.999, ADAM_EPSILON)
-    : tf.train.adam(o.lr, 0.9, 0.999, ADAM_EPSILON);
+    ? new NativeAdamOptimizer(lr, 0.9, 0.999, ADAM_EPSILON)
+    : tf.train.adam(lr, 0.9, 0.999, ADAM_EPSILON);
 }
 
 /** tfjs optimizers read their rate on every step, but only SGD exposes a setter. */
@@ -21,10 +27,11 @@ export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
   else o.learningRate = lr;
 }
 
-/** Learning rate of epoch `epoch` (0-based): constant, or cosine-annealed to 0 over the run. */
-export function learningRateAt(o: Pick<RunOptions, 'lr' | 'lrSchedule' | 'epochs'>, epoch: number): number {
-  if (o.lrSchedule === 'constant') return o.lr;
-  return 0.5 * o.lr * (1 + Math.cos((Math.PI * epoch) / o.epochs));
+/** Learning rate of unit `unit` in epoch `epoch` (both 0-based): constant, or cosine-annealed to 0 over the run. */
+export function learningRateAt(o: Pick<RunOptions, 'lr' | 'lrSchedule' | 'epochs'>, epoch: number, unit = 0): number {
+  const peak = peakLearningRate(o, unit);
+  if (o.lrSchedule === 'constant') return peak;
+  return 0.5 * peak * (1 + Math.cos((Math.PI * epoch) / o.epochs));
 }
 
 /** An optimizer's state as plain data: its step count, scalar accumulators and slot tensors. */

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { applyUnit, unitVariables, type Unit } from '../models/network.js';
 import { stopGradient } from '../objectives/stop-gradient.js';
 import { unitLoss } from '../objectives/unit-loss.js';
-import { unitLambdas, type RunOptions } from '../options.js';
+import { perUnit, type RunOptions } from '../options.js';
 import type { HeadedNetwork } from './model.js';
 import { learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
 import type { Trainer } from './trainer.js';
@@ -34,14 +34,13 @@ export class SllTrainer implements Trainer {
     range: { first: number; end: number } = { first: 0, end: model.network.units.length },
   ) {
     this.units = model.network.units.slice(range.first, range.end);
-    this.optimizers = this.units.map(() => makeOptimizer(options));
+    this.optimizers = this.units.map((u) => makeOptimizer(options, u.index));
     this.statRows = this.units.length;
     this.lambdas = this.lambdasAt(0);
   }
 
   setEpoch(epoch: number): void {
-    const lr = learningRateAt(this.options, epoch);
-    this.optimizers.forEach((o) => setLearningRate(o, lr));
+    this.optimizers.forEach((o, i) => setLearningRate(o, learningRateAt(this.options, epoch, this.units[i].index)));
     this.lambdas = this.lambdasAt(epoch);
   }
 
@@ -51,7 +50,7 @@ export class SllTrainer implements Trainer {
   }
 
   private lambdasAt(epoch: number): number[] {
-    const all = unitLambdas(this.options.lambda, this.model.network.units.length);
+    const all = perUnit(this.options.lambda, this.model.network.units.length);
     const schedule = this.options.lambdaSchedule;
     return this.units.map((u) => (schedule ? schedule(epoch, u.index, all[u.index]) : all[u.index]));
   }

@@ -84,6 +84,34 @@ test('lambda per unit and the lambda schedule reach the loss', () => {
   assert.ok(Math.abs(u3[2] - (u3[0] + 2 * u3[1])) < 1e-5);
 });
 
+test('a learning rate per unit reaches each unit\'s optimizer, under the schedule too', () => {
+  const sgd = { optimizer: 'sgd' as const, momentum: 0, lrSchedule: 'constant' as const };
+  const one = smallModel({ ...sgd, lr: 0.01 });
+  const each = smallModel({ ...sgd, lr: [0.01, 0.02, 0.005] });
+  const before = [0, 1, 2].map((i) => unitWeights(one.model, i)[0]);
+  const { x, labels } = batch(3);
+  new SllTrainer(one.model, one.options).step(x, labels, 0);
+  new SllTrainer(each.model, each.options).step(x, labels, 0);
+  // Plain SGD from the same weights: unit 1 (same lr) moves identically, so units 2 and 3 see the same
+  // inputs and gradients and move 2x and 0.5x as far.
+  [1, 2, 0.5].forEach((ratio, i) => {
+    const a = unitWeights(one.model, i)[0];
+    const b = unitWeights(each.model, i)[0];
+    let moved = 0;
+    for (let k = 0; k < a.length; k++) {
+      const da = a[k] - before[i][k];
+      moved += Math.abs(da);
+      assert.ok(Math.abs(b[k] - before[i][k] - ratio * da) < 1e-6, `unit ${i + 1} weight ${k}`);
+    }
+    assert.ok(moved > 0, `unit ${i + 1} moved`);
+  });
+  const cosine = smallModel({ lr: [0.004, 0.002, 0.001], epochs: 4 });
+  const trainer = new SllTrainer(cosine.model, cosine.options);
+  trainer.setEpoch(2);
+  const rates = trainer.optimizers.map((o) => (o as unknown as { learningRate: number }).learningRate);
+  assert.deepEqual(rates, [0.002, 0.001, 0.0005], 'cosine at half-way: half of each peak');
+});
+
 for (const method of ['sll', 'bp'] as const) {
   test(`${method} steps leak no tensors: the count after step 10 equals the count after step 60`, () => {
     const { model, options } = smallModel({ method, optimizer: 'adam' });
