@@ -42,7 +42,8 @@ export interface ProjectionHeadConfig {
 export class ProjectionHead {
   /** R_i^T / sqrt(d'), shape [d, K]: stored transposed so that a batch of rows maps as h R. */
   readonly projection: tf.Tensor2D;
-  private readonly pool: tf.Tensor2D | null;
+  /** The pooling matrix P: [D, d] for a dense input, [1, H*W, s*s] (one for the whole batch) for a conv one. */
+  private readonly pool: tf.Tensor2D | tf.Tensor3D | null;
   /** s of the s x s pooling of a conv input, or null (dense input, or no pooling asked). */
   private readonly side: number | null;
 
@@ -68,7 +69,7 @@ export class ProjectionHead {
   features(h: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
       const batch = h.shape[0];
-      if (h.rank === 2) return (this.pool ? tf.matMul(h as tf.Tensor2D, this.pool) : h) as tf.Tensor2D;
+      if (h.rank === 2) return (this.pool ? tf.matMul(h as tf.Tensor2D, this.pool as tf.Tensor2D) : h) as tf.Tensor2D;
       const side = this.side;
       const [, H, W, C] = h.shape as number[];
       if (side == null || side === H && side === W) return h.reshape([batch, -1]) as tf.Tensor2D;
@@ -77,10 +78,9 @@ export class ProjectionHead {
         const window: [number, number] = [H / side, W / side];
         return tf.avgPool(h as tf.Tensor4D, window, window, 'valid').reshape([batch, -1]) as tf.Tensor2D;
       }
-      // pooled_b = P^T h_b: the [H*W, s*s] pooling matrix P (broadcast over the batch) maps each example's
-      // [H*W, C] maps to [s*s, C] directly, with no transpose of h on the way in or out.
-      const p = this.pool!.reshape([1, H * W, side * side]) as tf.Tensor3D;
-      const pooled = tf.matMul(p, h.reshape([batch, H * W, C]) as tf.Tensor3D, true, false);
+      // pooled_b = P^T h_b: P (broadcast over the batch) maps each example's [H*W, C] maps to [s*s, C]
+      // directly, with no transpose of h on the way in or out.
+      const pooled = tf.matMul(this.pool as tf.Tensor3D, h.reshape([batch, H * W, C]) as tf.Tensor3D, true, false);
       return pooled.reshape([batch, -1]) as tf.Tensor2D;
     });
   }
@@ -136,7 +136,7 @@ function spatialPoolSide(config: ProjectionHeadConfig): number | null {
  * The matrix that pools: [D, d] for a dense input pooled to d features; [H*W, s*s] for a conv input whose
  * s x s bins are unequal (kron of the row and column poolings); null when no matmul is needed.
  */
-function poolMatrix(config: ProjectionHeadConfig): tf.Tensor2D | null {
+function poolMatrix(config: ProjectionHeadConfig): tf.Tensor2D | tf.Tensor3D | null {
   const shape = config.inputShape;
   if (config.poolDim == null) return null;
   if (shape.length === 1) return adaptiveAvgPoolMatrix(shape[0], config.poolDim);
@@ -150,7 +150,7 @@ function poolMatrix(config: ProjectionHeadConfig): tf.Tensor2D | null {
     for (let x = 0; x < w; x++)
       for (let i = 0; i < side; i++)
         for (let j = 0; j < side; j++) p[(y * w + x) * side * side + i * side + j] = rows[y * side + i] * cols[x * side + j];
-  return tf.tensor2d(p, [h * w, side * side]);
+  return tf.tensor3d(p, [1, h * w, side * side]);
 }
 
 function sampleSubGaussian(shape: [number, number], distribution: ProjectionDistribution, seed: number) {
