@@ -229,6 +229,8 @@ const BINARY_OPS: Record<string, number> = {
   SquaredDifference: 6,
   Pow: 7,
 };
+/** The addon's binary op that returns its first input (a strided copy: Transpose); no tfjs kernel of its own. */
+const BIN_FIRST = 8;
 
 interface BroadcastPlan {
   outShape: number[];
@@ -807,7 +809,6 @@ function tileKernel(args: KernelArgs): TensorInfo | null {
  * Transpose of a float32 tensor of rank <= 4 as one strided copy in the addon (binary op BIN_FIRST, which
  * reads only its first input). tfjs's cpu kernel computes every element's source index from scratch.
  */
-const BIN_FIRST = 8;
 function transposeKernel(args: KernelArgs): TensorInfo | null {
   const backend = backendOf(args);
   const { x } = args.inputs as { x: TensorInfo };
