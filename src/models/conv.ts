@@ -26,9 +26,9 @@ type Conv2DLayer = tf.layers.Layer & {
   padding: 'same' | 'valid';
   dilationRate: [number, number];
 };
-const Conv2DBase = Object.getPrototypeOf(tf.layers.conv2d({ filters: 1, kernelSize: 1 })).constructor as new (
-  args: Parameters<typeof tf.layers.conv2d>[0],
-) => Conv2DLayer;
+type Conv2DArgs = Parameters<typeof tf.layers.conv2d>[0];
+
+let linearConv2D: (new (args: Conv2DArgs) => tf.layers.Layer) | null = null;
 
 /**
  * A Conv2D without activation (the conv before batch norm) that runs the plain conv2d op. tfjs-layers runs a
@@ -36,24 +36,31 @@ const Conv2DBase = Object.getPrototypeOf(tf.layers.conv2d({ filters: 1, kernelSi
  * needs it: in an SLL unit nothing does (its input is stop-gradient), and that convolution was the largest
  * kernel of a batch-norm step. conv2d's own gradient computes only what is asked for. Same weights, same
  * numbers, same class name: a saved model stays a plain tfjs-layers model (reloaded, its convs are tfjs's
- * own Conv2D again, which only costs a resumed batch-norm run that unused gradient).
+ * own Conv2D again, which only costs a resumed batch-norm run that unused gradient). The class is made on
+ * first use: its base is reached through a Conv2D instance, which importing this module should not create.
  */
-class LinearConv2D extends Conv2DBase {
-  static className = 'Conv2D';
-  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-    return tf.tidy(() => {
-      const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
-      const y = tf.conv2d(x, this.kernel.read() as tf.Tensor4D, this.strides, this.padding, 'NHWC', this.dilationRate);
-      return this.bias ? tf.add(y, this.bias.read()) : y;
-    });
-  }
+function linearConv2DClass(): new (args: Conv2DArgs) => tf.layers.Layer {
+  if (linearConv2D) return linearConv2D;
+  const Conv2DBase = Object.getPrototypeOf(tf.layers.conv2d({ filters: 1, kernelSize: 1 })).constructor as new (
+    args: Conv2DArgs,
+  ) => Conv2DLayer;
+  linearConv2D = class LinearConv2D extends Conv2DBase {
+    static className = 'Conv2D';
+    override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+      return tf.tidy(() => {
+        const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor4D;
+        const y = tf.conv2d(x, this.kernel.read() as tf.Tensor4D, this.strides, this.padding, 'NHWC', this.dilationRate);
+        return this.bias ? tf.add(y, this.bias.read()) : y;
+      });
+    }
+  };
+  return linearConv2D;
 }
 
 /** One unit: conv3x3 'same' (+ batch norm) + ReLU (+ 2x2 max-pool). */
 function convUnit(index: number, filters: number, pool: boolean, o: ConvOptions): tf.layers.Layer[] {
   const name = `unit${index + 1}`;
-  const conv = (args: Parameters<typeof tf.layers.conv2d>[0]): tf.layers.Layer =>
-    o.batchNorm ? new LinearConv2D(args) : tf.layers.conv2d(args);
+  const conv = (args: Conv2DArgs): tf.layers.Layer => (o.batchNorm ? new (linearConv2DClass())(args) : tf.layers.conv2d(args));
   const layers: tf.layers.Layer[] = [
     conv({
       filters,
