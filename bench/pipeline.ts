@@ -8,8 +8,8 @@
  * {case, backend, pipeline, threads, examples, epoch_seconds, speedup} (speedup over sequential, 1 thread).
  */
 import { parseArgs } from 'node:util';
-import type { RunOptions } from '../src/options.js';
-import { runTraining } from '../src/run.js';
+import type { RunOptions } from '../src/recipe/options.js';
+import { runTraining } from '../src/recipe/run.js';
 
 const { values } = parseArgs({
   options: {

@@ -22,8 +22,8 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend, type BackendName } from '../src/backend.js';
-import { buildModel, makeTrainer } from '../src/train/fit.js';
-import { resolveOptions } from '../src/options.js';
+import { resolveOptions } from '../src/recipe/options.js';
+import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { ProjectionHead } from '../src/objectives/projection.js';
 import { unitLoss } from '../src/objectives/unit-loss.js';
 import { makeOptimizer } from '../src/train/optimizers.js';
@@ -131,7 +131,7 @@ export function convCase(shape: ConvShape = CONV_SHAPE): Setup {
   const parent = tf.randomNormal([batch, 10], 0, 1, 'float32', 5) as tf.Tensor2D;
   const y = labels(batch, 10, 2);
   const targets = tf.tidy(() => tf.oneHot(y, 10).toFloat() as tf.Tensor2D);
-  const optimizer = makeOptimizer({ optimizer: 'adam', lr: 1e-3, momentum: 0.9 });
+  const optimizer = makeOptimizer({ optimizer: 'adam', lr: 1e-3, lrSchedule: 'constant', momentum: 0.9 });
   return {
     step: (step) =>
       tf.tidy(() => {

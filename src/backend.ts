@@ -1,18 +1,34 @@
 /**
- * Backend selection. The tfjs union package is imported (not tfjs-core alone) because only it registers
- * the gradients every trainer needs.
+ * Backend selection in Node. The tfjs union package is imported (not tfjs-core alone) because only it
+ * registers the gradients every trainer needs.
  */
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { loadNativeAddon, registerNativeBackend, setNativeThreads } from './native/backend.js';
+import { NativeAdamOptimizer } from './native/adam.js';
+import { NATIVE_BACKEND_NAME, loadNativeAddon, registerNativeBackend, setNativeThreads } from './native/backend.js';
+import { registerAdam } from './train/optimizers.js';
 import { applyWasmTrainingFixes } from './wasm/training-kernels.js';
 
-/** 'auto' is native when its addon is built, else wasm (with a notice saying why). */
+/** The backends `useBackend` knows: 'auto' is native when its addon is built, else wasm (with a notice saying why). */
 export type BackendName = 'auto' | 'native' | 'wasm' | 'cpu';
+/** Every {@link BackendName}. */
 export const BACKENDS: readonly BackendName[] = ['auto', 'native', 'wasm', 'cpu'];
 
-export class BackendError extends Error {}
+/** A backend that is unknown, unavailable, or failed to initialise. */
+export class BackendError extends Error {
+  override name = 'BackendError';
+}
+
+/**
+ * Registers the `native` backend (OpenBLAS addon) and its fused Adam, which 'adam' then means while it
+ * is in use. False, without throwing, when the addon is not built (loadNativeAddon() says why).
+ */
+export function registerNative(): boolean {
+  if (!registerNativeBackend()) return false;
+  registerAdam(NATIVE_BACKEND_NAME, (lr, b1, b2, eps) => new NativeAdamOptimizer(lr, b1, b2, eps));
+  return true;
+}
 
 /**
  * Switches tfjs to `name` and checks that it really is in use: tfjs falls back to `cpu` silently when a
@@ -31,7 +47,7 @@ export async function useBackend(name: BackendName, threads: number | null = nul
   }
   if (name === 'native') {
     const addon = loadNativeAddon();
-    if (!addon.ok || !registerNativeBackend()) {
+    if (!addon.ok || !registerNative()) {
       throw new BackendError(`backend 'native' is unavailable: ${addon.ok ? 'registration failed' : addon.reason}`);
     }
     setNativeThreads(threads ?? os.availableParallelism());

@@ -1,16 +1,60 @@
-/** The sll library: Stochastic Layer-wise Learning on TensorFlow.js. */
-export { BACKENDS, BackendError, useBackend, type BackendName } from './backend.js';
+/**
+ * sll: Stochastic Layer-wise Learning on TensorFlow.js, the browser-safe core. Train your own tfjs model
+ * with SLL (`fitSll`) or the backprop baseline (`fitBp`) from a tf.data.Dataset or tensors, get a
+ * predicting tfjs model back (`toPredictor`), and use every part on its own: units and networks, the
+ * projection heads and the unit loss (eq. 5), the trainers and the fit loop. Node-only parts (data files,
+ * the native backend, the pipeline of workers, checkpoints, runs by name) come from `sll/node`.
+ */
 export * from './data/index.js';
 export * from './models/index.js';
-export { ProjectionHead, adaptiveAvgPoolMatrix, type ProjectionHeadConfig } from './objectives/projection.js';
+export { cloneLayer, cloneNetwork, layerFromJson, sequentialOf } from './models/clone.js';
+export {
+  MASK_SCALES,
+  PROJECTION_DISTRIBUTIONS,
+  PROJECTION_SCALES,
+  ProjectionHead,
+  adaptiveAvgPoolMatrix,
+  featureDim,
+  type MaskScale,
+  type ProjectionDistribution,
+  type ProjectionHeadConfig,
+  type ProjectionScale,
+} from './objectives/projection.js';
 export { stopGradient } from './objectives/stop-gradient.js';
 export { alignmentLoss, negLogBhattacharyya, predictionLoss, unitLoss, type UnitLossParts } from './objectives/unit-loss.js';
-export { DEFAULTS, OptionError, resolveOptions, type RunOptions } from './options.js';
-export { loadModel, saveModel, ModelFileError } from './io/model-files.js';
+export { MODEL_FORMAT, ModelFileError, fromArtifacts, toArtifacts, toPredictor, type SllArtifacts, type SllJson } from './io/artifacts.js';
 export { BpTrainer } from './train/bp.js';
-export { evaluate, type Evaluation } from './train/evaluate.js';
-export { buildModel, fit, makeTrainer, type FitCallbacks, type FitResult, type UnitEpochMetrics } from './train/fit.js';
-export { attachHeads, disposeHeaded, type HeadedNetwork } from './train/model.js';
+export { callbackList, type CallbackParams, type TfCallback, type TfCallbacks } from './train/callbacks.js';
+export * from './train/config.js';
+export { DivergenceError, assertFiniteStats, assertFiniteWeights } from './train/divergence.js';
+export { SequentialEngine, type StepBatch, type StepEngine } from './train/engine.js';
+export { evaluate, unitActivity, type EvaluateOptions, type Evaluation, type UnitActivity } from './train/evaluate.js';
+export {
+  FitInterrupted,
+  fit,
+  initialState,
+  type BatchInfo,
+  type FitControl,
+  type FitHooks,
+  type FitResult,
+  type FitSetup,
+  type FitState,
+  type UnitEpochMetrics,
+} from './train/fit.js';
+export { fitBp, fitSll, type BpFitConfig, type FitHistory, type FitOptions, type SllFitConfig } from './train/fit-model.js';
+export { measureStepMemory, type StepBytes } from './train/memory.js';
+export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
+export {
+  ADAM_EPSILON,
+  learningRateAt,
+  makeOptimizer,
+  optimizerState,
+  registerAdam,
+  restoreOptimizerState,
+  setLearningRate,
+  type OptimizerState,
+} from './train/optimizers.js';
+export { predict } from './train/predict.js';
 export { SllTrainer } from './train/sll.js';
-export type { Trainer } from './train/trainer.js';
-export { loadRunData, runTraining, type RunSummary } from './run.js';
+export { balancedStages, evenStages, measureUnitCosts, type StageRange } from './train/stages.js';
+export { STAT_COLUMNS, type EpochSchedule, type Trainer } from './train/trainer.js';

@@ -1,72 +1,84 @@
 /** `sll bench memory`: peak training memory of one step against depth, SLL beside BP (paper Fig. 2). */
-import { parseArgs } from 'node:util';
-import { useBackend } from '../backend.js';
-import { OptionError, resolveOptions, type RunOptions } from '../options.js';
-import { measureStepMemory, type StepMemory } from '../train/memory.js';
+import * as tf from '@tensorflow/tfjs';
+import { BACKENDS, useBackend, type BackendName } from '../backend.js';
+import { OptionError, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { buildModel, makeTrainer } from '../recipe/run.js';
+import { measureStepMemory, type StepBytes } from '../train/memory.js';
+import { disposeHeaded } from '../train/model.js';
+import type { Command } from './args.js';
 
 const MODELS = { mlp: 'mlp', conv: 'convstack' } as const;
 
-export async function benchMemory(argv: string[]): Promise<void> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      options: {
-        model: { type: 'string', default: 'mlp' },
-        depths: { type: 'string', default: '2,4,8,16' },
-        method: { type: 'string', default: 'sll,bp' },
-        width: { type: 'string' },
-        'batch-size': { type: 'string' },
-        'image-size': { type: 'string', default: '32' },
-        optimizer: { type: 'string', default: 'sgd' },
-        backend: { type: 'string', default: 'auto' },
-        json: { type: 'boolean', default: false },
-      },
-    }));
-  } catch (e) {
-    throw new OptionError('argv', `${(e as Error).message.split('\n')[0]}\nallowed: --model mlp|conv --depths 2,4,8,16 --method sll,bp --width W --batch-size B --image-size S --optimizer sgd|adam --backend NAME --json`);
-  }
-  const kind = values.model as string;
-  if (!(kind in MODELS)) throw new OptionError('model', `--model must be one of mlp, conv, got ${kind}`);
-  const conv = kind === 'conv';
-  const list = (flag: string) => String(values[flag]).split(',').map((s) => s.trim());
-  const depths = list('depths').map((d) => {
-    const n = Number(d);
-    if (!Number.isInteger(n) || n < 1) throw new OptionError('depths', `--depths must be positive integers, got ${d}`);
-    return n;
-  });
-  const methods = list('method') as RunOptions['method'][];
-  const size = Number(values['image-size']);
-  if (!Number.isInteger(size) || size < 1) throw new OptionError('imageSize', `--image-size must be a positive integer, got ${values['image-size']}`);
-  const inputShape = conv ? [size, size, 3] : [28, 28, 1];
-  const base: Partial<RunOptions> = {
-    model: MODELS[kind as keyof typeof MODELS],
-    width: values.width ? Number(values.width) : conv ? 64 : 1024,
-    batchSize: values['batch-size'] ? Number(values['batch-size']) : conv ? 32 : 128,
-    optimizer: values.optimizer as RunOptions['optimizer'],
-    backend: values.backend as RunOptions['backend'],
-    cropPadding: 0,
-  };
-  // Validate every combination before measuring any.
-  for (const method of methods) for (const layers of depths) resolveOptions({ ...base, method, layers });
-  await useBackend(base.backend!);
-  const rows: StepMemory[] = [];
-  for (const method of methods) {
-    for (const layers of depths) {
-      const row = await measureStepMemory({ ...base, method, layers }, inputShape, 10);
-      const out = { ...row, model: kind };
-      rows.push(out as StepMemory);
-      if (values.json) console.log(JSON.stringify(out));
-    }
-  }
-  const mb = (b: number) => (b / 2 ** 20).toFixed(1).padStart(9);
-  const table = [
-    `peak memory of one training step: ${kind}, width ${base.width}, batch ${base.batchSize}, ${base.optimizer}${conv ? `, ${size}x${size} images` : ''} (MiB)`,
-    'method  depth     peak    params  activations',
-    ...rows.map((r) => `${r.method.padEnd(6)}  ${String(r.depth).padStart(5)}  ${mb(r.peak_bytes)}  ${mb(r.param_bytes)}  ${mb(r.activation_peak_bytes)}`),
-  ].join('\n');
-  // With --json, stdout carries only JSON lines; the table goes to stderr.
-  if (values.json) console.error(table);
-  else console.log(table);
+/** One row of the table (and one JSON line). */
+export interface StepMemoryRow extends StepBytes {
+  model: string;
+  method: string;
+  depth: number;
 }
+
+export const benchMemoryCommand: Command = {
+  name: 'bench memory',
+  summary:
+    'Measures the tensor memory of one training step (after two warm-up steps, so optimizer state exists) at each depth, ' +
+    'SLL beside BP: peak_bytes (all tensors alive at the peak), param_bytes (parameters + optimizer state), ' +
+    'activation_peak_bytes (peak minus what was held before the step).',
+  usage: '[--model mlp|conv] [--depths 2,4,8,16] [--method sll,bp] [--width W] [--batch-size B] [--image-size S] [--json]',
+  flags: {
+    model: { kind: 'string', values: ['mlp', 'conv'], default: 'mlp', description: 'an MLP on 28x28x1 inputs, or a stack of conv3x3 units without pooling on SxSx3' },
+    depths: { kind: 'numbers', default: '2,4,8,16', description: 'the depths (units) to measure' },
+    method: { kind: 'string', default: 'sll,bp', description: 'sll, bp, or both (comma-separated)' },
+    width: { kind: 'int', description: 'units\' width (mlp, default 1024) or channels (conv, default 64)' },
+    batchSize: { kind: 'int', description: 'examples per step (default 128 mlp, 32 conv)' },
+    imageSize: { kind: 'int', default: 32, description: 'conv: input images are S x S x 3' },
+    optimizer: { kind: 'string', values: ['sgd', 'adam'], default: 'sgd', description: 'the optimizer (SGD with momentum, as in the paper\'s Fig. 2)' },
+    backend: { kind: 'string', values: BACKENDS, default: 'auto', description: 'tfjs backend' },
+    json: { kind: 'boolean', description: 'one JSON line per measurement on stdout (the table goes to stderr)' },
+  },
+  async run(values) {
+    const kind = (values.model as keyof typeof MODELS | undefined) ?? 'mlp';
+    const conv = kind === 'conv';
+    const depthsValue = values.depths ?? [2, 4, 8, 16];
+    const depths = Array.isArray(depthsValue) ? (depthsValue as number[]) : [depthsValue as number];
+    for (const d of depths) if (!Number.isInteger(d) || d < 1) throw new OptionError('depths', `--depths must be positive integers, got ${d}`);
+    const methods = String(values.method ?? 'sll,bp').split(',').map((m) => m.trim()) as RunOptions['method'][];
+    const size = (values.imageSize as number | undefined) ?? 32;
+    const inputShape = conv ? [size, size, 3] : [28, 28, 1];
+    const base: Partial<RunOptions> = {
+      model: MODELS[kind],
+      width: (values.width as number | undefined) ?? (conv ? 64 : 1024),
+      batchSize: (values.batchSize as number | undefined) ?? (conv ? 32 : 128),
+      optimizer: (values.optimizer as RunOptions['optimizer'] | undefined) ?? 'sgd',
+      backend: (values.backend as BackendName | undefined) ?? 'auto',
+      cropPadding: 0,
+    };
+    // Check every combination before measuring any.
+    const runs = methods.flatMap((method) => depths.map((layers) => resolveOptions({ ...base, method, layers })));
+    await useBackend(base.backend!);
+    const rows: StepMemoryRow[] = [];
+    for (const o of runs) {
+      const model = buildModel(o, inputShape, 10);
+      const trainer = makeTrainer(model, o);
+      const x = tf.randomNormal([o.batchSize, ...inputShape], 0, 1, 'float32', o.seed);
+      const labels = tf.tensor1d(Array.from({ length: o.batchSize }, (_, i) => i % 10), 'int32');
+      try {
+        const row = { model: kind, method: o.method, depth: o.layers, ...(await measureStepMemory(model.network, trainer, x, labels)) };
+        rows.push(row);
+        if (values.json) console.log(JSON.stringify(row));
+      } finally {
+        tf.dispose([x, labels]);
+        trainer.dispose();
+        disposeHeaded(model);
+      }
+    }
+    const mb = (b: number) => (b / 2 ** 20).toFixed(1).padStart(9);
+    const table = [
+      `peak memory of one training step: ${kind}, width ${base.width}, batch ${base.batchSize}, ${base.optimizer}${conv ? `, ${size}x${size} images` : ''} (MiB)`,
+      'method  depth     peak    params  activations',
+      ...rows.map((r) => `${r.method.padEnd(6)}  ${String(r.depth).padStart(5)}  ${mb(r.peak_bytes)}  ${mb(r.param_bytes)}  ${mb(r.activation_peak_bytes)}`),
+    ].join('\n');
+    // With --json, stdout carries only JSON lines; the table goes to stderr.
+    if (values.json) console.error(table);
+    else console.log(table);
+    return 0;
+  },
+};

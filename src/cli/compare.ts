@@ -1,17 +1,23 @@
 /** `sll compare DIR...`: saved runs side by side (a table, or one JSON line per run with --json). */
-import { parseArgs } from 'node:util';
 import { compareRuns } from '../io/runs.js';
-import { flagName, OptionError } from '../options.js';
+import { flagName } from '../recipe/options.js';
+import type { Command } from './args.js';
 import { pct } from './progress.js';
 
-export function compareCommand(argv: string[]): void {
-  let parsed: { values: { json?: boolean }; positionals: string[] };
-  try {
-    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { json: { type: 'boolean', default: false } } });
-  } catch (e) {
-    throw new OptionError('argv', `${(e as Error).message.split('\n')[0]}\nusage: sll compare DIR... [--json]`);
-  }
-  const { runs, differing } = compareRuns(parsed.positionals);
+export const compareCommand: Command = {
+  name: 'compare',
+  summary: 'Saved runs side by side: test accuracy (the model\'s and every head\'s), training time, and the options in which the runs differ.',
+  usage: '[--json] DIR...',
+  positionals: true,
+  flags: { json: { kind: 'boolean', description: 'one JSON line per run instead of the table' } },
+  async run(values, dirs) {
+    compare(dirs, values.json === true);
+    return 0;
+  },
+};
+
+function compare(dirs: string[], json: boolean): void {
+  const { runs, differing } = compareRuns(dirs);
   const option = (o: object, k: string) => {
     const v = (o as Record<string, unknown>)[k];
     return typeof v === 'string' ? v : JSON.stringify(v);
@@ -19,9 +25,9 @@ export function compareCommand(argv: string[]): void {
   // Columns of their own already show these.
   const shown = new Set(['method', 'model', 'dataset', 'epochs']);
   const extra = differing.filter((k) => !shown.has(k));
-  if (parsed.values.json) {
+  if (json) {
     for (const { dir, summary: s } of runs) {
-      const options = Object.fromEntries(differing.map((k) => [k, (s.options as unknown as Record<string, unknown>)[k]]));
+      const options = Object.fromEntries(differing.map((k) => [k, s.options[k]]));
       console.log(
         JSON.stringify({
           dir,

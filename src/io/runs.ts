@@ -4,14 +4,35 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { RunSummary } from '../run.js';
-import { ModelFileError } from './model-files.js';
+import { ModelFileError } from './artifacts.js';
 
+/** DIR/summary.json of a run. */
+export interface RunSummary {
+  method: string;
+  model: string;
+  dataset: string;
+  epochs: number;
+  /** The model's prediction (last head for SLL, classifier for BP), 0..1. */
+  test_accuracy: number;
+  /** Each head's (SLL) or the classifier's (BP). */
+  unit_test_accuracy: number[];
+  ensemble_test_accuracy: number | null;
+  train_seconds: number;
+  samples_per_second: number;
+  train_examples: number;
+  test_examples: number;
+  backend: string;
+  /** The run's options (the CLI's flags, camelCase). */
+  options: Record<string, unknown>;
+}
+
+/** A run read for comparison. */
 export interface ComparedRun {
   dir: string;
   summary: RunSummary;
 }
 
+/** Runs side by side. */
 export interface RunComparison {
   runs: ComparedRun[];
   /** Options whose values are not the same in every run (the recipe differences), in option order. */
@@ -34,12 +55,13 @@ export function readRunSummary(dir: string): RunSummary {
   return summary;
 }
 
+/** The summaries of the runs in `dirs` and the options in which they differ. */
 export function compareRuns(dirs: readonly string[]): RunComparison {
   if (dirs.length === 0) throw new ModelFileError('no runs to compare: give one or more directories written by sll train');
   const runs = dirs.map((dir) => ({ dir, summary: readRunSummary(dir) }));
   const keys = [...new Set(runs.flatMap((r) => Object.keys(r.summary.options)))];
   const differing = keys.filter((k) => {
-    const values = runs.map((r) => JSON.stringify((r.summary.options as unknown as Record<string, unknown>)[k]));
+    const values = runs.map((r) => JSON.stringify(r.summary.options[k]));
     return new Set(values).size > 1;
   });
   return { runs, differing };

@@ -108,6 +108,48 @@ export class ProjectionHead {
     });
   }
 
+  /**
+   * The head without its mask as one linear map of the flattened h_i: the matrix W [D, K] (D the size of
+   * h_i, row-major as h_i flattens) with v_i = flatten(h_i) W, i.e. the pooling and R^T / sqrt(d') folded
+   * into one, computed in float64. A saved predictor ends in it as a frozen dense layer.
+   */
+  readoutMatrix(): Float32Array {
+    const { inputShape, numClasses: k } = this.config;
+    const r = this.projection.dataSync();
+    const d = featureDim(this.config);
+    const D = inputShape.reduce((a, b) => a * b, 1);
+    if (this.config.poolDim == null || d === D) return Float32Array.from(r);
+    const w = new Float64Array(D * k);
+    if (inputShape.length === 1) {
+      // W = P R, P the [D, d] adaptive average pooling.
+      const p = poolWeights(D, d);
+      for (let i = 0; i < D; i++)
+        for (let j = 0; j < d; j++) {
+          const pij = p[i * d + j];
+          if (pij !== 0) for (let c = 0; c < k; c++) w[i * k + c] += pij * r[j * k + c];
+        }
+    } else {
+      // Conv input: feature (i * s + j) * C + ch averages channel ch over bin (i, j) of the H x W maps.
+      const [h, wd, ch] = inputShape;
+      const side = this.side!;
+      const rows = poolWeights(h, side);
+      const cols = poolWeights(wd, side);
+      for (let y = 0; y < h; y++)
+        for (let x = 0; x < wd; x++)
+          for (let i = 0; i < side; i++)
+            for (let j = 0; j < side; j++) {
+              const pw = rows[y * side + i] * cols[x * side + j];
+              if (pw === 0) continue;
+              for (let c = 0; c < ch; c++) {
+                const src = ((i * side + j) * ch + c) * k;
+                const dst = ((y * wd + x) * ch + c) * k;
+                for (let o = 0; o < k; o++) w[dst + o] += pw * r[src + o];
+              }
+            }
+    }
+    return Float32Array.from(w);
+  }
+
   dispose(): void {
     this.projection.dispose();
     this.pool?.dispose();

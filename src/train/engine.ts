@@ -1,31 +1,32 @@
 /**
- * How the fit loop gets steps done: one after another on this thread (SequentialEngine), or by units
- * on worker threads in a pipeline (PipelineEngine). Both produce the same steps; the loop around them
+ * How the fit loop gets steps done: one after another on this thread (SequentialEngine), or by units on
+ * worker threads in a pipeline (PipelineEngine, Node). Both produce the same steps; the loop around them
  * (epochs, metrics, checkpoints, evaluation) is shared.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Trainer } from './trainer.js';
-import { SllTrainer } from './sll.js';
+import type { EpochSchedule, Trainer } from './trainer.js';
 import { optimizerState, restoreOptimizerState, type OptimizerState } from './optimizers.js';
 
+/** A minibatch numbered by its step; the engine disposes x and labels once the step is done. */
 export interface StepBatch {
   step: number;
-  x: Float32Array;
-  y: Int32Array;
+  x: tf.Tensor;
+  labels: tf.Tensor1D;
   n: number;
 }
 
+/** What the fit loop needs to get steps done. */
 export interface StepEngine {
   /** Rows of per-step stats: one per unit (SLL) or one (BP). */
   readonly statRows: number;
-  /** Sets the learning rate and lambda schedule of `epoch`; returns the lambdas in force (null for BP). */
-  setEpoch(epoch: number): Promise<readonly number[] | null>;
+  /** Sets the learning rates and lambdas of `epoch` and returns them. */
+  setEpoch(epoch: number): Promise<EpochSchedule>;
   /**
    * Runs `batches` in order and hands each step's stats rows to `onStep`, in step order. `more()` is asked
    * before each batch is started; false stops feeding (steps already started still complete).
    */
   run(
-    batches: Iterable<StepBatch>,
+    batches: AsyncIterable<StepBatch>,
     onStep: (step: number, n: number, rows: number[][]) => Promise<void>,
     more: () => boolean,
   ): Promise<void>;
@@ -38,30 +39,28 @@ export interface StepEngine {
 
 /** Steps on this thread, on the model itself. */
 export class SequentialEngine implements StepEngine {
-  constructor(
-    private readonly trainer: Trainer,
-    private readonly inputShape: readonly number[],
-  ) {}
+  constructor(private readonly trainer: Trainer) {}
 
   get statRows(): number {
     return this.trainer.statRows;
   }
 
-  async setEpoch(epoch: number): Promise<readonly number[] | null> {
-    this.trainer.setEpoch(epoch);
-    return this.trainer instanceof SllTrainer ? this.trainer.currentLambdas : null;
+  async setEpoch(epoch: number): Promise<EpochSchedule> {
+    return this.trainer.setEpoch(epoch);
   }
 
   async run(
-    batches: Iterable<StepBatch>,
+    batches: AsyncIterable<StepBatch>,
     onStep: (step: number, n: number, rows: number[][]) => Promise<void>,
     more: () => boolean,
   ): Promise<void> {
-    for (const b of batches) {
-      if (!more()) return;
-      const stats = tf.tidy(() =>
-        this.trainer.step(tf.tensor(b.x, [b.n, ...this.inputShape]), tf.tensor1d(b.y, 'int32'), b.step),
-      );
+    for await (const b of batches) {
+      if (!more()) {
+        tf.dispose([b.x, b.labels]);
+        return;
+      }
+      const stats = this.trainer.step(b.x, b.labels, b.step);
+      tf.dispose([b.x, b.labels]);
       // A [units, 4] read per step: what the divergence guard needs to name the step that failed.
       const rows = stats.arraySync();
       stats.dispose();

@@ -1,60 +1,87 @@
 /**
- * Test accuracy of every unit's head (no mask: R_i as sampled), of the model's prediction (the last head,
- * or the BP classifier), and optionally of the ensemble of heads (mean of their softmaxes).
+ * Accuracy and loss of every unit's head (no mask: R_i as sampled), of the model's prediction (the last
+ * head, or the BP classifier), and optionally of the ensemble of heads (mean of their softmaxes).
  */
 import * as tf from '@tensorflow/tfjs';
-import { batches, type ImageDataset } from '../data/index.js';
-import { applyUnit } from '../models/network.js';
+import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
+import { applyUnit, classify } from '../models/network.js';
+import { predictionLoss } from '../objectives/unit-loss.js';
 import type { HeadedNetwork } from './model.js';
 
+/** What {@link evaluate} measures. */
 export interface Evaluation {
   /** Accuracy of the model's prediction, 0..1. */
   accuracy: number;
+  /** Mean cross-entropy of the model's prediction. */
+  loss: number;
   /** Accuracy of each unit's head (SLL); for BP the classifier's, its only head. */
   unitAccuracy: number[];
+  /** Mean cross-entropy of each unit's head (SLL); for BP the classifier's. */
+  unitLoss: number[];
   /** Accuracy of the mean of the heads' softmaxes, when asked for (SLL only). */
   ensembleAccuracy: number | null;
+  /** Examples evaluated. */
+  examples: number;
 }
 
-export function evaluate(
-  model: HeadedNetwork,
-  data: ImageDataset,
-  opts: { batchSize?: number; ensemble?: boolean } = {},
-): Evaluation {
+/** Options of {@link evaluate}. */
+export interface EvaluateOptions {
+  /** Examples per batch for tensors and image data sets. Default 500. */
+  batchSize?: number;
+  /** Also the ensemble of heads (SLL). Default false. */
+  ensemble?: boolean;
+  /** K, for integer labels from tensors or a tf.data.Dataset. */
+  numClasses?: number;
+}
+
+/** Every head's accuracy and loss on `data` (inference mode). */
+export async function evaluate(model: HeadedNetwork, data: TrainingData, opts: EvaluateOptions = {}): Promise<Evaluation> {
   const { network, heads } = model;
+  const source: BatchSource = batchSource(data, { numClasses: opts.numClasses ?? network.spec.numClasses });
   const bp = network.classifier != null;
   const rows = bp ? 1 : network.units.length;
   const ensemble = (opts.ensemble ?? false) && !bp;
-  let correct = tf.zeros([rows + (ensemble ? 1 : 0)]);
-  for (const batch of batches(data, { batchSize: opts.batchSize ?? 500 })) {
+  // Per row: [correct, summed loss]; the ensemble's row counts only correct.
+  let sums = tf.zeros([rows + (ensemble ? 1 : 0), 2]);
+  let examples = 0;
+  for await (const batch of source.batches({ batchSize: opts.batchSize ?? 500, shuffle: false, seed: 0, epoch: 0 })) {
     const next = tf.tidy(() => {
-      const x = tf.tensor(batch.x, [batch.n, ...data.shape]);
-      const labels = tf.tensor1d(batch.y, 'int32');
-      const hits = (logits: tf.Tensor) => tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
-      let counts: tf.Tensor[];
+      const targets = tf.oneHot(batch.labels, network.spec.numClasses).toFloat() as tf.Tensor2D;
+      const score = (logits: tf.Tensor2D) =>
+        tf.stack([
+          tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), batch.labels), 'float32')),
+          tf.mul(predictionLoss(logits, targets), batch.n),
+        ]);
+      let logits: tf.Tensor2D[];
       if (bp) {
-        counts = [hits(network.model.apply(x, { training: false }) as tf.Tensor)];
+        logits = [classify(network, batch.x, false)];
       } else {
-        let h: tf.Tensor = x;
-        const logits = network.units.map((unit) => {
+        let h: tf.Tensor = batch.x;
+        logits = network.units.map((unit) => {
           h = applyUnit(unit, h, false);
           return heads[unit.index].project(h);
         });
-        counts = logits.map(hits);
-        if (ensemble) counts.push(hits(tf.addN(logits.map((v) => tf.softmax(v)))));
       }
-      return tf.add(correct, tf.stack(counts));
+      const scores = logits.map(score);
+      if (ensemble) scores.push(score(tf.log(tf.div(tf.addN(logits.map((v) => tf.softmax(v))), logits.length)) as tf.Tensor2D));
+      return tf.add(sums, tf.stack(scores));
     });
-    correct.dispose();
-    correct = next;
+    tf.dispose([sums, batch.x, batch.labels]);
+    sums = next;
+    examples += batch.n;
   }
-  const acc = Array.from(correct.dataSync(), (c) => c / data.size);
-  correct.dispose();
-  const unitAccuracy = acc.slice(0, rows);
+  const values = (await sums.array()) as number[][];
+  sums.dispose();
+  if (examples === 0) throw new Error('evaluate: the data hold no examples');
+  const unitAccuracy = values.slice(0, rows).map((r) => r[0] / examples);
+  const unitLoss = values.slice(0, rows).map((r) => r[1] / examples);
   return {
     accuracy: unitAccuracy[rows - 1],
+    loss: unitLoss[rows - 1],
     unitAccuracy,
-    ensembleAccuracy: ensemble ? acc[rows] : null,
+    unitLoss,
+    ensembleAccuracy: ensemble ? values[rows][0] / examples : null,
+    examples,
   };
 }
 
@@ -64,18 +91,21 @@ export interface UnitActivity {
   zeroFraction: number;
   /** Channels (last axis of h_i) nonzero for at least one example and position. */
   activeChannels: number;
+  /** Channels of h_i. */
   channels: number;
 }
 
 /** UnitActivity of every unit on `data` (inference mode), for SLL and BP networks alike. */
-export function unitActivity(model: HeadedNetwork, data: ImageDataset, opts: { batchSize?: number } = {}): UnitActivity[] {
+export async function unitActivity(model: HeadedNetwork, data: TrainingData, opts: { batchSize?: number } = {}): Promise<UnitActivity[]> {
   const { units } = model.network;
+  const source = batchSource(data, { numClasses: model.network.spec.numClasses });
   const channels = units.map((u) => u.outputShape[u.outputShape.length - 1]);
   let zeros = tf.zeros([units.length]);
   let channelMax = units.map((_, i) => tf.zeros([channels[i]]));
-  for (const batch of batches(data, { batchSize: opts.batchSize ?? 500 })) {
+  let examples = 0;
+  for await (const batch of source.batches({ batchSize: opts.batchSize ?? 500, shuffle: false, seed: 0, epoch: 0 })) {
     const [nextZeros, ...nextMax] = tf.tidy(() => {
-      let h: tf.Tensor = tf.tensor(batch.x, [batch.n, ...data.shape]);
+      let h: tf.Tensor = batch.x;
       const counts: tf.Tensor[] = [];
       const maxima = units.map((unit, i) => {
         h = applyUnit(unit, h, false);
@@ -84,13 +114,14 @@ export function unitActivity(model: HeadedNetwork, data: ImageDataset, opts: { b
       });
       return [tf.add(zeros, tf.stack(counts)), ...maxima];
     });
-    tf.dispose([zeros, ...channelMax]);
+    tf.dispose([zeros, ...channelMax, batch.x, batch.labels]);
     zeros = nextZeros;
     channelMax = nextMax;
+    examples += batch.n;
   }
   const zeroCounts = zeros.dataSync();
   const result = units.map((unit, i) => ({
-    zeroFraction: zeroCounts[i] / (data.size * unit.outputShape.reduce((a, b) => a * b, 1)),
+    zeroFraction: zeroCounts[i] / (examples * unit.outputShape.reduce((a, b) => a * b, 1)),
     activeChannels: (channelMax[i].dataSync() as Float32Array).filter((m) => m > 0).length,
     channels: channels[i],
   }));

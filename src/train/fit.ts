@@ -1,31 +1,34 @@
 /**
- * The training loop shared by SLL and BP: epochs of seeded, shuffled minibatches, a per-epoch learning
- * rate, per-unit statistics, a divergence guard, checkpoints, and an evaluation of every head after each
- * epoch. Every random choice derives from (seed, epoch, batch) or (seed, step), so the loop's whole state
- * is its position plus the weights and optimizer state: a run resumed from a checkpoint continues exactly.
+ * The training loop shared by SLL and BP: epochs of minibatches, each epoch's schedule, per-unit
+ * statistics, the divergence guard, checkpoints, an evaluation of every head on the validation data after
+ * each epoch, and tfjs callbacks. Every random choice derives from (seed, epoch, batch) or (seed, step), so
+ * the loop's whole state is its position plus the weights and optimizer state: a run resumed from a
+ * checkpoint continues exactly.
  */
 import * as tf from '@tensorflow/tfjs';
-import { batchesFrom, numBatches, type Batch, type DataSplits } from '../data/index.js';
-import { mixSeed } from '../data/random.js';
-import { buildNetwork, unitVariables, withClassifier } from '../models/index.js';
-import type { RunOptions } from '../options.js';
-import { BpTrainer } from './bp.js';
+import type { BatchSource } from '../data/source.js';
+import { callbackList, watchedModel, type CallbackParams, type TfCallbacks } from './callbacks.js';
+import type { LoopConfig } from './config.js';
+import { assertFiniteStats, assertFiniteWeights } from './divergence.js';
+import type { StepBatch, StepEngine } from './engine.js';
 import { evaluate, type Evaluation } from './evaluate.js';
-import { attachHeads, type HeadedNetwork } from './model.js';
-import { learningRateAt, type OptimizerState } from './optimizers.js';
-import { SequentialEngine, type StepBatch, type StepEngine } from './engine.js';
-import { SllTrainer } from './sll.js';
-import { STAT_COLUMNS, type Trainer } from './trainer.js';
+import type { HeadedNetwork } from './model.js';
+import type { OptimizerState } from './optimizers.js';
+import type { EpochSchedule } from './trainer.js';
 
 /** One line of metrics.jsonl: one unit (or the BP classifier) after one epoch. */
 export interface UnitEpochMetrics {
+  /** 1-based. */
   epoch: number;
+  /** 1-based; BP's classifier is unit 1. */
   unit: number;
   prediction_loss: number;
   alignment_loss: number;
   loss: number;
   train_accuracy: number;
-  test_accuracy: number;
+  /** Accuracy on the validation data (the test set in a CLI run); null without validation data. */
+  test_accuracy: number | null;
+  /** null for BP. */
   lambda: number | null;
   lr: number;
   epoch_seconds: number;
@@ -37,6 +40,8 @@ export interface FitState {
   epoch: number;
   /** The next batch of that epoch. */
   batch: number;
+  /** Steps done since the start of the run (the next step's number). */
+  step: number;
   /** Per-unit sums of [prediction, alignment, loss] * n and correct over the epoch's batches so far. */
   sums: number[][];
   /** Examples seen in the epoch so far. */
@@ -47,19 +52,23 @@ export interface FitState {
   epochSeconds: number;
 }
 
+/** Progress after one step, for front ends. */
 export interface BatchInfo {
   epoch: number;
+  /** Batches done in this epoch. */
   batch: number;
-  batches: number;
+  /** Batches per epoch, when known. */
+  batches: number | null;
   step: number;
   /** Mean per-unit loss and accuracy of this epoch so far. */
   running: { loss: number; accuracy: number }[];
 }
 
-export interface FitCallbacks {
-  onEpochBegin?(epoch: number, batches: number): void;
+/** Typed hooks for the library's own front ends (the CLI's progress and files); users pass tfjs callbacks. */
+export interface FitHooks {
+  onEpochBegin?(epoch: number, batches: number | null): void;
   onBatchEnd?(info: BatchInfo): void;
-  onEpochEnd?(epoch: number, metrics: UnitEpochMetrics[], evaluation: Evaluation): void;
+  onEpochEnd?(epoch: number, metrics: UnitEpochMetrics[], evaluation: Evaluation | null): void;
   /**
    * Called every `checkpointEvery` steps, at each epoch end and when stopping on request, with the state
    * to resume from, the optimizers' states and the number of steps done.
@@ -67,6 +76,7 @@ export interface FitCallbacks {
   onCheckpoint?(state: FitState, optimizers: OptimizerState[], steps: number): Promise<void>;
 }
 
+/** Resuming, checkpoint cadence and stopping. */
 export interface FitControl {
   /** Continue from a checkpoint's loop state and optimizer states. */
   start?: { state: FitState; optimizers: OptimizerState[] };
@@ -74,175 +84,241 @@ export interface FitControl {
   checkpointEvery?: number;
   /** Polled between steps: true stops the run after a last checkpoint (e.g. on SIGINT). */
   stopRequested?(): boolean;
-  /** Runs the steps some other way than on this thread (e.g. a pipeline of workers). */
-  engine?(model: HeadedNetwork, o: RunOptions): Promise<StepEngine>;
 }
 
+/** What the loop trains, on what, and how. */
+export interface FitSetup {
+  model: HeadedNetwork;
+  /** Runs the steps (and owns the trainer): disposed when the loop ends. */
+  engine: StepEngine;
+  train: BatchSource;
+  /** Evaluated after every epoch; null: no evaluation. */
+  validation: BatchSource | null;
+  loop: LoopConfig;
+  /** Seeds the order of the batches (with the epoch). */
+  seed: number;
+  /** tfjs callbacks; they see `model.network.model` (its `stopTraining`) and the epoch logs. */
+  callbacks?: TfCallbacks;
+}
+
+/** What a fit returns. */
 export interface FitResult {
   metrics: UnitEpochMetrics[];
-  evaluation: Evaluation;
+  /** Per epoch, the logs the callbacks saw (tfjs History's `history`, by log name). */
+  history: Record<string, number[]>;
+  /** The last epoch's evaluation on the validation data; null without validation data. */
+  evaluation: Evaluation | null;
   /** Seconds spent in training steps (evaluation excluded). */
   trainSeconds: number;
   samplesPerSecond: number;
-}
-
-/** A non-finite loss: names the unit, the step and the loss part. */
-export class DivergenceError extends Error {
-  /**
-   * `part` is the loss part that turned non-finite (prediction, alignment, loss) or 'weights'; `unit` is
-   * 1-based, and null for BP, whose one loss belongs to the whole network.
-   */
-  constructor(
-    readonly unit: number | null,
-    readonly step: number,
-    readonly part: string,
-    value: number,
-  ) {
-    const who = unit === null ? 'the network' : `unit ${unit}`;
-    const what = part === 'weights' ? 'its weights hold NaN or Inf' : `its ${part} loss is ${value}`;
-    super(`${who} diverged at step ${step}: ${what}`);
-  }
+  /** Epochs run (fewer than asked when a callback stopped training). */
+  epochs: number;
+  /** What the callbacks were given through setParams. */
+  params: CallbackParams;
 }
 
 /** The run stopped on request, after writing a checkpoint. */
 export class FitInterrupted extends Error {
   constructor(readonly step: number) {
     super(`stopped on request at step ${step}`);
+    this.name = 'FitInterrupted';
   }
 }
 
-/** The network of `o`, with its projection heads, and the BP classifier when `o.method` is bp. */
-export function buildModel(o: RunOptions, inputShape: readonly number[], numClasses: number): HeadedNetwork {
-  const network = buildNetwork(o, inputShape, numClasses);
-  return attachHeads(o.method === 'bp' ? withClassifier(network, mixSeed(o.seed, 3)) : network, o);
-}
-
-export function makeTrainer(model: HeadedNetwork, o: RunOptions): Trainer {
-  return o.method === 'sll' ? new SllTrainer(model, o) : new BpTrainer(model.network, o);
-}
-
+/** A loop state at the start of a run with `rows` rows of statistics. */
 export function initialState(rows: number): FitState {
-  return { epoch: 0, batch: 0, sums: zeroSums(rows), seen: 0, metrics: [], trainSeconds: 0, epochSeconds: 0 };
+  return { epoch: 0, batch: 0, step: 0, sums: zeroSums(rows), seen: 0, metrics: [], trainSeconds: 0, epochSeconds: 0 };
 }
 
-export async function fit(
-  model: HeadedNetwork,
-  data: DataSplits,
-  o: RunOptions,
-  callbacks: FitCallbacks = {},
-  control: FitControl = {},
-): Promise<FitResult> {
-  const { train, test } = data;
-  const engine = control.engine
-    ? await control.engine(model, o)
-    : new SequentialEngine(makeTrainer(model, o), train.shape);
-  const perEpoch = numBatches(train, { batchSize: o.batchSize });
-  const state = structuredClone(control.start?.state ?? initialState(engine.statRows));
-  const every = control.checkpointEvery ?? 0;
-  const bp = o.method === 'bp';
-  const augment = o.cropPadding > 0 || o.flip ? { cropPadding: o.cropPadding, flip: o.flip } : undefined;
-  const stopRequested = () => control.stopRequested?.() ?? false;
-  const checkpoint = async (snapshot: FitState, steps: number) => {
-    if (!callbacks.onCheckpoint) return;
-    await engine.sync();
-    assertFiniteWeights(model, steps - 1);
-    await callbacks.onCheckpoint(snapshot, await engine.optimizerStates(), steps);
-  };
-  let evaluation: Evaluation | null = null;
+/** Trains `setup.model` for `setup.loop.epochs` epochs; the engine is disposed however it ends. */
+export async function fit(setup: FitSetup, hooks: FitHooks = {}, control: FitControl = {}): Promise<FitResult> {
   try {
-    if (control.start) await engine.restoreOptimizerStates(control.start.optimizers);
-    for (; state.epoch < o.epochs; state.epoch++, state.batch = 0) {
-      const epoch = state.epoch;
-      const lambdas = await engine.setEpoch(epoch);
-      callbacks.onEpochBegin?.(epoch, perEpoch);
-      const order = { batchSize: o.batchSize, shuffle: true, seed: o.seed, epoch, augment };
-      let clock = performance.now();
-      const onStep = async (step: number, n: number, rows: number[][]) => {
-        rows.forEach((r, u) => {
-          for (let c = 0; c < 3; c++) {
-            if (!Number.isFinite(r[c])) throw new DivergenceError(bp ? null : u + 1, step, STAT_COLUMNS[c], r[c]);
-          }
-          for (let c = 0; c < 3; c++) state.sums[u][c] += r[c] * n;
-          state.sums[u][3] += r[3];
-        });
-        state.seen += n;
-        state.batch = step - epoch * perEpoch + 1;
-        const now = performance.now();
-        state.epochSeconds += (now - clock) / 1000;
-        clock = now;
-        callbacks.onBatchEnd?.({
-          epoch,
-          batch: state.batch,
-          batches: perEpoch,
-          step,
-          running: state.sums.map((r) => ({ loss: r[2] / state.seen, accuracy: r[3] / state.seen })),
-        });
-        // Let signals (SIGINT) and timers run between steps.
-        await new Promise((resolve) => setImmediate(resolve));
-      };
-      // Segments end at checkpoint steps, so that every stage has finished the same step when one is written.
-      while (state.batch < perEpoch) {
-        const first = epoch * perEpoch + state.batch;
-        const end = every > 0 ? Math.min(perEpoch, (Math.floor(first / every) + 1) * every - epoch * perEpoch) : perEpoch;
-        await engine.run(stepBatches(batchesFrom(train, order, state.batch), first, end - state.batch), onStep, () => !stopRequested());
-        const stop = stopRequested();
-        if (stop || state.batch < perEpoch) {
-          await checkpoint(structuredClone(state), epoch * perEpoch + state.batch);
-          clock = performance.now();
-        }
-        if (stop) throw new FitInterrupted(epoch * perEpoch + state.batch - 1);
-      }
-      await engine.sync();
-      evaluation = evaluate(model, test, { ensemble: o.ensemble });
-      const epochMetrics = state.sums.map((r, u) => ({
-        epoch: epoch + 1,
-        unit: u + 1,
-        prediction_loss: r[0] / state.seen,
-        alignment_loss: r[1] / state.seen,
-        loss: r[2] / state.seen,
-        train_accuracy: r[3] / state.seen,
-        test_accuracy: evaluation!.unitAccuracy[u],
-        lambda: lambdas ? lambdas[u] : null,
-        lr: learningRateAt(o, epoch, u),
-        epoch_seconds: state.epochSeconds,
-      }));
-      state.metrics.push(...epochMetrics);
-      state.trainSeconds += state.epochSeconds;
-      Object.assign(state, { sums: zeroSums(engine.statRows), seen: 0, epochSeconds: 0 });
-      callbacks.onEpochEnd?.(epoch, epochMetrics, evaluation);
-      await checkpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 }, (epoch + 1) * perEpoch);
-    }
+    return await epochs(setup, hooks, control);
   } finally {
-    await engine.dispose();
+    await setup.engine.dispose();
   }
-  evaluation ??= evaluate(model, test, { ensemble: o.ensemble });
+}
+
+async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Promise<FitResult> {
+  const { model, engine, train, validation, loop } = setup;
+  const bp = model.network.classifier != null;
+  const perEpoch = train.numBatches(loop.batchSize);
+  const every = control.checkpointEvery ?? 0;
+  if (every > 0 && perEpoch === null) throw new Error('checkpoints every N steps need data whose batches per epoch are known');
+  const state = structuredClone(control.start?.state ?? initialState(engine.statRows));
+  const stopRequested = () => control.stopRequested?.() ?? false;
+  const checkpoint = async (snapshot: FitState) => {
+    if (!hooks.onCheckpoint) return;
+    await engine.sync();
+    assertFiniteWeights(model.network, snapshot.step - 1);
+    await hooks.onCheckpoint(snapshot, await engine.optimizerStates(), snapshot.step);
+  };
+  const watched = watchedModel(model.network.model);
+  const params: CallbackParams = {
+    epochs: loop.epochs,
+    steps: perEpoch,
+    samples: train.size,
+    batchSize: loop.batchSize,
+    metrics: logNames(engine.statRows, bp, validation !== null, loop.ensemble),
+  };
+  const callbacks = callbackList(setup.callbacks, watched, params);
+  const history: Record<string, number[]> = {};
+  let evaluation: Evaluation | null = null;
+  let epochsRun = state.epoch;
+  watched.stopTraining = false;
+  if (control.start) await engine.restoreOptimizerStates(control.start.optimizers);
+  await callbacks.onTrainBegin();
+  for (; state.epoch < loop.epochs && !watched.stopTraining; state.epoch++, state.batch = 0) {
+    const epoch = state.epoch;
+    const schedule = await engine.setEpoch(epoch);
+    hooks.onEpochBegin?.(epoch, perEpoch);
+    await callbacks.onEpochBegin(epoch);
+    let clock = performance.now();
+    const onStep = async (step: number, n: number, rows: number[][]) => {
+      assertFiniteStats(rows, step, bp);
+      rows.forEach((r, u) => {
+        for (let c = 0; c < 3; c++) state.sums[u][c] += r[c] * n;
+        state.sums[u][3] += r[3];
+      });
+      state.seen += n;
+      state.batch++;
+      state.step = step + 1;
+      const now = performance.now();
+      state.epochSeconds += (now - clock) / 1000;
+      clock = now;
+      hooks.onBatchEnd?.({
+        epoch,
+        batch: state.batch,
+        batches: perEpoch,
+        step,
+        running: state.sums.map((r) => ({ loss: r[2] / state.seen, accuracy: r[3] / state.seen })),
+      });
+      await callbacks.onBatchEnd(state.batch - 1, batchLogs(rows, n, state.batch - 1));
+      await yieldToEventLoop();
+      clock = performance.now();
+    };
+    const more = () => !stopRequested() && !watched.stopTraining;
+    // Segments end at checkpoint steps, so that every stage has finished the same step when one is written.
+    let ended = false;
+    while (!ended) {
+      const startBatch = state.batch;
+      const end = every > 0 ? Math.min(perEpoch!, startBatch + every - (state.step % every)) : null;
+      const order = { batchSize: loop.batchSize, shuffle: loop.shuffle, seed: setup.seed, epoch, startBatch };
+      const batches = numbered(train.batches(order), state.step, end === null ? null : end - startBatch, (b) => callbacks.onBatchBegin(startBatch + b));
+      await engine.run(batches, onStep, more);
+      const stop = stopRequested();
+      ended = perEpoch === null ? true : state.batch >= perEpoch;
+      if (stop || !ended) await checkpoint(structuredClone(state));
+      clock = performance.now();
+      if (stop) throw new FitInterrupted(state.step - 1);
+      if (watched.stopTraining) break;
+    }
+    if (watched.stopTraining && (perEpoch === null || state.batch < perEpoch)) break;
+    await engine.sync();
+    evaluation = validation ? await evaluate(model, validation, { ensemble: loop.ensemble, numClasses: model.network.spec.numClasses }) : null;
+    const epochMetrics = state.sums.map((r, u) => ({
+      epoch: epoch + 1,
+      unit: u + 1,
+      prediction_loss: r[0] / state.seen,
+      alignment_loss: r[1] / state.seen,
+      loss: r[2] / state.seen,
+      train_accuracy: r[3] / state.seen,
+      test_accuracy: evaluation ? evaluation.unitAccuracy[u] : null,
+      lambda: schedule.lambdas ? schedule.lambdas[u] : null,
+      lr: schedule.lrs[u],
+      epoch_seconds: state.epochSeconds,
+    }));
+    state.metrics.push(...epochMetrics);
+    state.trainSeconds += state.epochSeconds;
+    Object.assign(state, { sums: zeroSums(engine.statRows), seen: 0, epochSeconds: 0 });
+    epochsRun = epoch + 1;
+    hooks.onEpochEnd?.(epoch, epochMetrics, evaluation);
+    const logs = epochLogs(epochMetrics, evaluation, schedule, bp);
+    for (const [k, v] of Object.entries(logs)) (history[k] ??= []).push(v);
+    await callbacks.onEpochEnd(epoch, logs);
+    await checkpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 });
+  }
+  if (evaluation === null && validation) {
+    await engine.sync();
+    evaluation = await evaluate(model, validation, { ensemble: loop.ensemble, numClasses: model.network.spec.numClasses });
+  }
+  await callbacks.onTrainEnd();
+  const examples = (train.size ?? 0) * epochsRun;
   return {
     metrics: state.metrics,
+    history,
     evaluation,
     trainSeconds: state.trainSeconds,
-    samplesPerSecond: (train.size * o.epochs) / state.trainSeconds,
+    samplesPerSecond: state.trainSeconds > 0 ? examples / state.trainSeconds : 0,
+    epochs: epochsRun,
+    params,
   };
 }
 
-/** The next `count` batches, numbered from step `first`. */
-function* stepBatches(batches: Iterable<Batch>, first: number, count: number): Generator<StepBatch> {
+/** The source's batches numbered from step `first`, at most `count` of them; `onBegin(b)` before each. */
+async function* numbered(
+  batches: AsyncGenerator<{ x: tf.Tensor; labels: tf.Tensor1D; n: number }>,
+  first: number,
+  count: number | null,
+  onBegin: (b: number) => Promise<void>,
+): AsyncGenerator<StepBatch> {
   let i = 0;
-  for (const b of batches) {
-    if (i === count) return;
-    yield { step: first + i++, x: b.x, y: b.y, n: b.n };
+  try {
+    while (count === null || i < count) {
+      await onBegin(i);
+      const next = await batches.next();
+      if (next.done) return;
+      yield { step: first + i++, ...next.value };
+    }
+  } finally {
+    await batches.return(undefined);
   }
 }
 
-/** A checkpoint must never hold weights a diverged update left behind. */
-function assertFiniteWeights(model: HeadedNetwork, step: number): void {
-  const { network } = model;
-  const groups = network.classifier
-    ? [network.model.trainableWeights.map((w) => w.read())]
-    : network.units.map((unit) => unitVariables(unit));
-  groups.forEach((variables, u) => {
-    const finite = tf.tidy(() => variables.every((v) => tf.all(tf.isFinite(v)).dataSync()[0] === 1));
-    if (!finite) throw new DivergenceError(network.classifier ? null : u + 1, step, 'weights', NaN);
+/** The log names of {@link epochLogs}, in order. */
+function logNames(rows: number, bp: boolean, validation: boolean, ensemble: boolean): string[] {
+  const names = ['loss', 'acc', ...(validation ? ['val_loss', 'val_acc'] : [])];
+  if (bp) return [...names, 'lr'];
+  for (let u = 1; u <= rows; u++) {
+    names.push(`unit${u}_loss`, `unit${u}_pred_loss`, `unit${u}_align_loss`, `unit${u}_acc`);
+    if (validation) names.push(`unit${u}_val_loss`, `unit${u}_val_acc`);
+    names.push(`unit${u}_lr`, `unit${u}_lambda`);
+  }
+  if (validation && ensemble) names.push('val_ensemble_acc');
+  return names;
+}
+
+/**
+ * An epoch's logs: `loss`, `acc` (training; the model's prediction: last head, or BP's classifier),
+ * `val_loss`, `val_acc` (validation), and per unit i `unit{i}_loss`, `_pred_loss`, `_align_loss`, `_acc`,
+ * `_val_loss`, `_val_acc`, `_lr`, `_lambda` (SLL) or `lr` (BP).
+ */
+function epochLogs(metrics: UnitEpochMetrics[], evaluation: Evaluation | null, schedule: EpochSchedule, bp: boolean): tf.Logs {
+  const last = metrics[metrics.length - 1];
+  const logs: tf.Logs = { loss: last.loss, acc: last.train_accuracy };
+  if (evaluation) Object.assign(logs, { val_loss: evaluation.loss, val_acc: evaluation.accuracy });
+  if (bp) return { ...logs, lr: schedule.lrs[0] };
+  metrics.forEach((m, u) => {
+    const p = `unit${u + 1}_`;
+    Object.assign(logs, { [`${p}loss`]: m.loss, [`${p}pred_loss`]: m.prediction_loss, [`${p}align_loss`]: m.alignment_loss, [`${p}acc`]: m.train_accuracy });
+    if (evaluation) Object.assign(logs, { [`${p}val_loss`]: evaluation.unitLoss[u], [`${p}val_acc`]: evaluation.unitAccuracy[u] });
+    Object.assign(logs, { [`${p}lr`]: m.lr, [`${p}lambda`]: m.lambda ?? 0 });
   });
+  if (evaluation?.ensembleAccuracy != null) logs.val_ensemble_acc = evaluation.ensembleAccuracy;
+  return logs;
+}
+
+/** A batch's logs, as tfjs gives them: `batch`, `size`, `loss`, `acc`, and per unit `unit{i}_loss`, `unit{i}_acc`. */
+function batchLogs(rows: number[][], n: number, batch: number): tf.Logs {
+  const last = rows[rows.length - 1];
+  const logs: tf.Logs = { batch, size: n, loss: last[2], acc: last[3] / n };
+  if (rows.length > 1) rows.forEach((r, u) => Object.assign(logs, { [`unit${u + 1}_loss`]: r[2], [`unit${u + 1}_acc`]: r[3] / n }));
+  return logs;
+}
+
+/** Lets signals (SIGINT), timers and a page's events run between steps. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 }
 
 function zeroSums(rows: number): number[][] {

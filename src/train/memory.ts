@@ -5,15 +5,12 @@
  * state is already allocated.
  */
 import * as tf from '@tensorflow/tfjs';
-import { resolveOptions, type RunOptions } from '../options.js';
-import { buildModel, makeTrainer } from './fit.js';
-import { disposeHeaded } from './model.js';
+import { networkVariables, type Network } from '../models/network.js';
 import { optimizerState } from './optimizers.js';
+import type { Trainer } from './trainer.js';
 
-export interface StepMemory {
-  model: RunOptions['model'];
-  method: RunOptions['method'];
-  depth: number;
+/** Bytes of one training step. */
+export interface StepBytes {
   /** Peak tensor bytes during one training step (everything alive included). */
   peak_bytes: number;
   /** Parameters plus optimizer state. */
@@ -22,39 +19,13 @@ export interface StepMemory {
   activation_peak_bytes: number;
 }
 
-/** Memory of one step of `o` (its model, method and layers = depth) on inputs of `inputShape`. */
-export async function measureStepMemory(
-  partial: Partial<RunOptions>,
-  inputShape: readonly number[],
-  numClasses: number,
-  warmup = 2,
-): Promise<StepMemory> {
-  const o = resolveOptions(partial);
-  const model = buildModel(o, inputShape, numClasses);
-  const trainer = makeTrainer(model, o);
-  const x = tf.randomNormal([o.batchSize, ...inputShape], 0, 1, 'float32', o.seed);
-  const labels = tf.tensor1d(
-    Array.from({ length: o.batchSize }, (_, i) => i % numClasses),
-    'int32',
-  );
-  try {
-    for (let s = 0; s < warmup; s++) tf.dispose(trainer.step(x, labels, s));
-    const before = tf.memory().numBytes;
-    const info = await tf.profile(() => tf.dispose(trainer.step(x, labels, warmup)));
-    const variables = model.network.model.trainableWeights.reduce((n, w) => n + 4 * tf.util.sizeFromShape(w.shape as number[]), 0);
-    const states = await Promise.all(trainer.optimizers.map(optimizerState));
-    const slots = states.reduce((n, s) => n + s.slots.reduce((m, slot) => m + slot.values.byteLength, 0), 0);
-    return {
-      model: o.model,
-      method: o.method,
-      depth: o.layers,
-      peak_bytes: info.peakBytes,
-      param_bytes: variables + slots,
-      activation_peak_bytes: info.peakBytes - before,
-    };
-  } finally {
-    tf.dispose([x, labels]);
-    trainer.dispose();
-    disposeHeaded(model);
-  }
+/** Memory of one step of `trainer` on `network` with the minibatch (x, labels), after `warmup` steps. */
+export async function measureStepMemory(network: Network, trainer: Trainer, x: tf.Tensor, labels: tf.Tensor1D, warmup = 2): Promise<StepBytes> {
+  for (let s = 0; s < warmup; s++) tf.dispose(trainer.step(x, labels, s));
+  const before = tf.memory().numBytes;
+  const info = await tf.profile(() => tf.dispose(trainer.step(x, labels, warmup)));
+  const variables = networkVariables(network).reduce((n, v) => n + 4 * v.size, 0);
+  const states = await Promise.all(trainer.optimizers.map(optimizerState));
+  const slots = states.reduce((n, s) => n + s.slots.reduce((m, slot) => m + slot.values.byteLength, 0), 0);
+  return { peak_bytes: info.peakBytes, param_bytes: variables + slots, activation_peak_bytes: info.peakBytes - before };
 }

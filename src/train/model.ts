@@ -2,34 +2,54 @@
 import type { Network } from '../models/network.js';
 import { ProjectionHead, type ProjectionHeadConfig } from '../objectives/projection.js';
 import { mixSeed } from '../data/random.js';
-import type { RunOptions } from '../options.js';
+import type { HeadsConfig } from './config.js';
 
+/**
+ * The input normalisation x = (p / 255 - mean[c]) / std[c] of raw 0..255 pixels, per channel c: recorded
+ * with a model trained on an image data set, so that its saved predictor takes raw pixels.
+ */
+export interface Normalization {
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+}
+
+/** A network and its projection heads: the SLL model (a BP-trained network keeps heads too, unused). */
 export interface HeadedNetwork {
   readonly network: Network;
   /** R_i for each unit i (also kept for a BP network, so both can be probed the same way). */
   readonly heads: readonly ProjectionHead[];
   /** R_0 of the first unit's parent when that parent is a projection of the input x; else null. */
   readonly inputHead: ProjectionHead | null;
+  /** How raw pixels became the network's input, when it was trained on an image data set; else null. */
+  readonly normalization: Normalization | null;
 }
 
-/** Default d for conv units' heads (--proj-dim): each channel pooled to s x s with s * s * C <= 4096. */
+/** Default d for conv units' heads (projDim null): each channel pooled to s x s with s * s * C <= 4096. */
 export const CONV_PROJ_DIM = 4096;
 
-type HeadOptions = Pick<RunOptions, 'keep' | 'maskScale' | 'projScale' | 'projection' | 'projDim' | 'firstParent' | 'seed'>;
-
 /** Samples every unit's fixed projection head (and the input's, if the first unit has that parent). */
-export function attachHeads(network: Network, o: HeadOptions): HeadedNetwork {
+export function attachHeads(
+  network: Network,
+  o: HeadsConfig,
+  normalization: Normalization | null = null,
+): HeadedNetwork {
   const numClasses = network.spec.numClasses;
   const base = { numClasses, distribution: o.projection, keep: o.keep, maskScale: o.maskScale, scale: o.projScale };
-  const heads = network.units.map(
-    (unit) =>
-      new ProjectionHead({
-        ...base,
-        inputShape: [...unit.outputShape],
-        poolDim: o.projDim ?? (unit.outputShape.length === 3 ? CONV_PROJ_DIM : null),
-        seed: mixSeed(o.seed, 1, unit.index),
-      }),
-  );
+  const heads = network.units.map((unit) => {
+    const rank = unit.outputShape.length;
+    if (rank !== 1 && rank !== 3) {
+      throw new Error(`unit ${unit.index + 1} outputs shape [${unit.outputShape}]: a projection head reads a vector [D] or feature maps [H, W, C]`);
+    }
+    if (rank === 1 && o.projDim != null && o.projDim > unit.outputShape[0]) {
+      throw new Error(`projDim ${o.projDim} is larger than unit ${unit.index + 1}'s ${unit.outputShape[0]} features`);
+    }
+    return new ProjectionHead({
+      ...base,
+      inputShape: [...unit.outputShape],
+      poolDim: o.projDim ?? (rank === 3 ? CONV_PROJ_DIM : null),
+      seed: mixSeed(o.seed, 1, unit.index),
+    });
+  });
   const inputConfig: ProjectionHeadConfig = {
     ...base,
     inputShape: [size(network.spec.inputShape)],
@@ -38,16 +58,22 @@ export function attachHeads(network: Network, o: HeadOptions): HeadedNetwork {
     seed: mixSeed(o.seed, 2),
   };
   const inputHead = o.firstParent === 'input' ? new ProjectionHead(inputConfig) : null;
-  return { network, heads, inputHead };
+  return { network, heads, inputHead, normalization };
 }
 
-export function disposeHeaded(model: HeadedNetwork): void {
+/** Disposes the heads (R_i and their pooling matrices), leaving the network's model to its owner. */
+export function disposeHeads(model: HeadedNetwork): void {
   model.heads.forEach((h) => h.dispose());
   model.inputHead?.dispose();
+}
+
+/** Disposes everything: the heads, the network's model and its classifier. */
+export function disposeHeaded(model: HeadedNetwork): void {
+  disposeHeads(model);
   model.network.model.dispose();
+  model.network.classifier?.dispose();
 }
 
 function size(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
-

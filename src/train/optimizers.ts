@@ -1,23 +1,28 @@
+/** Each unit's optimizer: made from a strategy's OptimizerConfig, its learning-rate schedule, and its state as plain data. */
 import * as tf from '@tensorflow/tfjs';
-import type { RunOptions } from '../options.js';
-import { NativeAdamOptimizer } from '../native/adam.js';
-import { NATIVE_BACKEND_NAME } from '../native/backend.js';
+import { perUnit, type OptimizerConfig } from './config.js';
 
 /** PyTorch's Adam epsilon; tfjs's default (1e-7) differs, which matters when comparing runs. */
-const ADAM_EPSILON = 1e-8;
+export const ADAM_EPSILON = 1e-8;
 
-/** The peak learning rate of unit `unit` (0-based; BP's one optimizer is unit 0). */
-export function peakLearningRate(o: Pick<RunOptions, 'lr'>, unit: number): number {
-  return Array.isArray(o.lr) ? o.lr[unit] : o.lr;
+type AdamFactory = (lr: number, beta1: number, beta2: number, epsilon: number) => tf.Optimizer;
+const adamByBackend = new Map<string, AdamFactory>();
+
+/**
+ * Makes `factory` the Adam that 'adam' means while `backend` is tfjs's backend (a backend with a fused
+ * update registers one: the native backend does); elsewhere 'adam' is tf.train.adam.
+ */
+export function registerAdam(backend: string, factory: AdamFactory): void {
+  adamByBackend.set(backend, factory);
 }
 
-/** The optimizer `o` names for unit `unit`; on the native backend Adam is one fused native update per variable. */
-export function makeOptimizer(o: Pick<RunOptions, 'optimizer' | 'lr' | 'momentum'>, unit = 0): tf.Optimizer {
-  const lr = peakLearningRate(o, unit);
+/** The optimizer `o` names for unit `unit` (0-based), at the unit's peak learning rate. */
+export function makeOptimizer(o: OptimizerConfig, unit = 0): tf.Optimizer {
+  if (typeof o.optimizer === 'function') return o.optimizer(unit);
+  const lr = perUnit(o.lr, unit);
   if (o.optimizer === 'sgd') return tf.train.momentum(lr, o.momentum);
-  return tf.getBackend() === NATIVE_BACKEND_NAME
-    ? new NativeAdamOptimizer(lr, 0.9, 0.999, ADAM_EPSILON)
-    : tf.train.adam(lr, 0.9, 0.999, ADAM_EPSILON);
+  const adam = adamByBackend.get(tf.getBackend()) ?? tf.train.adam;
+  return adam(lr, 0.9, 0.999, ADAM_EPSILON);
 }
 
 /** tfjs optimizers read their rate on every step, but only SGD exposes a setter. */
@@ -27,18 +32,21 @@ export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
   else o.learningRate = lr;
 }
 
-/** Learning rate of unit `unit` in epoch `epoch` (both 0-based): constant, or cosine-annealed to 0 over the run. */
-export function learningRateAt(o: Pick<RunOptions, 'lr' | 'lrSchedule' | 'epochs'>, epoch: number, unit = 0): number {
-  const peak = peakLearningRate(o, unit);
+/** Learning rate of unit `unit` in epoch `epoch` (both 0-based) of `epochs`: constant, cosine-annealed to 0, or the schedule's own. */
+export function learningRateAt(o: Pick<OptimizerConfig, 'lr' | 'lrSchedule'>, epoch: number, epochs: number, unit = 0): number {
+  const peak = perUnit(o.lr, unit);
+  if (typeof o.lrSchedule === 'function') return o.lrSchedule(epoch, unit, peak, epochs);
   if (o.lrSchedule === 'constant') return peak;
-  return 0.5 * peak * (1 + Math.cos((Math.PI * epoch) / o.epochs));
+  return 0.5 * peak * (1 + Math.cos((Math.PI * epoch) / epochs));
 }
 
 /** An optimizer's state as plain data: its step count, scalar accumulators and slot tensors. */
 export interface OptimizerState {
+  /** Steps taken. */
   iterations: number;
   /** Scalars tfjs keeps outside getWeights (Adam's running beta powers). */
   scalars: Record<string, number>;
+  /** The optimizer's slot variables (moments), in getWeights order. */
   slots: { name: string; shape: number[]; values: Float32Array }[];
 }
 
@@ -46,6 +54,7 @@ export interface OptimizerState {
 const HIDDEN_SCALARS = ['accBeta1', 'accBeta2'] as const;
 type WithHidden = Partial<Record<(typeof HIDDEN_SCALARS)[number], tf.Variable>>;
 
+/** The state of `optimizer` as plain data (copied out of its tensors). */
 export async function optimizerState(optimizer: tf.Optimizer): Promise<OptimizerState> {
   const [iter, ...slots] = await optimizer.getWeights();
   const scalars: Record<string, number> = {};
@@ -56,7 +65,7 @@ export async function optimizerState(optimizer: tf.Optimizer): Promise<Optimizer
   const state = {
     iterations: iter.tensor.dataSync()[0],
     scalars,
-    slots: slots.map((s) => ({ name: s.name, shape: s.tensor.shape, values: s.tensor.dataSync() as Float32Array })),
+    slots: slots.map((s) => ({ name: s.name, shape: s.tensor.shape, values: (s.tensor.dataSync() as Float32Array).slice() })),
   };
   iter.tensor.dispose();
   return state;

@@ -7,46 +7,46 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { useBackend } from '../backend.js';
-import { unitVariables } from '../models/network.js';
-import { blasThreads, type RunOptions } from '../options.js';
-import { buildModel } from './fit.js';
-import { optimizerState, restoreOptimizerState } from './optimizers.js';
-import { SllTrainer } from './sll.js';
+import { useBackend, type BackendName } from '../backend.js';
+import { layerFromJson } from '../models/clone.js';
+import { networkFromModel } from '../models/network.js';
 import { ProjectionHead } from '../objectives/projection.js';
-import type { StageInit, StageReply, StageRequest, StepMessage } from './pipeline.js';
+import { optimizerState, restoreOptimizerState } from './optimizers.js';
+import type { StageInit, StageReply, StageRequest, StepMessage } from './pipeline-protocol.js';
+import { SllTrainer } from './sll.js';
 
 const init = workerData as StageInit;
 const main = parentPort!;
+const who = `stage ${init.stage + 1} (units ${init.first + 1}-${init.end})`;
 
 function reply(message: StageReply, transfer: ArrayBuffer[] = []): void {
   main.postMessage(message, transfer);
 }
 
 async function start(): Promise<void> {
-  const o: RunOptions = init.options;
-  await useBackend(o.backend, blasThreads(o));
-  const built = buildModel(o, init.inputShape, init.numClasses);
-  // Take the main thread's weights and heads, so a resumed or pre-trained model continues as it is.
-  const heads = built.heads.map((h, i) =>
-    i >= init.first && i < init.end
-      ? new ProjectionHead(h.config, tf.tensor2d(init.heads[i - init.first], h.projection.shape as [number, number]))
-      : h,
-  );
-  const trainer = new SllTrainer({ ...built, heads }, o, { first: init.first, end: init.end });
-  trainer.units.forEach((unit, k) =>
-    unitVariables(unit).forEach((v, j) => v.assign(tf.tensor(init.weights[k][j], v.shape))),
-  );
+  await useBackend(init.run.backend as BackendName, init.run.threads);
+  const layers = init.layers.map((l, i) => layerFromJson(l.className, l.config as tf.serialization.ConfigDict, i === 0 ? init.inputShape : undefined));
+  const network = networkFromModel(tf.sequential({ layers }), { numClasses: init.numClasses, grouping: init.unitLayerCounts });
+  // Only this stage's units get the main thread's weights and heads; the others are never stepped here.
+  const own = network.units.slice(init.first, init.end);
+  tf.tidy(() => own.flatMap((u) => u.layers).forEach((l, k) => l.setWeights(l.getWeights().map((w, j) => tf.tensor(init.weights[k][j], w.shape)))));
+  const heads: ProjectionHead[] = [];
+  own.forEach((u, k) => {
+    const { config, projection } = init.heads[k];
+    heads[u.index] = new ProjectionHead(config, tf.tensor2d(projection, [projection.length / config.numClasses, config.numClasses]));
+  });
+  const inputHead = init.inputHead
+    ? new ProjectionHead(init.inputHead.config, tf.tensor2d(init.inputHead.projection, [init.inputHead.projection.length / init.numClasses, init.numClasses]))
+    : null;
+  const trainer = new SllTrainer({ network, heads, inputHead, normalization: null }, init.run.strategy, init.run.epochs, { first: init.first, end: init.end });
   const downstream: MessagePort | null = init.downstream;
-  const who = `stage ${init.stage + 1} (units ${init.first + 1}-${init.end})`;
 
   const onStep = (m: StepMessage) => {
     // tf.tidy returns tensors only: handed a typed array it would walk every element looking for tensors.
     const r = tf.tidy(() => {
       const labels = tf.tensor1d(m.y, 'int32');
       const input = tf.tensor(m.h, m.shape);
-      const parent =
-        m.v == null ? (init.first === 0 ? trainer.inputParent(input) : null) : tf.tensor2d(m.v, [m.n, init.numClasses]);
+      const parent = m.v == null ? (init.first === 0 ? trainer.inputParent(input) : null) : tf.tensor2d(m.v, [m.n, init.numClasses]);
       return trainer.stepUnits(input, parent, labels, m.step);
     });
     reply({ type: 'stats', stage: init.stage, step: m.step, rows: r.stats.arraySync() });
@@ -62,10 +62,10 @@ async function start(): Promise<void> {
 
   const onRequest = async (m: StageRequest) => {
     if (m.type === 'epoch') {
-      trainer.setEpoch(m.epoch);
-      reply({ type: 'epoch', stage: init.stage, lambdas: [...trainer.currentLambdas] });
+      const { lrs, lambdas } = trainer.setEpoch(m.epoch);
+      reply({ type: 'epoch', stage: init.stage, lrs, lambdas: lambdas ?? [] });
     } else if (m.type === 'state') {
-      const weights = trainer.units.map((u) => unitVariables(u).map((v) => v.dataSync() as Float32Array));
+      const weights = own.flatMap((u) => u.layers.map((l) => l.getWeights().map((w) => (w.dataSync() as Float32Array).slice())));
       reply({ type: 'state', stage: init.stage, weights, optimizers: await Promise.all(trainer.optimizers.map(optimizerState)) });
     } else if (m.type === 'restore') {
       for (const [k, opt] of trainer.optimizers.entries()) await restoreOptimizerState(opt, m.optimizers[k]);
@@ -89,6 +89,4 @@ async function start(): Promise<void> {
   reply({ type: 'ready', stage: init.stage });
 }
 
-start().catch((e: Error) =>
-  reply({ type: 'error', who: `stage ${init.stage + 1} (units ${init.first + 1}-${init.end})`, message: e.message, stack: e.stack ?? '' }),
-);
+start().catch((e: Error) => reply({ type: 'error', who, message: e.message, stack: e.stack ?? '' }));

@@ -7,114 +7,19 @@
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { unitVariables } from '../models/network.js';
-import type { RunOptions } from '../options.js';
 import type { StepBatch, StepEngine } from './engine.js';
 import type { HeadedNetwork } from './model.js';
 import type { OptimizerState } from './optimizers.js';
-import { SllTrainer } from './sll.js';
+import type { StageInit, StageReply, StageRequest, StageRun, StepMessage } from './pipeline-protocol.js';
+import type { StageRange } from './stages.js';
+import type { EpochSchedule } from './trainer.js';
 
-export interface StageRange {
-  first: number;
-  end: number;
+/** A stage failed (crashed, exited, or threw): the message names it and its units. */
+export class StageError extends Error {
+  override name = 'StageError';
 }
 
-export interface StageInit {
-  options: RunOptions;
-  inputShape: readonly number[];
-  numClasses: number;
-  stage: number;
-  first: number;
-  end: number;
-  /** Per unit of the stage, its variables' values. */
-  weights: Float32Array[][];
-  /** Per unit of the stage, its projection matrix. */
-  heads: Float32Array[];
-  upstream: MessagePort | null;
-  downstream: MessagePort | null;
-}
-
-/** A minibatch between stages: h_{first-1} (the input x for stage 1), its logits v (null: none yet), labels. */
-export interface StepMessage {
-  type: 'step';
-  step: number;
-  n: number;
-  h: Float32Array;
-  shape: number[];
-  v: Float32Array | null;
-  y: Int32Array;
-}
-
-export type StageRequest = { type: 'epoch'; epoch: number } | { type: 'state' } | { type: 'restore'; optimizers: OptimizerState[] };
-
-export type StageReply =
-  | { type: 'ready'; stage: number }
-  | { type: 'stats'; stage: number; step: number; rows: number[][] }
-  | { type: 'epoch'; stage: number; lambdas: number[] }
-  | { type: 'state'; stage: number; weights: Float32Array[][]; optimizers: OptimizerState[] }
-  | { type: 'restored'; stage: number }
-  | { type: 'error'; who: string; message: string; stack: string };
-
-/** Contiguous ranges of `units` units over `stages` stages, as even in count as can be. */
-export function evenStages(units: number, stages: number): StageRange[] {
-  return Array.from({ length: stages }, (_, s) => ({
-    first: Math.round((s * units) / stages),
-    end: Math.round(((s + 1) * units) / stages),
-  }));
-}
-
-/** Contiguous ranges over `stages` stages that minimise the costliest stage (exhaustive over cut points). */
-export function balancedStages(costs: readonly number[], stages: number): StageRange[] {
-  const n = costs.length;
-  const prefix = costs.reduce<number[]>((p, c) => [...p, p[p.length - 1] + c], [0]);
-  // best[s][i]: the smallest max-stage cost splitting units 0..i-1 into s stages; cut[s][i]: its last cut.
-  const best = Array.from({ length: stages + 1 }, () => new Array<number>(n + 1).fill(Infinity));
-  const cut = Array.from({ length: stages + 1 }, () => new Array<number>(n + 1).fill(0));
-  best[0][0] = 0;
-  for (let s = 1; s <= stages; s++) {
-    for (let i = s; i <= n; i++) {
-      for (let j = s - 1; j < i; j++) {
-        const cost = Math.max(best[s - 1][j], prefix[i] - prefix[j]);
-        if (cost < best[s][i]) {
-          best[s][i] = cost;
-          cut[s][i] = j;
-        }
-      }
-    }
-  }
-  const ranges: StageRange[] = [];
-  for (let s = stages, i = n; s > 0; s--) {
-    ranges.unshift({ first: cut[s][i], end: i });
-    i = cut[s][i];
-  }
-  return ranges;
-}
-
-/** Seconds per local step of each unit, measured on a throwaway copy of the network and random data. */
-export function measureUnitCosts(model: HeadedNetwork, o: RunOptions, inputShape: readonly number[], repeats = 3): number[] {
-  const units = model.network.units;
-  return units.map((unit) => {
-    const trainer = new SllTrainer(model, { ...o, lr: 0 }, { first: unit.index, end: unit.index + 1 });
-    const shape = unit.index === 0 ? inputShape : units[unit.index - 1].outputShape;
-    const times: number[] = [];
-    for (let r = 0; r <= repeats; r++) {
-      const started = performance.now();
-      tf.tidy(() => {
-        const x = tf.randomNormal([o.batchSize, ...shape]);
-        const labels = tf.zeros([o.batchSize], 'int32') as tf.Tensor1D;
-        const out = trainer.stepUnits(x, null, labels, 0);
-        out.stats.dataSync();
-        tf.dispose([out.h, out.v, out.stats]);
-      });
-      if (r > 0) times.push(performance.now() - started);
-    }
-    trainer.dispose();
-    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)] / 1000;
-  });
-}
-
-export class StageError extends Error {}
-
+/** Steps on worker threads, one per stage, minibatches flowing through them. */
 export class PipelineEngine implements StepEngine {
   readonly statRows: number;
   private readonly listeners = new Map<string, (m: StageReply) => void>();
@@ -152,19 +57,29 @@ export class PipelineEngine implements StepEngine {
   }
 
   /** Starts one worker per stage, each holding its units' current weights and heads. */
-  static async start(model: HeadedNetwork, o: RunOptions, ranges: StageRange[]): Promise<PipelineEngine> {
-    const { network, heads } = model;
+  static async start(model: HeadedNetwork, run: StageRun, ranges: StageRange[]): Promise<PipelineEngine> {
+    const { network, heads, inputHead } = model;
+    const { strategy } = run;
+    for (const key of ['optimizer', 'lrSchedule', 'lambda'] as const) {
+      if (typeof strategy[key] === 'function') throw new Error(`a pipeline's stages are workers: give ${key} by name or value, not as a function`);
+    }
+    const layers = network.units.flatMap((u) => u.layers);
+    const layerJson = layers.map((l) => ({ className: l.getClassName(), config: l.getConfig() as Record<string, unknown> }));
     const channels = ranges.slice(1).map(() => new MessageChannel());
+    const headData = (h: (typeof heads)[number]) => ({ config: h.config, projection: (h.projection.dataSync() as Float32Array).slice() });
     const workers = ranges.map((range, s) => {
       const units = network.units.slice(range.first, range.end);
       const init: StageInit = {
-        options: o,
+        run,
+        layers: layerJson,
         inputShape: network.spec.inputShape,
         numClasses: network.spec.numClasses,
+        unitLayerCounts: network.spec.unitLayerCounts,
         stage: s,
         ...range,
-        weights: units.map((u) => unitVariables(u).map((v) => v.dataSync() as Float32Array)),
-        heads: units.map((u) => heads[u.index].projection.dataSync() as Float32Array),
+        weights: units.flatMap((u) => u.layers.map((l) => l.getWeights().map((w) => (w.dataSync() as Float32Array).slice()))),
+        heads: units.map((u) => headData(heads[u.index])),
+        inputHead: s === 0 && inputHead ? headData(inputHead) : null,
         upstream: s > 0 ? channels[s - 1].port2 : null,
         downstream: s < ranges.length - 1 ? channels[s].port1 : null,
       };
@@ -201,13 +116,13 @@ export class PipelineEngine implements StepEngine {
     return Promise.race([Promise.all(replies), this.failed]);
   }
 
-  async setEpoch(epoch: number): Promise<readonly number[] | null> {
+  async setEpoch(epoch: number): Promise<EpochSchedule> {
     const replies = await this.all('epoch', () => ({ type: 'epoch', epoch }));
-    return replies.flatMap((r) => r.lambdas);
+    return { lrs: replies.flatMap((r) => r.lrs), lambdas: replies.flatMap((r) => r.lambdas) };
   }
 
   async run(
-    batches: Iterable<StepBatch>,
+    batches: AsyncIterable<StepBatch>,
     onStep: (step: number, n: number, rows: number[][]) => Promise<void>,
     more: () => boolean,
   ): Promise<void> {
@@ -230,7 +145,11 @@ export class PipelineEngine implements StepEngine {
       }
     };
     try {
-      for (const b of batches) {
+      for await (const b of batches) {
+        // Copies of the batch, transferred to the first stage; the backend's own storage stays put.
+        const h = (b.x.dataSync() as Float32Array).slice();
+        const y = Int32Array.from(b.labels.dataSync());
+        tf.dispose([b.x, b.labels]);
         await flush();
         while (inFlight.length >= this.depth) {
           await nextCompletion();
@@ -239,8 +158,8 @@ export class PipelineEngine implements StepEngine {
         if (!more()) break;
         inFlight.push({ step: b.step, n: b.n, rows: this.workers.map(() => null), reported: 0 });
         this.peakInFlight = Math.max(this.peakInFlight, inFlight.length);
-        const message: StepMessage = { type: 'step', step: b.step, n: b.n, h: b.x, shape: [b.n, ...this.model.network.spec.inputShape], v: null, y: b.y };
-        this.workers[0].postMessage(message, [b.x.buffer as ArrayBuffer, b.y.buffer as ArrayBuffer]);
+        const message: StepMessage = { type: 'step', step: b.step, n: b.n, h, shape: [b.n, ...this.model.network.spec.inputShape], v: null, y };
+        this.workers[0].postMessage(message, [h.buffer as ArrayBuffer, y.buffer as ArrayBuffer]);
       }
       await flush();
       while (inFlight.length > 0) {
@@ -257,8 +176,8 @@ export class PipelineEngine implements StepEngine {
   async sync(): Promise<void> {
     const replies = await this.all('state', () => ({ type: 'state' }));
     replies.forEach((r, s) => {
-      const units = this.model.network.units.slice(this.ranges[s].first, this.ranges[s].end);
-      units.forEach((u, k) => unitVariables(u).forEach((v, j) => v.assign(tf.tensor(r.weights[k][j], v.shape))));
+      const layers = this.model.network.units.slice(this.ranges[s].first, this.ranges[s].end).flatMap((u) => u.layers);
+      tf.tidy(() => layers.forEach((l, k) => l.setWeights(l.getWeights().map((w, j) => tf.tensor(r.weights[k][j], w.shape)))));
     });
     this.cachedOptimizers = replies.flatMap((r) => r.optimizers);
   }

@@ -10,16 +10,12 @@ import * as tf from '@tensorflow/tfjs';
 import { applyUnit, unitVariables, type Unit } from '../models/network.js';
 import { stopGradient } from '../objectives/stop-gradient.js';
 import { unitLoss } from '../objectives/unit-loss.js';
-import { perUnit, type RunOptions } from '../options.js';
+import { perUnit, type SllStrategy } from './config.js';
 import type { HeadedNetwork } from './model.js';
 import { learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
-import type { Trainer } from './trainer.js';
+import type { EpochSchedule, Trainer } from './trainer.js';
 
-export type SllOptions = Pick<RunOptions, 'optimizer' | 'lr' | 'lrSchedule' | 'epochs' | 'momentum' | 'lambda'> & {
-  /** Per-epoch override of lambda_i (the paper's lambda_i may follow a schedule). */
-  lambdaSchedule?: (epoch: number, unit: number, lambda: number) => number;
-};
-
+/** The SLL strategy: every unit trained on its own loss (eq. 5) by its own optimizer. */
 export class SllTrainer implements Trainer {
   /** One optimizer per trained unit: each sees only its unit's variables. */
   readonly optimizers: tf.Optimizer[];
@@ -28,31 +24,29 @@ export class SllTrainer implements Trainer {
   readonly units: readonly Unit[];
   private lambdas: number[];
 
+  /** Trains `model`'s units `range` (default all) with `strategy` over `epochs` epochs (the schedule's length). */
   constructor(
     readonly model: HeadedNetwork,
-    readonly options: SllOptions,
+    readonly strategy: SllStrategy,
+    readonly epochs: number,
     range: { first: number; end: number } = { first: 0, end: model.network.units.length },
   ) {
     this.units = model.network.units.slice(range.first, range.end);
-    this.optimizers = this.units.map((u) => makeOptimizer(options, u.index));
+    this.optimizers = this.units.map((u) => makeOptimizer(strategy, u.index));
     this.statRows = this.units.length;
     this.lambdas = this.lambdasAt(0);
   }
 
-  setEpoch(epoch: number): void {
-    this.optimizers.forEach((o, i) => setLearningRate(o, learningRateAt(this.options, epoch, this.units[i].index)));
+  setEpoch(epoch: number): EpochSchedule {
+    const lrs = this.units.map((u) => learningRateAt(this.strategy, epoch, this.epochs, u.index));
+    this.optimizers.forEach((o, i) => setLearningRate(o, lrs[i]));
     this.lambdas = this.lambdasAt(epoch);
-  }
-
-  /** lambda_i in force for each of this trainer's units. */
-  get currentLambdas(): readonly number[] {
-    return this.lambdas;
+    return { lrs, lambdas: [...this.lambdas] };
   }
 
   private lambdasAt(epoch: number): number[] {
-    const all = perUnit(this.options.lambda, this.model.network.units.length);
-    const schedule = this.options.lambdaSchedule;
-    return this.units.map((u) => (schedule ? schedule(epoch, u.index, all[u.index]) : all[u.index]));
+    const { lambda } = this.strategy;
+    return this.units.map((u) => (typeof lambda === 'function' ? lambda(epoch, u.index) : perUnit(lambda, u.index)));
   }
 
   /** The first unit's parent logits for input x: a fixed projection of x, or none. */

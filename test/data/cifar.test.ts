@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadCifar10, loadCifar100 } from '../../src/data/cifar.js';
 import { DataError } from '../../src/data/errors.js';
-import { loadDataset } from '../../src/data/index.js';
+import { loadDataset } from '../../src/data/load.js';
 import { bytes, tempDir } from './helpers.js';
 
 const root = tempDir();

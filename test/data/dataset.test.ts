@@ -1,17 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  type Batch,
-  type BatchOptions,
-  type ImageDataset,
-  type InMemoryDataset,
-  batches,
-  batchesFrom,
-  makeDataset,
-  makeStreamingDataset,
-  numBatches,
-  subset,
-} from '../../src/data/dataset.js';
+import { type Batch, type BatchOptions, batches, batchesFrom, numBatches } from '../../src/data/batches.js';
+import { type ImageDataset, type InMemoryDataset, makeDataset, makeStreamingDataset } from '../../src/data/dataset.js';
+import { subset } from '../../src/data/subset.js';
 import { DataError } from '../../src/data/errors.js';
 import { bytes } from './helpers.js';
 

@@ -4,11 +4,13 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import jpeg from 'jpeg-js';
 import pngjs from 'pngjs';
-import { type BatchOptions, type ImageDataset, batches, batchesFrom, makeDataset, subset } from '../../src/data/dataset.js';
+import { type BatchOptions, batches, batchesFrom } from '../../src/data/batches.js';
+import { type ImageDataset, makeDataset } from '../../src/data/dataset.js';
+import { subset } from '../../src/data/subset.js';
 import { DataError } from '../../src/data/errors.js';
 import { decodeImage, resizeImage } from '../../src/data/image.js';
 import { listImageFolder, loadImageFolder } from '../../src/data/imagefolder.js';
-import { loadDataset } from '../../src/data/index.js';
+import { loadDataset } from '../../src/data/load.js';
 import { tempDir } from './helpers.js';
 
 const base = tempDir();

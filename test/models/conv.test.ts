@@ -2,10 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { buildModel } from '../../src/train/fit.js';
-import { resolveOptions } from '../../src/options.js';
-import { SllTrainer } from '../../src/train/sll.js';
-import { BpTrainer } from '../../src/train/bp.js';
+import { resolveOptions } from '../../src/recipe/options.js';
+import { buildModel, makeTrainer } from '../../src/recipe/run.js';
 import { disposeHeaded } from '../../src/train/model.js';
 import { countAddonCalls, requireNative, use } from '../native/helpers.js';
 import { batch, CLASSES, INPUT_SHAPE } from '../train/helpers.js';
@@ -37,7 +35,7 @@ test('with batch norm an SLL step computes no conv input gradient; a BP step com
   for (const method of ['sll', 'bp'] as const) {
     const o = options(method);
     const model = buildModel(o, INPUT_SHAPE, CLASSES);
-    const trainer = method === 'sll' ? new SllTrainer(model, o) : new BpTrainer(model.network, o);
+    const trainer = makeTrainer(model, o);
     const { x, labels } = batch(1);
     trainer.step(x, labels, 0);
     const { calls } = await countAddonCalls(() => trainer.step(x, labels, 1));

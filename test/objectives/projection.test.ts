@@ -126,3 +126,34 @@ test('a conv head pools each channel to s x s (largest s with s * s * C <= d) ov
   const whole = new ProjectionHead({ ...config, inputShape: [12, 12, 3], poolDim: null });
   assert.deepEqual(whole.projection.shape, [12 * 12 * 3, 10]);
 });
+
+const unmasked = { distribution: 'gaussian' as const, keep: 1, maskScale: 'inverted' as const, scale: 'features' as const, numClasses: 10, seed: 11 };
+const readoutCases: [string, ProjectionHeadConfig][] = [
+  ['a dense input pooled 400 -> 64', { ...unmasked, inputShape: [400], poolDim: 64 }],
+  ['a dense input whole', { ...unmasked, inputShape: [50], poolDim: null }],
+  ['conv maps 8x8x3 pooled in equal 2x2 bins', { ...unmasked, inputShape: [8, 8, 3], poolDim: 48 }],
+  ['conv maps 14x14x2 pooled to 11x11 (unequal bins)', { ...unmasked, inputShape: [14, 14, 2], poolDim: 242 }],
+  ['conv maps 5x7x4 projected whole', { ...unmasked, inputShape: [5, 7, 4], poolDim: null }],
+];
+
+for (const [name, cfg] of readoutCases) {
+  test(`the head folded into one matrix gives the head's logits: ${name}`, () => {
+    const head = new ProjectionHead(cfg);
+    const size = cfg.inputShape.reduce((a, b) => a * b, 1);
+    const w = head.readoutMatrix();
+    assert.equal(w.length, size * cfg.numClasses);
+    const h = tf.randomUniform([6, ...cfg.inputShape], 0, 2, 'float32', 4);
+    const want = head.project(h).dataSync();
+    // float64 reference of flatten(h) W.
+    const hv = h.dataSync();
+    for (let b = 0; b < 6; b++) {
+      for (let k = 0; k < cfg.numClasses; k++) {
+        let v = 0;
+        for (let i = 0; i < size; i++) v += hv[b * size + i] * w[i * cfg.numClasses + k];
+        assert.ok(Math.abs(v - want[b * cfg.numClasses + k]) < 1e-4 * Math.max(1, Math.abs(v)), `example ${b}, class ${k}: ${v} vs ${want[b * cfg.numClasses + k]}`);
+      }
+    }
+    h.dispose();
+    head.dispose();
+  });
+}

@@ -10,7 +10,7 @@ before(async () => {
   await useBackend('cpu');
 });
 
-test('unitActivity: zero fraction and channels ever active of every unit match a float64 forward pass', () => {
+test('unitActivity: zero fraction and channels ever active of every unit match a float64 forward pass', async () => {
   const { model } = smallModel({ model: 'mlp', layers: 3, width: 8 });
   const data = randomImages(40, 3);
   const dense = model.network.units.map((u) => u.layers[u.layers.length - 1]);
@@ -36,7 +36,7 @@ test('unitActivity: zero fraction and channels ever active of every unit match a
     return { zeros, active };
   });
 
-  const got = unitActivity(model, data, { batchSize: 16 });
+  const got = await unitActivity(model, data, { batchSize: 16 });
   assert.equal(got.length, 3);
   got.forEach((a, i) => {
     assert.equal(a.channels, 8);
@@ -46,7 +46,7 @@ test('unitActivity: zero fraction and channels ever active of every unit match a
   assert.equal(got[0].activeChannels, 7, 'the silenced channel is not counted');
   assert.ok(got[0].zeroFraction >= 1 / 8);
   const before = tf.memory().numTensors;
-  unitActivity(model, data, { batchSize: 16 });
+  await unitActivity(model, data, { batchSize: 16 });
   assert.equal(tf.memory().numTensors, before, 'no tensor leaks');
   disposeHeaded(model);
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { useBackend } from '../../src/backend.js';
-import { runTraining } from '../../src/run.js';
+import { runTraining } from '../../src/recipe/run.js';
 
 before(async () => {
   await useBackend('wasm');

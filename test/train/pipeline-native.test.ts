@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { useBackend } from '../../src/backend.js';
-import { fit } from '../../src/train/fit.js';
 import { disposeHeaded } from '../../src/train/model.js';
-import { PipelineEngine, evenStages } from '../../src/train/pipeline.js';
-import { randomImages, smallModel, unitWeights } from './helpers.js';
+import { evenStages } from '../../src/train/stages.js';
+import { fitSmall, pipelineOf, randomImages, smallModel, unitWeights } from './helpers.js';
 
 before(async () => {
   await useBackend('native', 1);
@@ -15,11 +14,9 @@ test('on native with one BLAS thread per stage, a 2-stage pipeline matches seque
   const data = { train: randomImages(320, 3), test: randomImages(32, 4) };
   const run = { layers: 4, width: 64, epochs: 2, batchSize: 16, backend: 'native' as const, threads: 1 };
   const sequential = smallModel(run);
-  await fit(sequential.model, data, sequential.options);
+  await fitSmall(sequential, data);
   const piped = smallModel(run);
-  await fit(piped.model, data, piped.options, {}, {
-    engine: (model, o) => PipelineEngine.start(model, o, evenStages(4, 2)),
-  });
+  await fitSmall(piped, data, {}, {}, await pipelineOf(piped, evenStages(4, 2)));
   for (let u = 0; u < run.layers; u++) {
     const a = unitWeights(piped.model, u);
     const b = unitWeights(sequential.model, u);

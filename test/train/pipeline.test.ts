@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { useBackend } from '../../src/backend.js';
-import { fit } from '../../src/train/fit.js';
 import { disposeHeaded } from '../../src/train/model.js';
-import { PipelineEngine, StageError, balancedStages, evenStages } from '../../src/train/pipeline.js';
-import { randomImages, smallModel, unitWeights } from './helpers.js';
+import { StageError, type PipelineEngine } from '../../src/train/pipeline.js';
+import { balancedStages, evenStages } from '../../src/train/stages.js';
+import { fitSmall, pipelineOf, randomImages, smallModel, unitWeights } from './helpers.js';
 
 before(async () => {
   await useBackend('cpu');
@@ -18,12 +18,10 @@ for (const ranges of [evenStages(4, 2), [{ first: 0, end: 1 }, { first: 1, end: 
   const name = ranges.map((r) => `${r.first + 1}-${r.end}`).join(' | ');
   test(`a pipeline of stages [${name}] gives bit-identical weights and metrics to sequential SLL on cpu`, async () => {
     const sequential = smallModel(run);
-    const seqResult = await fit(sequential.model, data, sequential.options);
+    const seqResult = await fitSmall(sequential, data);
     const piped = smallModel(run);
-    let engine: PipelineEngine | null = null;
-    const pipeResult = await fit(piped.model, data, piped.options, {}, {
-      engine: async (model, o) => (engine = await PipelineEngine.start(model, o, ranges)),
-    });
+    const engine = await pipelineOf(piped, ranges);
+    const pipeResult = await fitSmall(piped, data, {}, {}, engine);
     for (let u = 0; u < run.layers; u++) assert.deepEqual(unitWeights(piped.model, u), unitWeights(sequential.model, u), `unit ${u + 1}`);
     const strip = (ms: typeof seqResult.metrics) => ms.map(({ epoch_seconds: _, ...m }) => m);
     assert.deepEqual(strip(pipeResult.metrics), strip(seqResult.metrics));
@@ -34,39 +32,35 @@ for (const ranges of [evenStages(4, 2), [{ first: 0, end: 1 }, { first: 1, end: 
   });
 }
 
-test('a pipeline of conv units gives bit-identical weights to sequential SLL on cpu', async () => {
-  const conv = { ...run, model: 'convstack' as const, layers: 3, width: 4, epochs: 1, projDim: 16 };
+test('a pipeline of batch-norm conv units gives bit-identical weights, running statistics and metrics to sequential SLL on cpu', async () => {
+  const conv = { ...run, model: 'convstack' as const, layers: 3, width: 4, epochs: 1, projDim: 16, batchNorm: true };
   const sequential = smallModel(conv);
-  await fit(sequential.model, data, sequential.options);
+  const seqResult = await fitSmall(sequential, data);
   const piped = smallModel(conv);
-  await fit(piped.model, data, piped.options, {}, {
-    engine: (model, o) => PipelineEngine.start(model, o, [{ first: 0, end: 2 }, { first: 2, end: 3 }]),
-  });
-  for (let u = 0; u < conv.layers; u++) assert.deepEqual(unitWeights(piped.model, u), unitWeights(sequential.model, u), `unit ${u + 1}`);
+  const pipeResult = await fitSmall(piped, data, {}, {}, await pipelineOf(piped, [{ first: 0, end: 2 }, { first: 2, end: 3 }]));
+  const allWeights = (m: typeof piped) => m.model.network.units.flatMap((u) => u.layers.flatMap((l) => l.getWeights().map((w) => w.dataSync())));
+  // getWeights includes batch norm's moving mean and variance, which the main thread's evaluation uses.
+  assert.deepEqual(allWeights(piped), allWeights(sequential));
+  const strip = (ms: typeof seqResult.metrics) => ms.map(({ epoch_seconds: _, ...m }) => m);
+  assert.deepEqual(strip(pipeResult.metrics), strip(seqResult.metrics));
   disposeHeaded(sequential.model);
   disposeHeaded(piped.model);
 });
 
 test('a crashed stage stops the run with an error naming the stage and its units, and no worker survives', async () => {
-  const { model, options } = smallModel(run);
-  let engine: PipelineEngine | null = null;
-  const exited: Promise<number>[] = [];
+  const small = smallModel(run);
+  const engine: PipelineEngine = await pipelineOf(small, evenStages(4, 2));
+  const exited = engine.workers.map((w) => new Promise<number>((resolve) => w.once('exit', resolve)));
   await assert.rejects(
-    fit(model, data, options, {
+    fitSmall(small, data, {
       onBatchEnd: (info) => {
-        if (info.step === 3) void engine!.workers[1].terminate();
+        if (info.step === 3) void engine.workers[1].terminate();
       },
-    }, {
-      engine: async (m, o) => {
-        engine = await PipelineEngine.start(m, o, evenStages(4, 2));
-        engine.workers.forEach((w) => exited.push(new Promise((resolve) => w.once('exit', resolve))));
-        return engine;
-      },
-    }),
+    }, {}, engine),
     (e: Error) => e instanceof StageError && /pipeline stage 2 \(units 3-4\) exited/.test(e.message),
   );
   assert.equal((await Promise.all(exited)).length, 2, 'both workers exited');
-  disposeHeaded(model);
+  disposeHeaded(small.model);
 });
 
 test('stages balance measured costs: the costliest stage is as cheap as any contiguous split allows', () => {

@@ -3,9 +3,7 @@ import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
 import { unitVariables } from '../../src/models/network.js';
-import { SllTrainer } from '../../src/train/sll.js';
-import { BpTrainer } from '../../src/train/bp.js';
-import { batch, smallModel, unitWeights } from './helpers.js';
+import { batch, sllTrainer, smallModel, trainerOf, unitWeights } from './helpers.js';
 
 before(async () => {
   await useBackend('cpu');
@@ -20,8 +18,8 @@ test('unit i update is identical whether or not units after i exist, whatever th
   for (const unit of deep.model.network.units.slice(1)) {
     for (const v of unitVariables(unit)) v.assign(tf.randomNormal(v.shape, 0, 5, 'float32', 99));
   }
-  const deepTrainer = new SllTrainer(deep.model, deep.options);
-  const shallowTrainer = new SllTrainer(shallow.model, shallow.options);
+  const deepTrainer = sllTrainer(deep);
+  const shallowTrainer = sllTrainer(shallow);
   for (let step = 0; step < 3; step++) {
     const { x, labels } = batch(step);
     deepTrainer.step(x, labels, step);
@@ -35,8 +33,8 @@ test('unit i update is identical whether or not units after i exist, whatever th
 test('unit 2 update does not depend on unit 3, and only unit i variables change in its step', () => {
   const a = smallModel({ layers: 3 });
   const b = smallModel({ layers: 2 });
-  const ta = new SllTrainer(a.model, a.options);
-  const tb = new SllTrainer(b.model, b.options);
+  const ta = sllTrainer(a);
+  const tb = sllTrainer(b);
   const { x, labels } = batch(5);
   ta.step(x, labels, 0);
   tb.step(x, labels, 0);
@@ -50,7 +48,7 @@ test('unit 2 update does not depend on unit 3, and only unit i variables change 
 test('the projections are bit-identical before and after training and never trainable', () => {
   const { model, options } = smallModel();
   const before = model.heads.map((h) => h.projection.dataSync().slice());
-  const trainer = new SllTrainer(model, options);
+  const trainer = sllTrainer({ model, options });
   for (let step = 0; step < 5; step++) {
     const { x, labels } = batch(step);
     trainer.step(x, labels, step);
@@ -63,20 +61,20 @@ test('the projections are bit-identical before and after training and never trai
 test('the first unit aligns with a fixed projection of the input when asked', () => {
   const { model, options } = smallModel({ firstParent: 'input' });
   assert.ok(model.inputHead);
-  const trainer = new SllTrainer(model, options);
+  const trainer = sllTrainer({ model, options });
   const { x, labels } = batch(1);
   const stats = trainer.step(x, labels, 0).arraySync();
   assert.ok(stats[0][1] > 0, 'unit 1 has an alignment loss');
   const none = smallModel();
-  const stats0 = new SllTrainer(none.model, none.options).step(x, labels, 0).arraySync();
+  const stats0 = sllTrainer(none).step(x, labels, 0).arraySync();
   assert.equal(stats0[0][1], 0, 'without a parent, unit 1 has no alignment loss');
 });
 
-test('lambda per unit and the lambda schedule reach the loss', () => {
+test('lambda per unit and a lambda schedule reach the loss', () => {
   const { model, options } = smallModel({ lambda: [0, 0, 2] });
-  const trainer = new SllTrainer(model, { ...options, lambdaSchedule: (epoch, unit, l) => (unit === 1 ? epoch + 1 : l) });
-  trainer.setEpoch(2);
-  assert.deepEqual(trainer.currentLambdas, [0, 3, 2]);
+  assert.deepEqual(sllTrainer({ model, options }).setEpoch(0).lambdas, [0, 0, 2]);
+  const trainer = sllTrainer({ model, options }, { lambda: (epoch, unit) => (unit === 1 ? epoch + 1 : [0, 0, 2][unit]) });
+  assert.deepEqual(trainer.setEpoch(2).lambdas, [0, 3, 2]);
   const { x, labels } = batch(2);
   const [u1, u2, u3] = trainer.step(x, labels, 0).arraySync();
   assert.ok(Math.abs(u1[2] - u1[0]) < 1e-6, 'lambda 0: total = prediction');
@@ -90,8 +88,8 @@ test('a learning rate per unit reaches each unit\'s optimizer, under the schedul
   const each = smallModel({ ...sgd, lr: [0.01, 0.02, 0.005] });
   const before = [0, 1, 2].map((i) => unitWeights(one.model, i)[0]);
   const { x, labels } = batch(3);
-  new SllTrainer(one.model, one.options).step(x, labels, 0);
-  new SllTrainer(each.model, each.options).step(x, labels, 0);
+  sllTrainer(one).step(x, labels, 0);
+  sllTrainer(each).step(x, labels, 0);
   // Plain SGD from the same weights: unit 1 (same lr) moves identically, so units 2 and 3 see the same
   // inputs and gradients and move 2x and 0.5x as far.
   [1, 2, 0.5].forEach((ratio, i) => {
@@ -106,7 +104,7 @@ test('a learning rate per unit reaches each unit\'s optimizer, under the schedul
     assert.ok(moved > 0, `unit ${i + 1} moved`);
   });
   const cosine = smallModel({ lr: [0.004, 0.002, 0.001], epochs: 4 });
-  const trainer = new SllTrainer(cosine.model, cosine.options);
+  const trainer = sllTrainer(cosine);
   trainer.setEpoch(2);
   const rates = trainer.optimizers.map((o) => (o as unknown as { learningRate: number }).learningRate);
   assert.deepEqual(rates, [0.002, 0.001, 0.0005], 'cosine at half-way: half of each peak');
@@ -115,7 +113,7 @@ test('a learning rate per unit reaches each unit\'s optimizer, under the schedul
 for (const method of ['sll', 'bp'] as const) {
   test(`${method} steps leak no tensors: the count after step 10 equals the count after step 60`, () => {
     const { model, options } = smallModel({ method, optimizer: 'adam' });
-    const trainer = method === 'sll' ? new SllTrainer(model, options) : new BpTrainer(model.network, options);
+    const trainer = trainerOf({ model, options });
     const { x, labels } = batch(0);
     let after10 = 0;
     for (let step = 1; step <= 60; step++) {
@@ -137,7 +135,7 @@ test('SLL^{i+}: --unit-layers 2 groups layers into units, one head and one optim
   assert.equal(model.heads.length, 3);
   // Block k's output is layer 2k's output: the same Sequential, cut differently.
   assert.deepEqual(model.network.units.map((u) => u.outputShape), [1, 3, 4].map((l) => layerWise.model.network.units[l].outputShape));
-  const trainer = new SllTrainer(model, options);
+  const trainer = sllTrainer({ model, options });
   assert.equal(trainer.optimizers.length, 3);
   // Backprop inside a block: both layers of block 1 move in its step; the other blocks only by their own.
   const before = unitWeights(model, 0);
@@ -148,7 +146,7 @@ test('SLL^{i+}: --unit-layers 2 groups layers into units, one head and one optim
   after.forEach((w, i) => assert.notDeepEqual(w, before[i], `weight ${i} of block 1 trained`));
   // Block 2's update does not depend on block 3.
   const shorter = smallModel({ layers: 4, unitLayers: 2 });
-  new SllTrainer(shorter.model, shorter.options).step(x, labels, 0);
+  sllTrainer(shorter).step(x, labels, 0);
   assert.deepEqual(unitWeights(model, 1), unitWeights(shorter.model, 1));
   assert.throws(() => smallModel({ layers: 2, unitLayers: 3 }), /unit-layers/);
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { DATASETS, DataError, type DatasetName, loadDataset } from '../../src/data/index.js';
+import { DataError } from '../../src/data/errors.js';
+import { DATASETS, type DatasetName, loadDataset } from '../../src/data/load.js';
 import { tempDir } from './helpers.js';
 
 const root = tempDir();

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULTS, OptionError, resolveOptions, type RunOptions } from '../src/options.js';
+import { DEFAULTS, OptionError, resolveOptions, type RunOptions } from '../../src/recipe/options.js';
 
 test('defaults resolve unchanged', () => {
   assert.deepEqual(resolveOptions({}), { ...DEFAULTS });

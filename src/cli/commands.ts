@@ -1,0 +1,10 @@
+/** Every command of the `sll` CLI, in the order --help lists them. */
+import type { Command } from './args.js';
+import { benchMemoryCommand } from './bench-memory.js';
+import { compareCommand } from './compare.js';
+import { convertCommand } from './convert.js';
+import { evaluateCommand } from './evaluate.js';
+import { predictCommand } from './predict.js';
+import { trainCommand } from './train.js';
+
+export const COMMANDS: readonly Command[] = [trainCommand, evaluateCommand, predictCommand, compareCommand, benchMemoryCommand, convertCommand];

