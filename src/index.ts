@@ -39,6 +39,7 @@ export {
   type FitResult,
   type FitSetup,
   type FitState,
+  type ProgressHooks,
   type UnitEpochMetrics,
 } from './train/fit.js';
 export { fitBp, fitSll, type BpFitConfig, type FitHistory, type FitOptions, type SllFitConfig } from './train/fit-model.js';
@@ -52,6 +53,7 @@ export {
   registerAdam,
   restoreOptimizerState,
   setLearningRate,
+  type AdamFactory,
   type OptimizerState,
 } from './train/optimizers.js';
 export { predict } from './train/predict.js';

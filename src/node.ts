@@ -22,7 +22,7 @@ export {
 } from './data/imagefolder.js';
 export { DATASETS, loadDataset, type DatasetName, type LoadDatasetOptions } from './data/load.js';
 export { loadMnist } from './data/mnist.js';
-export { readIdxFile } from './data/idx.js';
+export { parseIdx, readIdxFile, type IdxArray } from './data/idx.js';
 export {
   CIFAR10_CLASSES,
   type ConvertTfjsCifar10Options,
@@ -32,7 +32,7 @@ export {
 export { CheckpointError, checkpointsDir, listCheckpoints, readCheckpoint, readLatestCheckpoint, writeCheckpoint, type Checkpoint } from './io/checkpoint.js';
 export { loadModel, readLayersModel, registerFileSystem, saveModel, writeFileAtomic, writeLayersModel } from './io/model-files.js';
 export { compareRuns, readRunSummary, type ComparedRun, type RunComparison, type RunSummary } from './io/runs.js';
-export { NativeAdamOptimizer } from './native/adam.js';
+export { NativeAdamOptimizer, type NamedGradients, type NamedTensor } from './native/adam.js';
 export * from './recipe/options.js';
 export {
   buildModel,

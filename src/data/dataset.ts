@@ -30,6 +30,7 @@ export interface InMemoryDataset extends ImageDataset {
   readonly pixels: Uint8Array;
 }
 
+/** A data set's training and test splits. */
 export interface DataSplits<D extends ImageDataset = ImageDataset> {
   train: D;
   test: D;
@@ -86,6 +87,7 @@ function finish<D extends ImageDataset>(data: Omit<D, 'readPixels'>, read: (indi
   return Object.freeze(data) as D;
 }
 
+/** An in-memory data set from its pixels and labels, checked (DataError names what is inconsistent). */
 export function makeDataset(init: DatasetInit): InMemoryDataset {
   const { name, pixels, labels, shape, numClasses, mean, std } = init;
   const fail = (msg: string): never => {

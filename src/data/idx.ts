@@ -3,6 +3,7 @@ import { DataError } from './errors.js';
 
 const UNSIGNED_BYTE = 0x08;
 
+/** An IDX file's contents: its dimensions and its unsigned bytes, row-major. */
 export interface IdxArray {
   dims: number[];
   data: Uint8Array;
@@ -30,6 +31,7 @@ export function parseIdx(buf: Uint8Array, what: string): IdxArray {
   return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + header, expected - header) };
 }
 
+/** Reads and parses an IDX file of unsigned bytes; DataError names the file when it is missing or malformed. */
 export function readIdxFile(path: string): IdxArray {
   let buf: Buffer;
   try {

@@ -11,18 +11,21 @@ import { decodeImage, resizeImage } from './image.js';
 
 /** ImageNet statistics, on the 0..1 scale. */
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
+/** ImageNet standard deviations, on the 0..1 scale. */
 export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
 
 const IMAGE_FILE = /\.(jpe?g|png)$/i;
 /** How deep below a class folder images are looked for (Tiny-ImageNet keeps them in <class>/images/). */
 const MAX_DEPTH = 4;
 
+/** The image files of one split and their labels. */
 export interface ImageFolderSplit {
   /** Image paths: root joined with each file's path below it. */
   files: string[];
   labels: Int32Array;
 }
 
+/** An image folder's classes and the files of its train/ and val/ splits. */
 export interface ImageFolderIndex {
   root: string;
   /** Sorted names of the class folders of train/; label k is classes[k]. */

@@ -51,7 +51,7 @@ export type DatasetBatch = { xs: tf.Tensor; ys: tf.Tensor } | [tf.Tensor, tf.Ten
  * (`{xs, ys}`), tensors `{x, y}` or `[x, y]` (batched here), or one of our image data sets. Labels `y`
  * are one-hot [N, K] or integer class indices [N].
  */
-export type TrainingData = tf.data.Dataset<DatasetBatch> | { x: tf.Tensor; y: tf.Tensor } | [tf.Tensor, tf.Tensor] | ImageDataset | BatchSource;
+export type TrainingData = tf.data.Dataset<tf.TensorContainer> | { x: tf.Tensor; y: tf.Tensor } | [tf.Tensor, tf.Tensor] | ImageDataset | BatchSource;
 
 /** Options of {@link batchSource}. */
 export interface BatchSourceOptions {
@@ -125,7 +125,7 @@ function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchS
   };
 }
 
-function datasetSource(ds: tf.data.Dataset<DatasetBatch>, o: BatchSourceOptions): BatchSource {
+function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOptions): BatchSource {
   const finite = Number.isFinite(ds.size) && ds.size > 0;
   const perEpoch = o.batchesPerEpoch ?? (finite ? ds.size : null);
   return {
@@ -133,7 +133,7 @@ function datasetSource(ds: tf.data.Dataset<DatasetBatch>, o: BatchSourceOptions)
     async classes() {
       if (o.numClasses !== undefined) return o.numClasses;
       // One-hot labels say K: read it from the first batch.
-      const [first] = await ds.take(1).toArray();
+      const [first] = (await ds.take(1).toArray()) as DatasetBatch[];
       if (first === undefined) throw new DataError('the tf.data.Dataset is empty');
       const ys = Array.isArray(first) ? first[1] : first.ys;
       const k = ys.rank === 2 ? (ys.shape[1] as number) : null;
@@ -153,7 +153,7 @@ function datasetSource(ds: tf.data.Dataset<DatasetBatch>, o: BatchSourceOptions)
           }
           return;
         }
-        const element = next.value;
+        const element = next.value as DatasetBatch;
         const [xs, ys] = Array.isArray(element) ? element : [element.xs, element.ys];
         if (!(xs instanceof tf.Tensor) || !(ys instanceof tf.Tensor)) {
           throw new DataError('each tf.data.Dataset element must be a batch {xs, ys} (or [xs, ys]) of tensors');

@@ -20,6 +20,7 @@ const PLANE = SIDE * SIDE;
 const TRAIN_SPRITES = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}`);
 const TEST_SPRITE = 'test_batch';
 
+/** What convertTfjsCifar10 reads and writes. */
 export interface ConvertTfjsCifar10Options {
   /** The unpacked package folder (holding data_batch_1.png ... test_batch.png and the label JSON). */
   from: string;
@@ -31,6 +32,7 @@ export interface ConvertTfjsCifar10Options {
   perClass?: number;
 }
 
+/** What convertTfjsCifar10 wrote. */
 export interface ConvertTfjsCifar10Result {
   binDir: string;
   train: number;

@@ -10,6 +10,7 @@ import { networkFromUnits, type Network } from './network.js';
 /** VGG-11, configuration "A": channels per conv layer, 'M' for a 2x2 max-pool. */
 export const VGG11: readonly (number | 'M')[] = [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M'];
 
+/** What every conv network here takes. */
 export interface ConvOptions {
   inputShape: readonly number[];
   numClasses: number;

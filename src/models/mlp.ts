@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { networkFromUnits, type Network } from './network.js';
 
+/** The MLP's architecture. */
 export interface MlpOptions {
   inputShape: readonly number[];
   numClasses: number;
@@ -9,9 +10,11 @@ export interface MlpOptions {
   layers: number;
   /** Width W of every hidden layer. */
   width: number;
+  /** Seeds the initial weights. */
   seed: number;
 }
 
+/** An MLP of `layers` dense ReLU units of `width` (the first flattens its input), He-initialised from `seed`. */
 export function buildMlp(opts: MlpOptions): Network {
   const { inputShape, numClasses, layers, width, seed } = opts;
   const unitLayers: tf.layers.Layer[][] = [];

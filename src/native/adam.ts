@@ -22,12 +22,14 @@ interface OptimizerVariable {
 }
 
 /** tfjs's NamedTensor (not exported by the union package). */
-interface NamedTensor {
+export interface NamedTensor {
   name: string;
   tensor: tf.Tensor;
 }
-type NamedGradients = tf.NamedTensorMap | NamedTensor[];
+/** Gradients as tfjs optimizers take them. */
+export type NamedGradients = tf.NamedTensorMap | NamedTensor[];
 
+/** Adam as tfjs computes it (same state, same checkpoints), one fused native update per variable. */
 export class NativeAdamOptimizer extends tf.Optimizer {
   /** Serialised as 'Adam', so that a saved configuration reloads as a tfjs Adam. */
   static get className(): string {
@@ -151,6 +153,7 @@ export class NativeAdamOptimizer extends tf.Optimizer {
     return [await this.saveIterations()].concat(variables.map((v) => ({ name: v.originalName, tensor: v.variable })));
   }
 
+  /** Takes the list getWeights gives; the beta powers are recomputed from the iterations, as tfjs does. */
   override async setWeights(weightValues: NamedTensor[]): Promise<void> {
     weightValues = await this.extractIterations(weightValues);
     tf.tidy(() => {

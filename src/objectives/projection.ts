@@ -7,10 +7,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed } from '../data/random.js';
 
+/** The sub-Gaussian distributions R_i's entries may be drawn from: N(0, 1), or +-1 with probability 1/2 each. */
 export type ProjectionDistribution = 'gaussian' | 'rademacher';
+/** Every {@link ProjectionDistribution}. */
 export const PROJECTION_DISTRIBUTIONS: readonly ProjectionDistribution[] = ['gaussian', 'rademacher'];
 /** 'inverted' divides the masked R by keep (as inverted dropout does) so E[M ⊙ R / keep] = R. */
 export type MaskScale = 'inverted' | 'none';
+/** Every {@link MaskScale}. */
 export const MASK_SCALES: readonly MaskScale[] = ['inverted', 'none'];
 /**
  * The 1/sqrt(d') of v_i = (1/sqrt(d')) R_i h_i. 'classes': d' = K, the rows of R_i, the JL scaling under
@@ -18,8 +21,10 @@ export const MASK_SCALES: readonly MaskScale[] = ['inverted', 'none'];
  * scale whatever the width (sqrt(d / K) times smaller than 'classes').
  */
 export type ProjectionScale = 'classes' | 'features';
+/** Every {@link ProjectionScale}. */
 export const PROJECTION_SCALES: readonly ProjectionScale[] = ['classes', 'features'];
 
+/** What a projection head is: plain data, saved with a model (R itself is sampled from `seed`, or saved). */
 export interface ProjectionHeadConfig {
   /** Shape of h_i without the batch: [D] for a dense unit, [H, W, C] for a conv unit. */
   inputShape: number[];
@@ -39,6 +44,7 @@ export interface ProjectionHeadConfig {
   seed: number;
 }
 
+/** A unit's fixed random projection head: v_i = (M_i ⊙ R_i) pool(h_i) / sqrt(d'). */
 export class ProjectionHead {
   /** R_i^T / sqrt(d'), shape [d, K]: stored transposed so that a batch of rows maps as h R. */
   readonly projection: tf.Tensor2D;
@@ -150,6 +156,7 @@ export class ProjectionHead {
     return Float32Array.from(w);
   }
 
+  /** Frees R and the pooling matrix. */
   dispose(): void {
     this.projection.dispose();
     this.pool?.dispose();

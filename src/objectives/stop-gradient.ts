@@ -9,6 +9,7 @@ const identityWithoutGradient = (x: tf.Tensor) => ({
   gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
 });
 
+/** sg(x): x in the forward pass, no gradient in the backward pass. */
 export const stopGradient = tf.customGrad(
   identityWithoutGradient as unknown as Parameters<typeof tf.customGrad>[0],
 ) as <T extends tf.Tensor>(x: T) => T;

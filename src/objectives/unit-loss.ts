@@ -29,6 +29,7 @@ export function alignmentLoss(logits: tf.Tensor2D, parentLogits: tf.Tensor2D): t
   return tf.tidy(() => tf.mean(negLogBhattacharyya(logits, stopGradient(parentLogits)))) as tf.Scalar;
 }
 
+/** Eq. (5) of one unit, in parts. */
 export interface UnitLossParts {
   /** L_pred + lambda * L_BC, the scalar the unit's optimizer minimises. */
   total: tf.Scalar;

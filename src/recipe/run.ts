@@ -20,7 +20,7 @@ import { groupUnits, withClassifier, type Network } from '../models/network.js';
 import { resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
 import { BpTrainer } from '../train/bp.js';
 import { SequentialEngine, type StepEngine } from '../train/engine.js';
-import { fit, type FitHooks, type FitResult, type FitSetup, type FitState } from '../train/fit.js';
+import { fit, type FitResult, type FitSetup, type FitState, type ProgressHooks } from '../train/fit.js';
 import { attachHeads, disposeHeaded, type HeadedNetwork, type Normalization } from '../train/model.js';
 import type { OptimizerState } from '../train/optimizers.js';
 import { PipelineEngine } from '../train/pipeline.js';
@@ -31,7 +31,7 @@ import type { Trainer } from '../train/trainer.js';
 import { OptionError, blasThreads, bpStrategy, loopConfig, resolveOptions, sllStrategy, type RunOptions } from './options.js';
 
 /** What a run tells its front end, besides the fit loop's hooks. */
-export interface RunCallbacks extends Omit<FitHooks, 'onCheckpoint'> {
+export interface RunCallbacks extends ProgressHooks {
   /** The data are loaded (before any training). */
   onData?(data: DataSplits, options: RunOptions): void;
   /** A checkpoint was written to `dir` after `step` steps. */

@@ -49,6 +49,7 @@ export class BpTrainer implements Trainer {
     });
   }
 
+  /** Frees the optimizer's state. */
   dispose(): void {
     this.optimizers[0].dispose();
   }

@@ -32,8 +32,11 @@ export interface StepEngine {
   ): Promise<void>;
   /** Makes the main thread's model hold the trained weights (for evaluation and saving). */
   sync(): Promise<void>;
+  /** Every optimizer's state, in the trainer's order (what a checkpoint saves). */
   optimizerStates(): Promise<OptimizerState[]>;
+  /** Restores what optimizerStates gave. */
   restoreOptimizerStates(states: OptimizerState[]): Promise<void>;
+  /** Frees the trainer's state (and stops workers). */
   dispose(): Promise<void>;
 }
 
@@ -70,10 +73,12 @@ export class SequentialEngine implements StepEngine {
 
   async sync(): Promise<void> {}
 
+  /** {@inheritDoc StepEngine.optimizerStates} */
   optimizerStates(): Promise<OptimizerState[]> {
     return Promise.all(this.trainer.optimizers.map(optimizerState));
   }
 
+  /** {@inheritDoc StepEngine.restoreOptimizerStates} */
   async restoreOptimizerStates(states: OptimizerState[]): Promise<void> {
     if (states.length !== this.trainer.optimizers.length) {
       throw new Error(`checkpoint has ${states.length} optimizers, the trainer ${this.trainer.optimizers.length}`);
@@ -81,6 +86,7 @@ export class SequentialEngine implements StepEngine {
     for (const [i, opt] of this.trainer.optimizers.entries()) await restoreOptimizerState(opt, states[i]);
   }
 
+  /** {@inheritDoc StepEngine.dispose} */
   async dispose(): Promise<void> {
     this.trainer.dispose();
   }

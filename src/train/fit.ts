@@ -64,11 +64,18 @@ export interface BatchInfo {
   running: { loss: number; accuracy: number }[];
 }
 
-/** Typed hooks for the library's own front ends (the CLI's progress and files); users pass tfjs callbacks. */
-export interface FitHooks {
+/** Progress of a fit, typed, for the library's own front ends (the CLI's progress and tables); users pass tfjs callbacks. */
+export interface ProgressHooks {
+  /** An epoch (0-based) of `batches` batches (null: unknown) begins. */
   onEpochBegin?(epoch: number, batches: number | null): void;
+  /** A step is done. */
   onBatchEnd?(info: BatchInfo): void;
+  /** An epoch is done: each unit's metrics and the evaluation on the validation data (null without any). */
   onEpochEnd?(epoch: number, metrics: UnitEpochMetrics[], evaluation: Evaluation | null): void;
+}
+
+/** ProgressHooks, and the hook that writes checkpoints. */
+export interface FitHooks extends ProgressHooks {
   /**
    * Called every `checkpointEvery` steps, at each epoch end and when stopping on request, with the state
    * to resume from, the optimizers' states and the number of steps done.

@@ -5,7 +5,8 @@ import { perUnit, type OptimizerConfig } from './config.js';
 /** PyTorch's Adam epsilon; tfjs's default (1e-7) differs, which matters when comparing runs. */
 export const ADAM_EPSILON = 1e-8;
 
-type AdamFactory = (lr: number, beta1: number, beta2: number, epsilon: number) => tf.Optimizer;
+/** Makes an Adam optimizer from its learning rate, betas and epsilon. */
+export type AdamFactory = (lr: number, beta1: number, beta2: number, epsilon: number) => tf.Optimizer;
 const adamByBackend = new Map<string, AdamFactory>();
 
 /**

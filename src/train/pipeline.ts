@@ -182,6 +182,7 @@ export class PipelineEngine implements StepEngine {
     this.cachedOptimizers = replies.flatMap((r) => r.optimizers);
   }
 
+  /** {@inheritDoc StepEngine.optimizerStates} */
   async optimizerStates(): Promise<OptimizerState[]> {
     if (!this.cachedOptimizers) await this.sync();
     const states = this.cachedOptimizers!;
@@ -189,11 +190,13 @@ export class PipelineEngine implements StepEngine {
     return states;
   }
 
+  /** {@inheritDoc StepEngine.restoreOptimizerStates} */
   async restoreOptimizerStates(states: OptimizerState[]): Promise<void> {
     if (states.length !== this.statRows) throw new Error(`checkpoint has ${states.length} optimizers, the pipeline ${this.statRows}`);
     await this.all('restored', (s) => ({ type: 'restore', optimizers: states.slice(this.ranges[s].first, this.ranges[s].end) }));
   }
 
+  /** Ends every worker. */
   async dispose(): Promise<void> {
     this.failure ??= new StageError('the pipeline was shut down');
     await Promise.all(this.workers.map((w) => w.terminate()));

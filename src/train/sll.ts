@@ -107,6 +107,7 @@ export class SllTrainer implements Trainer {
     return { h, v: parent!, stats: table };
   }
 
+  /** Frees every unit's optimizer state. */
   dispose(): void {
     this.optimizers.forEach((o) => o.dispose());
   }

@@ -22,5 +22,6 @@ export interface Trainer {
   step(x: tf.Tensor, labels: tf.Tensor1D, step: number): tf.Tensor2D;
   /** Sets the learning rates (and lambdas) of epoch `epoch` (0-based) and returns them. */
   setEpoch(epoch: number): EpochSchedule;
+  /** Frees the optimizers' state. */
   dispose(): void;
 }

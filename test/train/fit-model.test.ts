@@ -88,7 +88,7 @@ test('a user\'s conv tf.sequential learns with fitSll from a tf.data.Dataset; it
   const test8 = blobs(100, 6, [8, 8, 1]);
   const ds = tf.data.zip({ xs: tf.data.array(tf.unstack(images.x)), ys: tf.data.array(tf.unstack(images.y)) }).batch(32);
   const model = convModel();
-  const history = await fitSll(model, ds as unknown as tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>, {
+  const history = await fitSll(model, ds, {
     ...quick,
     epochs: 5,
     validationData: [test8.x, test8.y],
