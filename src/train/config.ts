@@ -14,6 +14,7 @@ import {
   type ProjectionDistribution,
   type ProjectionScale,
 } from '../objectives/projection.js';
+import { TOKEN_POOLINGS, type TokenPooling } from '../models/tokens.js';
 
 /** The optimizers available by name: Adam (PyTorch's epsilon, 1e-8) and SGD with momentum. */
 export type OptimizerName = 'adam' | 'sgd';
@@ -72,6 +73,8 @@ export interface HeadsConfig {
   projDim: number | null;
   /** The first unit's parent. Default 'none'. */
   firstParent: FirstParent;
+  /** Units that output tokens [T, D] (ViT): the head reads the class token ('cls') or their mean. Default 'cls'. */
+  token: TokenPooling;
   /** Seeds every head (and every mask, with the step). Default 0. */
   seed: number;
 }
@@ -112,6 +115,7 @@ export const SLL_DEFAULTS: Readonly<SllStrategy> = Object.freeze({
   projScale: 'features',
   projDim: null,
   firstParent: 'none',
+  token: 'cls',
   seed: 0,
   lambda: 1,
 });
@@ -159,6 +163,7 @@ export function resolveSllStrategy(config: Partial<SllStrategy> = {}, units?: nu
   c.oneOf('projScale', PROJECTION_SCALES);
   if (s.projDim !== null) c.int('projDim', 1);
   c.oneOf('firstParent', FIRST_PARENTS);
+  c.oneOf('token', TOKEN_POOLINGS);
   c.int('seed', 0);
   if (typeof s.lambda !== 'function') {
     c.perUnit('lambda', s.lambda, units);

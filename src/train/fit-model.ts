@@ -9,6 +9,7 @@ import type { Augmentation } from '../data/batches.js';
 import { DataError } from '../data/errors.js';
 import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
 import { networkFromModel, withClassifier, type Network, type UnitGrouping } from '../models/network.js';
+import type { TokenPooling } from '../models/tokens.js';
 import type { ProjectionHead } from '../objectives/projection.js';
 import { BpTrainer } from './bp.js';
 import type { CallbackParams, TfCallbacks } from './callbacks.js';
@@ -49,7 +50,10 @@ export interface SllFitConfig extends Partial<SllStrategy>, FitOptions {
 }
 
 /** fitBp's configuration: the BP strategy and the loop. */
-export interface BpFitConfig extends Partial<BpStrategy>, FitOptions {}
+export interface BpFitConfig extends Partial<BpStrategy>, FitOptions {
+  /** A model whose last layer outputs tokens [T, D]: the classifier reads the class token or their mean. Default 'cls'. */
+  token?: TokenPooling;
+}
 
 /** What fitSll and fitBp return: tfjs History's fields, the trained model with its heads, and the run's measures. */
 export interface FitHistory {
@@ -107,10 +111,10 @@ export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: Trainin
   let network: Network;
   let normalization = normalizationOf(train);
   if (isHeaded(model)) {
-    network = withClassifier(model.network, strategy.seed);
+    network = withClassifier(model.network, strategy.seed, config.token);
     normalization = model.normalization;
   } else {
-    network = withClassifier(networkFromModel(model, { numClasses: await classesOf(train, config.numClasses) }), strategy.seed);
+    network = withClassifier(networkFromModel(model, { numClasses: await classesOf(train, config.numClasses) }), strategy.seed, config.token);
   }
   const headed: HeadedNetwork = { network, heads: [], inputHead: null, normalization };
   const engine = new SequentialEngine(new BpTrainer(network, strategy, loop.epochs));

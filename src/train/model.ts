@@ -37,15 +37,17 @@ export function attachHeads(
   const base = { numClasses, distribution: o.projection, keep: o.keep, maskScale: o.maskScale, scale: o.projScale };
   const heads = network.units.map((unit) => {
     const rank = unit.outputShape.length;
-    if (rank !== 1 && rank !== 3) {
-      throw new Error(`unit ${unit.index + 1} outputs shape [${unit.outputShape}]: a projection head reads a vector [D] or feature maps [H, W, C]`);
+    if (rank > 3) {
+      throw new Error(`unit ${unit.index + 1} outputs shape [${unit.outputShape}]: a projection head reads a vector [D], tokens [T, D] or feature maps [H, W, C]`);
     }
-    if (rank === 1 && o.projDim != null && o.projDim > unit.outputShape[0]) {
-      throw new Error(`projDim ${o.projDim} is larger than unit ${unit.index + 1}'s ${unit.outputShape[0]} features`);
+    const features = unit.outputShape[rank - 1];
+    if (rank < 3 && o.projDim != null && o.projDim > features) {
+      throw new Error(`projDim ${o.projDim} is larger than unit ${unit.index + 1}'s ${features} features`);
     }
     return new ProjectionHead({
       ...base,
       inputShape: [...unit.outputShape],
+      ...(rank === 2 ? { token: o.token } : {}),
       poolDim: o.projDim ?? (rank === 3 ? CONV_PROJ_DIM : null),
       seed: mixSeed(o.seed, 1, unit.index),
     });
