@@ -2,7 +2,7 @@
  * One measurement of `npm run bench:speed`: times training steps of one case on one tfjs engine, in a
  * process of its own so that the engine's thread settings start clean. Run by bench/speed.ts; by hand:
  *
- *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit --engine native|wasm|cpu
+ *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit|vit-unit --engine native|wasm|cpu
  *     [--threads T] [--steps S] [--warmup W] [--json]
  *
  * Cases (bench/torch_ref.py does the same math in PyTorch):
@@ -15,6 +15,9 @@
  *   the fixed, masked R (256 x 10); loss CE + BC against fixed random parent logits; Adam over kernel and
  *   bias. The library has no conv unit yet, so it is written here with tf ops and the library's unitLoss,
  *   ProjectionHead and makeOptimizer.
+ * - vit-unit: one SLL^{2+} unit of the library's ViT: patch embedding (4x4 patches of 32x32x3 images: 64
+ *   tokens + the class token) and two pre-norm blocks, width 192, 3 heads, MLP 4x, head on the class token,
+ *   keep 0.5, K = 10, batch 128, Adam 1e-3 (buildModel + makeTrainer(...).step, the real code path).
  *
  * Prints, on stdout, one JSON line: {case, engine, threads, backend, steps_ms: [...], first_loss: [...]}
  * (first_loss: the total loss of each unit at the first step). Progress goes to stderr.
@@ -22,13 +25,14 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend, type BackendName } from '../src/backend.js';
-import { resolveOptions } from '../src/recipe/options.js';
+import { resolveOptions, type RunOptions } from '../src/recipe/options.js';
+import { disposeHeaded } from '../src/train/model.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { ProjectionHead } from '../src/objectives/projection.js';
 import { unitLoss } from '../src/objectives/unit-loss.js';
 import { makeOptimizer } from '../src/train/optimizers.js';
 
-export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit'] as const;
+export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit'] as const;
 export type CaseName = (typeof CASES)[number];
 
 /** One timed training step; returns the per-unit total losses as a tensor the caller reads and disposes. */
@@ -50,12 +54,15 @@ function labels(n: number, k: number, seed: number): tf.Tensor1D {
   return tf.tensor1d(out, 'int32');
 }
 
-function mlpCase(method: 'sll' | 'bp', backend: BackendName, threads: number): Setup {
-  const o = resolveOptions({ layers: 3, width: 1024, batchSize: 128, cropPadding: 0, backend, method, threads });
-  const model = buildModel(o, [28, 28, 1], 10);
+/** The shapes of the vit-unit case (bench/torch_ref.py builds the same). */
+export const VIT_UNIT = { batch: 128, size: 32, channels: 3, patchSize: 4, width: 192, heads: 3, mlpRatio: 4, blocks: 2 };
+
+function libraryCase(partial: Partial<RunOptions>, inputShape: number[]): Setup {
+  const o = resolveOptions({ batchSize: 128, cropPadding: 0, ...partial });
+  const model = buildModel(o, inputShape, 10);
   const trainer = makeTrainer(model, o);
   trainer.setEpoch(0);
-  const x = tf.randomNormal([o.batchSize, 28, 28, 1], 0, 1, 'float32', 1);
+  const x = tf.randomNormal([o.batchSize, ...inputShape], 0, 1, 'float32', 1);
   const y = labels(o.batchSize, 10, 2);
   return {
     step: (step) => {
@@ -68,10 +75,21 @@ function mlpCase(method: 'sll' | 'bp', backend: BackendName, threads: number): S
     dispose: () => {
       trainer.dispose();
       tf.dispose([x, y]);
-      model.heads.forEach((h) => h.dispose());
-      model.network.model.dispose();
+      disposeHeaded(model);
     },
   };
+}
+
+function mlpCase(method: 'sll' | 'bp', backend: BackendName, threads: number): Setup {
+  return libraryCase({ layers: 3, width: 1024, backend, method, threads }, [28, 28, 1]);
+}
+
+function vitCase(backend: BackendName, threads: number): Setup {
+  const v = VIT_UNIT;
+  return libraryCase(
+    { model: 'vit', batchSize: v.batch, patchSize: v.patchSize, width: v.width, heads: v.heads, mlpRatio: v.mlpRatio, layers: v.blocks, unitLayers: v.blocks, backend, threads },
+    [v.size, v.size, v.channels],
+  );
 }
 
 export interface ConvShape {
@@ -174,7 +192,7 @@ async function main(): Promise<void> {
 
   const backend = await useBackend(engine, threads);
   const log = (s: string) => process.stderr.write(`[${name} ${engine} t${threads}] ${s}\n`);
-  const setup = name === 'conv-unit' ? convCase() : mlpCase(name === 'mlp-bp' ? 'bp' : 'sll', engine, threads);
+  const setup = name === 'conv-unit' ? convCase() : name === 'vit-unit' ? vitCase(engine, threads) : mlpCase(name === 'mlp-bp' ? 'bp' : 'sll', engine, threads);
   const times: number[] = [];
   let firstLoss: number[] = [];
   for (let i = 0; i < warmup + steps; i++) {

@@ -1,6 +1,6 @@
 /**
  * npm run bench:speed [-- --json] [--repeats R] [--steps S] [--warmup W] [--threads 1,2]
- *   [--cases mlp-sll,mlp-bp,conv-unit] [--engines native,wasm,torch] [--timeout SECONDS]
+ *   [--cases mlp-sll,mlp-bp,conv-unit,vit-unit] [--engines native,wasm,torch] [--timeout SECONDS]
  *   [--torch-blas-threads 1|same] [--omp-wait-policy PASSIVE|ACTIVE] [--python /usr/bin/python3] [--verbose]
  *
  * Milliseconds per training step of our engines (`native`, `wasm`) against PyTorch on the same math
@@ -38,7 +38,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit'] as const;
+const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit'] as const;
 const ENGINES = ['native', 'wasm', 'torch'] as const;
 type Engine = (typeof ENGINES)[number];
 

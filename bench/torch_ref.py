@@ -2,7 +2,7 @@
 """PyTorch reference for `npm run bench:speed`: the same three cases as bench/speed-step.ts, in plain
 PyTorch (float32, CPU). Run with Debian's interpreter, which has python3-torch (1.13):
 
-    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit [--threads T] [--steps S] [--warmup W]
+    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit|vit-unit [--threads T] [--steps S] [--warmup W]
 
 Thread counts: torch.set_num_threads(T) here; OMP_NUM_THREADS and OPENBLAS_NUM_THREADS must be set by the
 caller before the process starts (OpenBLAS reads them at load), as bench/speed.ts does: OMP_NUM_THREADS=T,
@@ -18,6 +18,10 @@ Cases (same shapes, masks and losses as ours; initial weights differ):
 - conv-unit: input 64x64x32x32 (NCHW), conv3x3 64->64 padding 1 + ReLU, adaptive average pooling to 2x2,
   flattened in NHWC order (as ours) to 256 features, masked R (256 x 10), CE + BC against fixed random
   parent logits, Adam over the conv weight and bias.
+- vit-unit: one SLL^{2+} unit of a ViT: patch embedding (conv 4x4 stride 4 of 32x32x3 images to 192 channels,
+  a class token, learned positions: 65 tokens), two pre-norm blocks (LayerNorm eps 1e-6, 3-head attention
+  with separate q, k, v maps, GELU MLP 768), the head R (192 x 10, masked) on the class token, CE (no parent),
+  one Adam over the unit; batch 128.
 
 Prints one JSON line on stdout: {case, engine: "torch", threads, steps_ms, first_loss}; progress on stderr.
 """
@@ -162,7 +166,56 @@ def conv_unit(batch=64, size=32, channels=64, grid=2):
     return step
 
 
-CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit}
+class Block(torch.nn.Module):
+    """A pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)), as the library's TransformerBlock."""
+
+    def __init__(self, dim, heads, hidden):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.q, self.k, self.v = (torch.nn.Linear(dim, dim) for _ in range(3))
+        self.proj = torch.nn.Linear(dim, dim)
+        self.ln2 = torch.nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = torch.nn.Linear(dim, hidden)
+        self.fc2 = torch.nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        h = self.ln1(x)
+        split = lambda z: z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // self.heads), -1)
+        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, d))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+def vit_unit(batch=128, size=32, channels=3, patch=4, dim=192, heads=3, mlp_ratio=4, blocks=2):
+    gen = torch.Generator().manual_seed(0)
+    tokens = 1 + (size // patch) ** 2
+    embed = torch.nn.Conv2d(channels, dim, patch, stride=patch)
+    cls = torch.nn.Parameter(torch.zeros(1, 1, dim))
+    pos = torch.nn.Parameter(torch.randn(1, tokens, dim, generator=gen) * 0.02)
+    body = torch.nn.Sequential(*(Block(dim, heads, dim * mlp_ratio) for _ in range(blocks)))
+    r = head(dim, gen)
+    x = torch.randn(batch, channels, size, size, generator=gen)
+    y = labels(batch, 2)
+    opt = make_adam([*embed.parameters(), cls, pos, *body.parameters()])
+
+    def step(_):
+        patches = embed(x.detach()).flatten(2).transpose(1, 2)
+        h = body(torch.cat([cls.expand(batch, -1, -1), patches], 1) + pos)
+        v = h[:, 0] @ masked(r, gen)
+        loss = unit_loss(v, y, None)
+        (v.detach().argmax(1) == y).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return [loss.item()]
+
+    return step
+
+
+CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit": vit_unit}
 
 
 def main():

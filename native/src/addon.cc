@@ -413,6 +413,84 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
+// layerNorm(x, gamma, beta, y, mean, rstd, rows, cols, eps)
+napi_value LayerNorm(napi_env env, napi_callback_info info) {
+  Args a(env, info, 9, "layerNorm");
+  int64_t lenX, lenG, lenB, lenY, lenM, lenR;
+  float* X = a.f32(0, &lenX);
+  float* G = a.f32(1, &lenG);
+  float* B = a.f32(2, &lenB);
+  float* Y = a.f32(3, &lenY);
+  float* M = a.f32(4, &lenM);
+  float* R = a.f32(5, &lenR);
+  const int64_t rows = a.index(6), cols = a.index(7);
+  const float eps = float(a.num(8));
+  if (!a.ok()) return nullptr;
+  a.within("x", 0, rows * cols, lenX);
+  a.within("gamma", 0, cols, lenG);
+  a.within("beta", 0, cols, lenB);
+  a.within("y", 0, rows * cols, lenY);
+  a.within("mean", 0, rows, lenM);
+  a.within("rstd", 0, rows, lenR);
+  if (!a.ok()) return nullptr;
+  if (cols > 0) sll::layer_norm(X, G, B, Y, M, R, rows, cols, eps);
+  return undefinedValue(env);
+}
+
+// layerNormGrad(dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, cols)
+napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, 10, "layerNormGrad");
+  int64_t lenDy, lenX, lenG, lenM, lenR, lenDx, lenDg, lenDb;
+  float* Dy = a.f32(0, &lenDy);
+  float* X = a.f32(1, &lenX);
+  float* G = a.f32(2, &lenG);
+  float* M = a.f32(3, &lenM);
+  float* R = a.f32(4, &lenR);
+  float* Dx = a.f32(5, &lenDx);
+  float* Dg = a.f32(6, &lenDg);
+  float* Db = a.f32(7, &lenDb);
+  const int64_t rows = a.index(8), cols = a.index(9);
+  if (!a.ok()) return nullptr;
+  a.within("dy", 0, rows * cols, lenDy);
+  a.within("x", 0, rows * cols, lenX);
+  a.within("gamma", 0, cols, lenG);
+  a.within("mean", 0, rows, lenM);
+  a.within("rstd", 0, rows, lenR);
+  a.within("dx", 0, rows * cols, lenDx);
+  a.within("dgamma", 0, cols, lenDg);
+  a.within("dbeta", 0, cols, lenDb);
+  if (!a.ok()) return nullptr;
+  if (cols > 0) sll::layer_norm_grad(Dy, X, G, M, R, Dx, Dg, Db, rows, cols);
+  return undefinedValue(env);
+}
+
+// gelu(x, y) and geluGrad(dy, x, dx), over whole arrays of one length.
+napi_value Gelu(napi_env env, napi_callback_info info) {
+  Args a(env, info, 2, "gelu");
+  int64_t lenX, lenY;
+  float* X = a.f32(0, &lenX);
+  float* Y = a.f32(1, &lenY);
+  if (!a.ok()) return nullptr;
+  a.within("y", 0, lenX, lenY);
+  if (!a.ok()) return nullptr;
+  sll::gelu(X, Y, lenX);
+  return undefinedValue(env);
+}
+
+napi_value GeluGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, 3, "geluGrad");
+  int64_t lenDy, lenX, lenDx;
+  float* Dy = a.f32(0, &lenDy);
+  float* X = a.f32(1, &lenX);
+  float* Dx = a.f32(2, &lenDx);
+  if (!a.ok()) return nullptr;
+  a.within("dy", 0, lenX, lenDy);
+  a.within("dx", 0, lenX, lenDx);
+  if (!a.ok()) return nullptr;
+  sll::gelu_grad(Dy, X, Dx, lenX);
+  return undefinedValue(env);
+}
+
 // adam(param, m, v, grad, lr, beta1, beta2, eps, step[, paramOut, mOut, vOut[, bc1, bc2]])
 // Updates param, m and v in place, or writes paramOut/mOut/vOut when given (non-null). The bias
 // corrections are 1 - beta^step unless bc1/bc2 are given (the optimizer passes tfjs's float32
@@ -625,6 +703,8 @@ NAPI_MODULE_INIT() {
       {"conv2d", Conv2d},       {"conv2dBackpropFilter", Conv2dBackpropFilter},
       {"conv2dBackpropInput", Conv2dBackpropInput},
       {"pool2d", Pool2d},       {"pool2dBackprop", Pool2dBackprop},
+      {"layerNorm", LayerNorm}, {"layerNormGrad", LayerNormGrad},
+      {"gelu", Gelu},           {"geluGrad", GeluGrad},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -466,6 +466,132 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols, bool log) {
   }
 }
 
+// ---- Transformer: LayerNorm and GELU ----------------------------------------------------------
+
+namespace {
+// Rows [lo, hi) of the LayerNorm forward pass; mean and variance accumulated in double.
+void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                     float* rstd, int64_t lo, int64_t hi, int64_t cols, float eps) {
+  for (int64_t r = lo; r < hi; r++) {
+    const float* RESTRICT xr = x + r * cols;
+    float* RESTRICT yr = y + r * cols;
+    double s = 0;
+    for (int64_t j = 0; j < cols; j++) s += xr[j];
+    const double m = s / double(cols);
+    double v = 0;
+    for (int64_t j = 0; j < cols; j++) {
+      const double d = double(xr[j]) - m;
+      v += d * d;
+    }
+    const float mf = float(m);
+    const float inv = float(1.0 / std::sqrt(v / double(cols) + double(eps)));
+    for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - mf) * inv * gamma[j] + beta[j];
+    mean[r] = mf;
+    rstd[r] = inv;
+  }
+}
+
+// Rows [lo, hi) of the LayerNorm backward pass: dx, and this block's sums for dgamma and dbeta.
+void layer_norm_grad_rows(const float* dy, const float* x, const float* gamma, const float* mean,
+                          const float* rstd, float* dx, double* dgamma, double* dbeta, int64_t lo,
+                          int64_t hi, int64_t cols) {
+  for (int64_t r = lo; r < hi; r++) {
+    const float* RESTRICT dyr = dy + r * cols;
+    const float* RESTRICT xr = x + r * cols;
+    float* RESTRICT dxr = dx + r * cols;
+    const float m = mean[r], inv = rstd[r];
+    double sg = 0, sgx = 0;
+    for (int64_t j = 0; j < cols; j++) {
+      const double xhat = double((xr[j] - m) * inv);
+      const double g = double(dyr[j]) * gamma[j];
+      sg += g;
+      sgx += g * xhat;
+      dgamma[j] += double(dyr[j]) * xhat;
+      dbeta[j] += dyr[j];
+    }
+    const double mg = sg / double(cols), mgx = sgx / double(cols);
+    for (int64_t j = 0; j < cols; j++) {
+      const double xhat = double((xr[j] - m) * inv);
+      dxr[j] = float(double(inv) * (double(dyr[j]) * gamma[j] - mg - xhat * mgx));
+    }
+  }
+}
+
+int row_threads(int64_t rows, int64_t cols) {
+  const int t = get_threads();
+  return (t > 1 && rows >= t && rows * cols >= (int64_t(1) << 16)) ? t : 1;
+}
+}  // namespace
+
+void layer_norm(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                float* rstd, int64_t rows, int64_t cols, float eps) {
+  const int T = row_threads(rows, cols);
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(rows, t, T, &lo, &hi);
+    layer_norm_rows(x, gamma, beta, y, mean, rstd, lo, hi, cols, eps);
+  });
+}
+
+void layer_norm_grad(const float* dy, const float* x, const float* gamma, const float* mean,
+                     const float* rstd, float* dx, float* dgamma, float* dbeta, int64_t rows,
+                     int64_t cols) {
+  const int T = row_threads(rows, cols);
+  // Each thread sums its rows' dgamma and dbeta; the blocks are added in thread order (deterministic).
+  std::vector<double> partial(size_t(2 * T * cols), 0.0);
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(rows, t, T, &lo, &hi);
+    double* pg = partial.data() + 2 * t * cols;
+    layer_norm_grad_rows(dy, x, gamma, mean, rstd, dx, pg, pg + cols, lo, hi, cols);
+  });
+  for (int64_t j = 0; j < cols; j++) {
+    double g = 0, b = 0;
+    for (int t = 0; t < T; t++) {
+      g += partial[size_t(2 * t * cols + j)];
+      b += partial[size_t(2 * t * cols + cols + j)];
+    }
+    dgamma[j] = float(g);
+    dbeta[j] = float(b);
+  }
+}
+
+namespace {
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
+
+void gelu_serial(const float* RESTRICT x, float* RESTRICT y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+}
+
+// d/dx x Phi(x) = Phi(x) + x phi(x).
+void gelu_grad_serial(const float* RESTRICT dy, const float* RESTRICT x, float* RESTRICT dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
+    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
+    dx[i] = dy[i] * (cdf + x[i] * pdf);
+  }
+}
+}  // namespace
+
+void gelu(const float* x, float* y, int64_t n) {
+  const int T = elementwise_threads(n);
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(n, t, T, &lo, &hi);
+    if (hi > lo) gelu_serial(x + lo, y + lo, hi - lo);
+  });
+}
+
+void gelu_grad(const float* dy, const float* x, float* dx, int64_t n) {
+  const int T = elementwise_threads(n);
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(n, t, T, &lo, &hi);
+    if (hi > lo) gelu_grad_serial(dy + lo, x + lo, dx + lo, hi - lo);
+  });
+}
+
 // ---- Optimizer ----------------------------------------------------------------------------------
 
 namespace {

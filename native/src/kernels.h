@@ -59,6 +59,20 @@ void reduce(int op, const float* x, float* out, int64_t pre, int64_t red, int64_
 // Row-wise softmax (or log-softmax) of x viewed as [rows, cols].
 void softmax(const float* x, float* out, int64_t rows, int64_t cols, bool log);
 
+// ---- Transformer ---------------------------------------------------------------------------------
+// LayerNorm of the rows of x [rows, cols]: y = (x - mean) * rstd * gamma + beta, rstd = 1 / sqrt(var + eps);
+// also writes each row's mean and rstd (what the backward pass needs).
+void layer_norm(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                float* rstd, int64_t rows, int64_t cols, float eps);
+// Its gradient: dx = rstd (dy*gamma - mean(dy*gamma) - xhat mean(dy*gamma xhat)), dgamma = sum dy xhat,
+// dbeta = sum dy (sums over rows).
+void layer_norm_grad(const float* dy, const float* x, const float* gamma, const float* mean,
+                     const float* rstd, float* dx, float* dgamma, float* dbeta, int64_t rows,
+                     int64_t cols);
+// GELU (exact, with erf) and its gradient dx = dy (Phi(x) + x phi(x)).
+void gelu(const float* x, float* y, int64_t n);
+void gelu_grad(const float* dy, const float* x, float* dx, int64_t n);
+
 // ---- Optimizer ----------------------------------------------------------------------------------
 // One Adam step, tfjs's float32 formula and operation order:
 //   m' = m b1 + g (1 - b1);  v' = v b2 + g^2 (1 - b2)

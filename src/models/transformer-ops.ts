@@ -10,16 +10,65 @@ import * as tf from '@tensorflow/tfjs';
 /** LayerNorm's epsilon (timm's ViT; PyTorch's nn.LayerNorm default is 1e-5). */
 export const LAYER_NORM_EPSILON = 1e-6;
 
+/**
+ * Kernels a backend may register to compute these ops in one pass each (the native backend does):
+ * LayerNorm: inputs {x, gamma, beta}, attr {epsilon} -> [y, mean [rows], rstd [rows]]; its gradient: inputs
+ * {dy, x, gamma, mean, rstd} -> [dx, dgamma, dbeta]; GELU: {x} -> y; its gradient {dy, x} -> dx. Without
+ * them the ops are compositions of tfjs ops, the same math.
+ */
+export const LAYER_NORM_KERNEL = 'SllLayerNorm';
+/** See {@link LAYER_NORM_KERNEL}. */
+export const LAYER_NORM_GRAD_KERNEL = 'SllLayerNormGrad';
+/** See {@link LAYER_NORM_KERNEL}. */
+export const GELU_KERNEL = 'SllGelu';
+/** See {@link LAYER_NORM_KERNEL}. */
+export const GELU_GRAD_KERNEL = 'SllGeluGrad';
+
+/** tfjs's customGrad, whose typing wants a variadic function of tensors and the save callback. */
+type CustomGradFunc = Parameters<typeof tf.customGrad>[0];
+type Save = (tensors: tf.Tensor[]) => void;
+
+function hasKernel(name: string): boolean {
+  return tf.getKernel(name, tf.getBackend()) != null;
+}
+
+const fusedLayerNorm = new Map<number, (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor>();
+
 /** Layer normalisation over the last axis. */
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon = LAYER_NORM_EPSILON): tf.Tensor {
+  if (hasKernel(LAYER_NORM_KERNEL)) {
+    let op = fusedLayerNorm.get(epsilon);
+    if (!op) {
+      op = tf.customGrad(((input: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor, save: Save) => {
+        const [y, mean, rstd] = tf.engine().runKernel(LAYER_NORM_KERNEL, { x: input, gamma: scale, beta: shift }, { epsilon }) as tf.Tensor[];
+        save([input, scale, mean, rstd]);
+        return {
+          value: y,
+          gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+            tf.engine().runKernel(LAYER_NORM_GRAD_KERNEL, { dy, x: saved[0], gamma: saved[1], mean: saved[2], rstd: saved[3] }, {}) as tf.Tensor[],
+        };
+      }) as unknown as CustomGradFunc) as unknown as (x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) => tf.Tensor;
+      fusedLayerNorm.set(epsilon, op);
+    }
+    return op(x, gamma, beta);
+  }
   return tf.tidy(() => {
     const { mean, variance } = tf.moments(x, -1, true);
     return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, epsilon))), gamma), beta);
   });
 }
 
+const fusedGelu = tf.customGrad(((x: tf.Tensor, save: Save) => {
+  save([x]);
+  return {
+    value: tf.engine().runKernel(GELU_KERNEL, { x }, {}) as tf.Tensor,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(GELU_GRAD_KERNEL, { dy, x: saved[0] }, {}) as tf.Tensor,
+  };
+}) as unknown as CustomGradFunc) as unknown as (x: tf.Tensor) => tf.Tensor;
+
 /** GELU, exact (with erf), as PyTorch's nn.GELU() and tfjs-layers' 'gelu' compute it. */
 export function gelu(x: tf.Tensor): tf.Tensor {
+  if (hasKernel(GELU_KERNEL)) return fusedGelu(x);
   return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
 }
 

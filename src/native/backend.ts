@@ -23,6 +23,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
+import { GELU_GRAD_KERNEL, GELU_KERNEL, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../models/transformer-ops.js';
 
 export const NATIVE_BACKEND_NAME = 'native';
 
@@ -60,6 +61,16 @@ export interface NativeAddon {
   unary(op: number, x: Float32Array, out: Float32Array, alpha: number): void;
   reduce(op: number, x: Float32Array, out: Float32Array, pre: number, red: number, post: number): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number, log: boolean): void;
+  layerNorm(
+    x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, mean: Float32Array, rstd: Float32Array,
+    rows: number, cols: number, epsilon: number,
+  ): void;
+  layerNormGrad(
+    dy: Float32Array, x: Float32Array, gamma: Float32Array, mean: Float32Array, rstd: Float32Array,
+    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, cols: number,
+  ): void;
+  gelu(x: Float32Array, y: Float32Array): void;
+  geluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
   adam(
     param: Float32Array, m: Float32Array, v: Float32Array, grad: Float32Array,
     lr: number, beta1: number, beta2: number, eps: number, step: number,
@@ -167,6 +178,10 @@ export function registerNativeBackend(): boolean {
       backendName: NATIVE_BACKEND_NAME,
       kernelFunc: make ? make(config.kernelFunc) : config.kernelFunc,
     });
+  }
+  // Kernels of sll's own ops (transformer-ops.ts), which tfjs-cpu does not have: no fallback.
+  for (const [kernelName, kernelFunc] of transformerKernels()) {
+    if (tf.getKernel(kernelName, NATIVE_BACKEND_NAME) == null) tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND_NAME, kernelFunc });
   }
   registered = true;
   return true;
@@ -411,6 +426,62 @@ const softmaxKernel: NativeImpl = (args) => {
   if (cols > 0) addon!.softmax(xv, out, xv.length / cols, cols, false);
   return output(backend, logits.shape.slice(), out);
 };
+
+// ---- Transformer: LayerNorm and GELU -------------------------------------------------------------
+
+/** The values of a float32 input, or an error: these kernels have no fallback. */
+function requireFloat32(backend: NativeBackend, t: TensorInfo, what: string): Float32Array {
+  const v = float32Values(backend, t);
+  if (v == null) throw new Error(`${what} must be float32, got ${t.dtype}`);
+  return v;
+}
+
+function transformerKernels(): [string, KernelFunc][] {
+  const layerNorm: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { x, gamma, beta } = args.inputs as { x: TensorInfo; gamma: TensorInfo; beta: TensorInfo };
+    const { epsilon } = args.attrs as { epsilon: number };
+    const cols = x.shape[x.shape.length - 1];
+    const rows = sizeOf(x.shape) / cols;
+    const y = new Float32Array(rows * cols);
+    const mean = new Float32Array(rows);
+    const rstd = new Float32Array(rows);
+    addon!.layerNorm(requireFloat32(backend, x, 'x'), requireFloat32(backend, gamma, 'gamma'), requireFloat32(backend, beta, 'beta'), y, mean, rstd, rows, cols, epsilon);
+    return [output(backend, x.shape.slice(), y), output(backend, [rows], mean), output(backend, [rows], rstd)];
+  };
+  const layerNormGrad: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { dy, x, gamma, mean, rstd } = args.inputs as Record<'dy' | 'x' | 'gamma' | 'mean' | 'rstd', TensorInfo>;
+    const cols = x.shape[x.shape.length - 1];
+    const rows = sizeOf(x.shape) / cols;
+    const dx = new Float32Array(rows * cols);
+    const dgamma = new Float32Array(cols);
+    const dbeta = new Float32Array(cols);
+    const f = (t: TensorInfo, what: string) => requireFloat32(backend, t, what);
+    addon!.layerNormGrad(f(dy, 'dy'), f(x, 'x'), f(gamma, 'gamma'), f(mean, 'mean'), f(rstd, 'rstd'), dx, dgamma, dbeta, rows, cols);
+    return [output(backend, x.shape.slice(), dx), output(backend, [cols], dgamma), output(backend, [cols], dbeta)];
+  };
+  const gelu: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { x } = args.inputs as { x: TensorInfo };
+    const y = new Float32Array(sizeOf(x.shape));
+    addon!.gelu(requireFloat32(backend, x, 'x'), y);
+    return output(backend, x.shape.slice(), y);
+  };
+  const geluGrad: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
+    const dx = new Float32Array(sizeOf(x.shape));
+    addon!.geluGrad(requireFloat32(backend, dy, 'dy'), requireFloat32(backend, x, 'x'), dx);
+    return output(backend, x.shape.slice(), dx);
+  };
+  return [
+    [LAYER_NORM_KERNEL, layerNorm],
+    [LAYER_NORM_GRAD_KERNEL, layerNormGrad],
+    [GELU_KERNEL, gelu],
+    [GELU_GRAD_KERNEL, geluGrad],
+  ];
+}
 
 // ---- Matrix multiplication -----------------------------------------------------------------------
 
@@ -831,6 +902,69 @@ function transposeKernel(args: KernelArgs): TensorInfo | null {
   return output(backend, outShape, out);
 }
 
+/**
+ * Copies the block of `src` (shape `srcShape`) starting at `srcStart` and of extent `size` into `dst`
+ * (shape `dstShape`) at `dstStart`, as contiguous runs of the innermost dims: what Slice and Pad are. The
+ * cpu kernels index element by element (a pad of a ViT's tokens, or its gradient, took ~100 ms).
+ */
+function copyBlock(
+  src: Float32Array, srcShape: readonly number[], srcStart: readonly number[],
+  dst: Float32Array, dstShape: readonly number[], dstStart: readonly number[], size: readonly number[],
+): void {
+  const rank = size.length;
+  const strides = (shape: readonly number[]) => {
+    const st = new Array<number>(rank).fill(1);
+    for (let k = rank - 2; k >= 0; k--) st[k] = st[k + 1] * shape[k + 1];
+    return st;
+  };
+  const ss = strides(srcShape);
+  const ds = strides(dstShape);
+  // The run: the innermost dims copied whole in both (plus the first dim that is not), contiguous in both.
+  let k = rank - 1;
+  let run = size[k];
+  while (k > 0 && size[k] === srcShape[k] && size[k] === dstShape[k]) {
+    k--;
+    run *= size[k];
+  }
+  const visit = (dim: number, so: number, dof: number): void => {
+    if (dim === k) {
+      const from = so + srcStart[dim] * ss[dim];
+      dst.set(src.subarray(from, from + run), dof + dstStart[dim] * ds[dim]);
+      return;
+    }
+    for (let i = 0; i < size[dim]; i++) visit(dim + 1, so + (srcStart[dim] + i) * ss[dim], dof + (dstStart[dim] + i) * ds[dim]);
+  };
+  if (size.every((d) => d > 0)) visit(0, 0, 0);
+}
+
+function sliceKernel(args: KernelArgs): TensorInfo | null {
+  const backend = backendOf(args);
+  const { x } = args.inputs as { x: TensorInfo };
+  const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+  const xv = float32Values(backend, x);
+  const rank = x.shape.length;
+  if (xv == null || rank === 0 || begin.length !== rank || size.length !== rank) return null;
+  const extent = size.map((d, i) => (d === -1 ? x.shape[i] - begin[i] : d));
+  if (extent.some((d, i) => d < 0 || begin[i] < 0 || begin[i] + d > x.shape[i])) return null;
+  const out = new Float32Array(sizeOf(extent));
+  copyBlock(xv, x.shape, begin, out, extent, new Array<number>(rank).fill(0), extent);
+  return output(backend, extent, out);
+}
+
+function padKernel(args: KernelArgs): TensorInfo | null {
+  const backend = backendOf(args);
+  const { x } = args.inputs as { x: TensorInfo };
+  const { paddings, constantValue } = args.attrs as unknown as { paddings: [number, number][]; constantValue: number };
+  const xv = float32Values(backend, x);
+  const rank = x.shape.length;
+  if (xv == null || rank === 0 || paddings.length !== rank) return null;
+  const outShape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
+  const out = new Float32Array(sizeOf(outShape));
+  if (constantValue !== 0) out.fill(constantValue);
+  copyBlock(xv, x.shape, new Array<number>(rank).fill(0), out, outShape, paddings.map((p) => p[0]), x.shape);
+  return output(backend, outShape, out);
+}
+
 // ---- The table -----------------------------------------------------------------------------------
 
 let kernelTable: Map<string, (fallback: KernelFunc) => KernelFunc> | null = null;
@@ -854,6 +988,8 @@ function nativeKernels(): Map<string, (fallback: KernelFunc) => KernelFunc> {
   t.set('AvgPoolGrad', withFallback(poolGradKernel(POOL_AVG)));
   t.set('Tile', withFallback(tileKernel));
   t.set('Transpose', withFallback(transposeKernel));
+  t.set('Slice', withFallback(sliceKernel));
+  t.set('PadV2', withFallback(padKernel));
   kernelTable = t;
   return t;
 }
