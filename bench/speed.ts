@@ -8,6 +8,7 @@
  *   mlp-sll    one SLL step of the MLP 784-1024x3 (3 local units, K = 10, batch 128, keep 0.5, lambda 1, Adam)
  *   mlp-bp     the same MLP + a linear classifier, end-to-end backprop, Adam
  *   conv-unit  one conv unit: 64x32x32x64, conv3x3 64->64 + ReLU, pooled 2x2x64 head, CE + BC, Adam
+ *   vit-unit   one SLL^{2+} ViT unit: patch embedding + 2 blocks, width 192, 3 heads, 65 tokens, batch 128, Adam
  *
  * Every measurement (case, engine, threads) runs in a fresh child process so that thread settings start
  * clean: `node dist/bench/speed-step.js ...` for ours, `/usr/bin/python3 bench/torch_ref.py ...` for torch.
