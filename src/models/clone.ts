@@ -1,6 +1,8 @@
 /** Copies of tfjs layers (same class, configuration, name and weights), to put a network's layers into another model. */
 import * as tf from '@tensorflow/tfjs';
 import { chainLayers, networkFromModel, type Network } from './network.js';
+// sll's own layer classes (the ViT's) register with tf.serialization on import: layers made from JSON need them.
+import './vit.js';
 
 /**
  * A new layer of `layer`'s registered class and configuration (not its weights: a layer gets them once it

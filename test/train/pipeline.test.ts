@@ -47,6 +47,17 @@ test('a pipeline of batch-norm conv units gives bit-identical weights, running s
   disposeHeaded(piped.model);
 });
 
+test('a pipeline of ViT units (layers rebuilt from JSON in the workers) gives bit-identical weights to sequential SLL on cpu', async () => {
+  const vit = { ...run, model: 'vit' as const, layers: 4, width: 8, heads: 2, patchSize: 3, epochs: 1, firstParent: 'none' as const };
+  const sequential = smallModel(vit);
+  await fitSmall(sequential, data);
+  const piped = smallModel(vit);
+  await fitSmall(piped, data, {}, {}, await pipelineOf(piped, evenStages(4, 2)));
+  for (let u = 0; u < vit.layers; u++) assert.deepEqual(unitWeights(piped.model, u), unitWeights(sequential.model, u), `unit ${u + 1}`);
+  disposeHeaded(sequential.model);
+  disposeHeaded(piped.model);
+});
+
 test('a crashed stage stops the run with an error naming the stage and its units, and no worker survives', async () => {
   const small = smallModel(run);
   const engine: PipelineEngine = await pipelineOf(small, evenStages(4, 2));
