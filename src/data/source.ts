@@ -33,8 +33,6 @@ export interface BatchSource {
   readonly size: number | null;
   /** K, when the source can tell (image data sets, one-hot labels); null for integer labels without numClasses. */
   classes(): Promise<number | null>;
-  /** Shape of one input without the batch, when known without reading. */
-  readonly inputShape: readonly number[] | null;
   /** The image data set behind the source, if any (its normalisation and class names travel with a model). */
   readonly images: ImageDataset | null;
   /** Batches per epoch, when known. */
@@ -108,7 +106,6 @@ function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchS
   return {
     size,
     classes: async () => numClasses,
-    inputShape: x.shape.slice(1),
     images: null,
     numBatches: (batchSize) => Math.ceil(size / batchSize),
     async *batches(order) {
@@ -140,7 +137,6 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
       tf.dispose(first as tf.TensorContainer);
       return k;
     },
-    inputShape: null,
     images: null,
     numBatches: () => perEpoch,
     async *batches(order) {
@@ -177,7 +173,6 @@ function imageSource(ds: ImageDataset, augment: Augmentation | null): BatchSourc
   return {
     size: ds.size,
     classes: async () => ds.numClasses,
-    inputShape: ds.shape,
     images: ds,
     numBatches: (batchSize) => numBatches(ds, { batchSize }),
     async *batches(order) {
