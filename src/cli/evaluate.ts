@@ -3,8 +3,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BACKENDS, activeBackend, useBackend } from '../backend.js';
 import { DATASETS } from '../data/load.js';
+import { readCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/model-files.js';
-import { DEFAULTS, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { readRunRecord } from '../io/run-folder.js';
+import { readRunSummary } from '../io/runs.js';
+import { OptionError, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { loadRunData } from '../recipe/run.js';
 import { evaluate, unitActivity } from '../train/evaluate.js';
 import { disposeHeaded } from '../train/model.js';
@@ -26,7 +29,7 @@ export const evaluateCommand: Command = {
   },
   async run(values) {
     const dir = values.modelDir as string;
-    const recorded = readRecordedOptions(dir);
+    const recorded = readRecordedOptions(dir, values.dataset !== undefined);
     const o = resolveOptions({
       ...recorded,
       trainLimit: null,
@@ -68,9 +71,20 @@ export const evaluateCommand: Command = {
   },
 };
 
-/** The options a saved run was trained with (its summary.json), so evaluation uses the same data set. */
-function readRecordedOptions(dir: string): Partial<RunOptions> {
-  const file = path.join(dir, 'summary.json');
-  if (!fs.existsSync(file)) return { ...DEFAULTS };
-  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { options: Partial<RunOptions> }).options;
+/**
+ * The options a saved run was trained with, so evaluation uses the same data set: its summary.json, else
+ * its run.json (a run still going or stopped), else the state.json of a checkpoint folder. Without any,
+ * the data set must be given.
+ */
+function readRecordedOptions(dir: string, datasetGiven: boolean): Partial<RunOptions> {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new OptionError('modelDir', `--model-dir ${dir}: no such folder`);
+  const summary = path.join(dir, 'summary.json');
+  if (fs.existsSync(summary)) return readRunSummary(dir).options as Partial<RunOptions>;
+  const run = readRunRecord(dir);
+  if (run) return run.options as Partial<RunOptions>;
+  if (fs.existsSync(path.join(dir, 'state.json'))) return readCheckpoint(dir).options as Partial<RunOptions>;
+  if (!datasetGiven) {
+    throw new OptionError('dataset', `${dir} has no summary.json, run.json or checkpoint state.json saying which data set it was trained on: give --dataset`);
+  }
+  return {};
 }

@@ -5,6 +5,8 @@ import { BackendError } from '../backend.js';
 import { DataError } from '../data/errors.js';
 import { ModelFileError } from '../io/artifacts.js';
 import { CheckpointError } from '../io/checkpoint.js';
+import { WriteError } from '../io/model-files.js';
+import { RunFolderError } from '../io/run-folder.js';
 import { OptionError } from '../recipe/options.js';
 import { ConfigError } from '../train/config.js';
 import { helpText, parseFlags, wantsHelp, type Command } from './args.js';
@@ -28,6 +30,10 @@ function usage(): string {
     '',
     '  sll --version                 print the version',
     '  sll --help                    print this help',
+    '',
+    'Every command also takes --debug: an internal error prints its stack.',
+    'Exit codes: 0 done; 1 a write failed (e.g. disk full), training diverged, or an internal error;',
+    '2 bad input (flags, data, files, a folder in use); 128 + N stopped by signal N (sll train --help).',
   ].join('\n');
 }
 
@@ -40,7 +46,12 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | nul
   return null;
 }
 
+/** Errors that are the user's to fix (flags, data, files, folders): exit 2 with the message alone. */
+const USER_ERRORS = [OptionError, ConfigError, DataError, ModelFileError, BackendError, CheckpointError, RunFolderError];
+
 async function main(argv: string[]): Promise<number> {
+  const debug = argv.includes('--debug');
+  argv = argv.filter((a) => a !== '--debug');
   try {
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
       console.log(usage());
@@ -63,18 +74,20 @@ async function main(argv: string[]): Promise<number> {
     const { values, positionals } = parseFlags(rest, command);
     return await command.run(values, positionals);
   } catch (e) {
-    if (
-      e instanceof OptionError ||
-      e instanceof ConfigError ||
-      e instanceof DataError ||
-      e instanceof ModelFileError ||
-      e instanceof BackendError ||
-      e instanceof CheckpointError
-    ) {
-      console.error(`sll: ${e.message}`);
+    if (USER_ERRORS.some((kind) => e instanceof kind)) {
+      console.error(`sll: ${(e as Error).message}`);
+      if (debug) console.error((e as Error).stack);
       return 2;
     }
-    throw e;
+    if (e instanceof WriteError) {
+      console.error(`sll: ${e.message}`);
+      if (debug) console.error(e.stack);
+      return 1;
+    }
+    const err = e instanceof Error ? e : new Error(String(e));
+    console.error(`sll: internal error: ${err.name}: ${err.message}`);
+    console.error(debug ? err.stack : 'sll: run again with --debug for the stack, and report it with the command that caused it');
+    return 1;
   }
 }
 

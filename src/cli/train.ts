@@ -1,8 +1,10 @@
-/** `sll train`: a run of the recipe, with progress, per-epoch tables, checkpoints, Ctrl-C and resume. */
+/** `sll train`: a run of the recipe, with progress, per-epoch tables, checkpoints, stop signals and resume. */
 import * as path from 'node:path';
 import { activeBackend } from '../backend.js';
 import { DEFAULTS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { resumeTraining, runTraining, type RunCallbacks } from '../recipe/run.js';
+import { DataError } from '../data/errors.js';
+import { WriteError } from '../io/model-files.js';
 import { DivergenceError } from '../train/divergence.js';
 import { FitInterrupted } from '../train/fit.js';
 import type { Command, Flag } from './args.js';
@@ -18,6 +20,10 @@ export function runFlags(): Record<string, Flag> {
   );
 }
 
+/** Signals that stop a run after a checkpoint, and the exit code of each (128 + its number, as shells report it). */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+
 export const trainCommand: Command = {
   name: 'train',
   summary:
@@ -28,14 +34,18 @@ export const trainCommand: Command = {
     ...runFlags(),
     out: { kind: 'path', group: 'output', description: 'the run\'s folder (default runs/<dataset>-<model>-<method>)' },
     resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint, with its own options (only --backend may change)' },
+    overwrite: { kind: 'boolean', group: 'output', description: 'a new run may replace another run\'s files in --out (otherwise such a folder is refused)' },
   },
-  notes: 'Exit codes: 0 done, 1 diverged (NaN/Inf; the last good checkpoint is kept), 2 bad input, 130 stopped by Ctrl-C (checkpoint written).',
+  notes:
+    'The folder is locked while the run lives. Ctrl-C (SIGINT), SIGTERM and SIGHUP stop after the current step with a checkpoint; a second one quits at once.\n' +
+    'Exit codes: 0 done; 1 diverged (NaN/Inf; the last good checkpoint is kept), a write failed (e.g. disk full) or an internal error; ' +
+    '2 bad input (flags, data, a folder in use or holding another run); 130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (checkpoint written).',
   async run(values) {
-    const { out: outFlag, resume, ...given } = values as Partial<RunOptions> & { out?: string; resume?: string };
+    const { out: outFlag, resume, overwrite, ...given } = values as Partial<RunOptions> & { out?: string; resume?: string; overwrite?: boolean };
     if (resume !== undefined) {
       const other = Object.keys(given).filter((k) => k !== 'backend');
-      if (other.length > 0 || outFlag !== undefined) {
-        const drop = [...other.map(flagName), ...(outFlag !== undefined ? ['--out'] : [])];
+      if (other.length > 0 || outFlag !== undefined || overwrite) {
+        const drop = [...other.map(flagName), ...(outFlag !== undefined ? ['--out'] : []), ...(overwrite ? ['--overwrite'] : [])];
         throw new OptionError('resume', `--resume takes the run's options from its checkpoint; drop ${drop.join(' ')}`);
       }
     }
@@ -43,13 +53,13 @@ export const trainCommand: Command = {
     const out = resume ?? outFlag ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
     let bar: ProgressBar | null = null;
     let method = o.method;
-    let interrupted = false;
-    const onSigint = () => {
-      if (interrupted) process.exit(130);
-      interrupted = true;
-      process.stderr.write('\nsll: stopping after this step (a checkpoint is written first); Ctrl-C again to quit now\n');
+    let stopSignal: NodeJS.Signals | null = null;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopSignal) process.exit(SIGNAL_EXIT[signal]);
+      stopSignal = signal;
+      process.stderr.write(`\nsll: ${signal}: stopping after this step (a checkpoint is written first); send it again to quit now\n`);
     };
-    process.on('SIGINT', onSigint);
+    for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
     const callbacks: RunCallbacks = {
       onData: (data, run) => {
         bar = new ProgressBar(run.epochs, run.batchSize);
@@ -62,7 +72,7 @@ export const trainCommand: Command = {
       onEpochEnd: (_epoch, metrics, evaluation) => console.log(epochTable(metrics, evaluation, method)),
       warn: (message) => console.error(`sll: ${message}`),
     };
-    const control = { stopRequested: () => interrupted };
+    const control = { stopRequested: () => stopSignal !== null, overwrite: overwrite === true };
     try {
       const { summary } = resume
         ? await resumeTraining(resume, callbacks, control, given.backend ? { backend: o.backend } : {})
@@ -76,7 +86,17 @@ export const trainCommand: Command = {
     } catch (e) {
       if (e instanceof FitInterrupted) {
         console.error(`sll: ${e.message}; checkpoint written, continue with: sll train --resume ${out}`);
-        return 130;
+        return SIGNAL_EXIT[stopSignal ?? 'SIGINT'];
+      }
+      if (e instanceof DataError && e.checkpointStep !== undefined) {
+        console.error(`sll: ${e.message}`);
+        console.error(`sll: a checkpoint was written after step ${e.checkpointStep}; fix or remove the file, then: sll train --resume ${out}`);
+        return 2;
+      }
+      if (e instanceof WriteError) {
+        console.error(`sll: ${e.message}`);
+        console.error(`sll: the last whole checkpoint (if any) is kept; once the cause is fixed: sll train --resume ${out}`);
+        return 1;
       }
       if (e instanceof DivergenceError) {
         console.error(`sll: ${e.message}. The last good checkpoint (if any) is kept in ${out}/checkpoints.`);
@@ -84,7 +104,7 @@ export const trainCommand: Command = {
       }
       throw e;
     } finally {
-      process.off('SIGINT', onSigint);
+      for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
     }
   },
 };

@@ -44,6 +44,68 @@ export function decodeImage(buf: Uint8Array, what: string): RawImage {
   return img.channels === 3 ? img : toRgb(img);
 }
 
+/** Reads `length` bytes of an open file from `position` (fewer at its end). */
+export type ReadAt = (position: number, length: number) => Uint8Array;
+
+const JPEG_SOF = new Set([0xc0, 0xc1, 0xc2, 0xc3, 0xc5, 0xc6, 0xc7, 0xc9, 0xca, 0xcb, 0xcd, 0xce, 0xcf]);
+const PNG_IEND = [0, 0, 0, 0, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82];
+
+/**
+ * Checks a JPEG's or PNG's structure without decoding its pixels: the signature, the header that gives
+ * its size (JPEG frame header, PNG IHDR) and the end marker (JPEG EOI near the end, PNG IEND last), which
+ * a truncated file lacks. Returns width and height; throws DataError prefixed with `what` for anything else.
+ */
+export function checkImageHeader(size: number, readAt: ReadAt, what: string): { width: number; height: number } {
+  const fail = (problem: string): never => {
+    throw new DataError(`${what}: ${problem}`);
+  };
+  const head = readAt(0, Math.min(size, 64));
+  const tail = readAt(Math.max(0, size - 32), Math.min(size, 32));
+  const be16 = (b: Uint8Array, i: number) => (b[i] << 8) | b[i + 1];
+  const be32 = (b: Uint8Array, i: number) => ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3];
+  if (startsWith(head, PNG_MAGIC)) {
+    if (size < 8 + 25 + 12) fail(`truncated PNG (${size} bytes)`);
+    if (be32(head, 8) !== 13 || String.fromCharCode(...head.subarray(12, 16)) !== 'IHDR') fail('corrupt PNG: no IHDR header');
+    const width = be32(head, 16);
+    const height = be32(head, 20);
+    if (!(width > 0 && height > 0)) fail(`corrupt PNG: size ${width}x${height}`);
+    if (![1, 2, 4, 8, 16].includes(head[24]) || ![0, 2, 3, 4, 6].includes(head[25])) fail(`corrupt PNG: bit depth ${head[24]}, colour type ${head[25]}`);
+    if (!PNG_IEND.every((b, i) => tail[tail.length - 12 + i] === b)) fail('truncated PNG: it does not end with its IEND chunk');
+    return { width, height };
+  }
+  if (startsWith(head, [0xff, 0xd8, 0xff])) {
+    let pos = 2;
+    for (;;) {
+      const m = readAt(pos, 10);
+      if (m.length < 4) fail('truncated JPEG: no frame header');
+      if (m[0] !== 0xff) fail(`corrupt JPEG: no marker at byte ${pos}`);
+      const marker = m[1];
+      if (marker === 0xff) {
+        pos += 1; // fill byte
+        continue;
+      }
+      if (JPEG_SOF.has(marker)) {
+        if (m.length < 10) fail('truncated JPEG: frame header cut short');
+        const height = be16(m, 5);
+        const width = be16(m, 7);
+        if (!(width > 0 && height > 0)) fail(`corrupt JPEG: size ${width}x${height}`);
+        if (![1, 3, 4].includes(m[9])) fail(`unsupported JPEG: ${m[9]} components`);
+        let eoi = false;
+        for (let i = tail.length - 2; i >= 0 && !eoi; i--) eoi = tail[i] === 0xff && tail[i + 1] === 0xd9;
+        if (!eoi) fail('truncated JPEG: no end-of-image marker');
+        return { width, height };
+      }
+      if (marker === 0xda || marker === 0xd9) fail('corrupt JPEG: no frame header before the image data');
+      if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd7)) {
+        pos += 2;
+        continue;
+      }
+      pos += 2 + be16(m, 2);
+    }
+  }
+  return fail(size === 0 ? 'empty file, not a JPEG or PNG image' : 'not a JPEG or PNG image');
+}
+
 /** Keeps the first three channels (RGBA -> RGB); replicates a single one (gray -> RGB). */
 export function toRgb(img: RawImage): RawImage {
   const { width, height, channels, data } = img;

@@ -1,13 +1,14 @@
 /**
  * Image-folder data sets (Imagenette, Tiny-ImageNet, your own): `root/train/<class>/...` and
  * `root/val/<class>/...` holding .jpg/.jpeg/.png files. Only the file list and the labels live in
- * memory; images are read, decoded and resized when a batch asks for them.
+ * memory; images are read, decoded and resized when a batch asks for them. Every file's header and end
+ * marker are checked at load, so a damaged file stops the run before its first step.
  */
-import { type Dirent, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { type Dirent, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DataSplits, type ImageDataset, makeStreamingDataset } from './dataset.js';
 import { DataError } from './errors.js';
-import { decodeImage, resizeImage } from './image.js';
+import { checkImageHeader, decodeImage, resizeImage } from './image.js';
 
 /** ImageNet statistics, on the 0..1 scale. */
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
@@ -189,14 +190,51 @@ export function imageFilesDataset(
   });
 }
 
+/** How many damaged files one error lists by name. */
+const LISTED = 5;
+
+/**
+ * Checks every file (header and end marker, see checkImageHeader) and throws one DataError naming the
+ * damaged ones (the first few, and how many in all).
+ */
+export function validateImages(files: readonly string[]): void {
+  const bad: string[] = [];
+  for (const file of files) {
+    let fd = -1;
+    try {
+      fd = openSync(file, 'r');
+      const size = fstatSync(fd).size;
+      const readAt = (position: number, length: number) => {
+        const buf = new Uint8Array(Math.max(0, Math.min(length, size - position)));
+        const n = readSync(fd, buf, 0, buf.length, position);
+        return buf.subarray(0, n);
+      };
+      checkImageHeader(size, readAt, file);
+    } catch (e) {
+      bad.push(e instanceof DataError ? e.message : `cannot read image ${file}: ${(e as Error).message}`);
+    } finally {
+      if (fd >= 0) closeSync(fd);
+    }
+  }
+  if (bad.length === 1) throw new DataError(bad[0]);
+  if (bad.length > 1) {
+    const more = bad.length > LISTED ? `\n  ... and ${bad.length - LISTED} more` : '';
+    throw new DataError(`${bad.length} damaged images (fix or remove them):\n  ${bad.slice(0, LISTED).join('\n  ')}${more}`);
+  }
+}
+
 /**
  * `root/{train,val}/<class>/*.{jpg,jpeg,png}` as streaming train/test sets of imageSize x imageSize x 3
  * images (each image resized to that square, whatever its aspect), normalised with ImageNet statistics.
+ * Every file is checked first (`validate: false` skips that).
  */
-export function loadImageFolder(root: string, opts: { imageSize?: number } = {}): DataSplits & { classes: string[] } {
+export function loadImageFolder(root: string, opts: { imageSize?: number; validate?: boolean } = {}): DataSplits & { classes: string[] } {
   const size = opts.imageSize ?? 64;
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`imageSize must be a positive integer, got ${size}`);
   const index = listImageFolder(root);
+  if (opts.validate ?? true) {
+    validateImages([...index.train.files, ...index.val.files]);
+  }
   const n = index.classes.length;
   return {
     train: imageFilesDataset('imagefolder/train', index.train, n, size),

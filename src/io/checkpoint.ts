@@ -3,7 +3,9 @@
  * optimizer's state (optimizers.bin), and state.json (run options, loop position, metrics so far, and the
  * SHA-256 of every other file plus its own). A checkpoint is written into a temporary folder, each file
  * fsynced, then renamed into place, so a crash leaves either a whole checkpoint or none; a damaged one is
- * detected by its checksums on reading and the previous one is used. The last two are kept.
+ * detected by its checksums on reading and the previous one is used. The last two are kept. Each carries
+ * the id of its run (run-folder.ts), and a failed write (e.g. a full disk) removes its temporary folder
+ * and leaves the previous checkpoints as they were.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -11,7 +13,7 @@ import * as path from 'node:path';
 import type { FitState } from '../train/fit.js';
 import type { HeadedNetwork } from '../train/model.js';
 import type { OptimizerState } from '../train/optimizers.js';
-import { saveModel, writeFileAtomic } from './model-files.js';
+import { WriteError, saveModel, writeFileAtomic } from './model-files.js';
 
 const FORMAT = 'sll-checkpoint/2';
 const KEEP = 2;
@@ -19,6 +21,8 @@ const KEEP = 2;
 interface StateJson {
   format: string;
   step: number;
+  /** The run's id (OUT/run.json); '' for runs of older versions. */
+  run_id?: string;
   options: Record<string, unknown>;
   state: FitState;
   optimizers: { iterations: number; scalars: Record<string, number>; slots: { name: string; shape: number[] }[] }[];
@@ -30,6 +34,8 @@ interface StateJson {
 export interface Checkpoint {
   dir: string;
   step: number;
+  /** The id of the run that wrote it ('' for runs of older versions). */
+  runId: string;
   options: Record<string, unknown>;
   state: FitState;
   optimizers: OptimizerState[];
@@ -45,7 +51,10 @@ export function checkpointsDir(outDir: string): string {
   return path.join(outDir, 'checkpoints');
 }
 
-/** Writes checkpoint `step` of the run in `outDir` (whole or not at all) and keeps the last two. */
+/**
+ * Writes checkpoint `step` of the run `runId` in `outDir` (whole or not at all) and keeps the last two.
+ * A write that fails throws WriteError, its temporary folder removed.
+ */
 export async function writeCheckpoint(
   outDir: string,
   step: number,
@@ -53,38 +62,46 @@ export async function writeCheckpoint(
   state: FitState,
   model: HeadedNetwork,
   optimizers: OptimizerState[],
+  runId = '',
 ): Promise<string> {
   const root = checkpointsDir(outDir);
-  fs.mkdirSync(root, { recursive: true });
   const name = `step-${String(step).padStart(9, '0')}`;
   const tmp = path.join(root, `.tmp-${name}-${process.pid}`);
-  fs.rmSync(tmp, { recursive: true, force: true });
-  await saveModel(tmp, model);
-  const slots = optimizers.flatMap((o) => o.slots.map((s) => s.values));
-  const bin = new Float32Array(slots.reduce((n, v) => n + v.length, 0));
-  slots.reduce((offset, v) => (bin.set(v, offset), offset + v.length), 0);
-  writeFileAtomic(path.join(tmp, 'optimizers.bin'), new Uint8Array(bin.buffer));
-  const files = Object.fromEntries(
-    fs.readdirSync(tmp).map((f) => [f, sha256(fs.readFileSync(path.join(tmp, f)))]),
-  );
-  const json: Omit<StateJson, 'checksum'> = {
-    format: FORMAT,
-    step,
-    options,
-    state,
-    optimizers: optimizers.map((o) => ({
-      iterations: o.iterations,
-      scalars: o.scalars,
-      slots: o.slots.map((s) => ({ name: s.name, shape: s.shape })),
-    })),
-    files,
-  };
-  const text = JSON.stringify(json);
-  writeFileAtomic(path.join(tmp, 'state.json'), JSON.stringify({ ...json, checksum: sha256(text) }));
   const final = path.join(root, name);
-  fs.rmSync(final, { recursive: true, force: true });
-  fs.renameSync(tmp, final);
-  fsyncDir(root);
+  try {
+    fs.mkdirSync(root, { recursive: true });
+    fs.rmSync(tmp, { recursive: true, force: true });
+    await saveModel(tmp, model);
+    const slots = optimizers.flatMap((o) => o.slots.map((s) => s.values));
+    const bin = new Float32Array(slots.reduce((n, v) => n + v.length, 0));
+    slots.reduce((offset, v) => (bin.set(v, offset), offset + v.length), 0);
+    writeFileAtomic(path.join(tmp, 'optimizers.bin'), new Uint8Array(bin.buffer));
+    const files = Object.fromEntries(fs.readdirSync(tmp).map((f) => [f, sha256(fs.readFileSync(path.join(tmp, f)))]));
+    const json: Omit<StateJson, 'checksum'> = {
+      format: FORMAT,
+      step,
+      run_id: runId,
+      options,
+      state,
+      optimizers: optimizers.map((o) => ({
+        iterations: o.iterations,
+        scalars: o.scalars,
+        slots: o.slots.map((s) => ({ name: s.name, shape: s.shape })),
+      })),
+      files,
+    };
+    const text = JSON.stringify(json);
+    writeFileAtomic(path.join(tmp, 'state.json'), JSON.stringify({ ...json, checksum: sha256(text) }));
+    fs.rmSync(final, { recursive: true, force: true });
+    fs.renameSync(tmp, final);
+    fsyncDir(root);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (e instanceof WriteError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.code === 'string') throw new WriteError(err.path ?? tmp, err);
+    throw e;
+  }
   for (const old of listCheckpoints(outDir).slice(KEEP)) fs.rmSync(old, { recursive: true, force: true });
   return final;
 }
@@ -102,19 +119,25 @@ export function listCheckpoints(outDir: string): string[] {
 }
 
 /**
- * The newest checkpoint whose checksums hold; `warn` hears about each damaged one skipped.
- * Throws CheckpointError when the run has none that is whole.
+ * The newest checkpoint whose checksums hold; `warn` hears about each damaged one skipped. With `runId`
+ * (not ''), a checkpoint of another run is refused. Throws CheckpointError when the run has none that is whole.
  */
-export function readLatestCheckpoint(outDir: string, warn: (message: string) => void): Checkpoint {
+export function readLatestCheckpoint(outDir: string, warn: (message: string) => void, runId = ''): Checkpoint {
   const all = listCheckpoints(outDir);
   if (all.length === 0) throw new CheckpointError(`no checkpoint in ${checkpointsDir(outDir)}`);
   for (const dir of all) {
+    let checkpoint: Checkpoint;
     try {
-      return readCheckpoint(dir);
+      checkpoint = readCheckpoint(dir);
     } catch (e) {
       if (!(e instanceof CheckpointError)) throw e;
       warn(`checkpoint ${dir} is damaged (${e.message}); trying the previous one`);
+      continue;
     }
+    if (runId !== '' && checkpoint.runId !== runId) {
+      throw new CheckpointError(`checkpoint ${dir} belongs to another run (${checkpoint.runId || 'of an older version'}), not to the run in ${path.join(outDir, 'run.json')} (${runId})`);
+    }
+    return checkpoint;
   }
   throw new CheckpointError(`every checkpoint in ${checkpointsDir(outDir)} is damaged`);
 }
@@ -129,11 +152,13 @@ export function readCheckpoint(dir: string): Checkpoint {
   } catch (e) {
     throw new CheckpointError(`state.json is not valid JSON: ${(e as Error).message}`);
   }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new CheckpointError('state.json does not hold a checkpoint\'s record');
   const { checksum, ...rest } = json;
   if (json.format !== FORMAT) throw new CheckpointError(`it has format '${json.format}', this sll reads '${FORMAT}'`);
   if (sha256(JSON.stringify(rest)) !== checksum) {
     throw new CheckpointError('state.json fails its checksum');
   }
+  if (typeof json.files !== 'object' || json.files === null || !Array.isArray(json.optimizers)) throw new CheckpointError('state.json lacks its file list or optimizers');
   for (const [file, hash] of Object.entries(json.files)) {
     const p = path.join(dir, file);
     if (!fs.existsSync(p)) throw new CheckpointError(`${file} is missing`);
@@ -152,7 +177,7 @@ export function readCheckpoint(dir: string): Checkpoint {
       return { ...s, values };
     }),
   }));
-  return { dir, step: json.step, options: json.options, state: json.state, optimizers };
+  return { dir, step: json.step, runId: json.run_id ?? '', options: json.options, state: json.state, optimizers };
 }
 
 function sha256(data: Uint8Array | string): string {

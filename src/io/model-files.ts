@@ -113,17 +113,60 @@ export function registerFileSystem(): void {
   }) as unknown as IORouter);
 }
 
-/** Write to a temporary file and rename, so a crash never leaves a half-written file under the real name. */
+/**
+ * A file or folder could not be written (disk full, no permission, read-only file system...): names the
+ * path and the cause in one line. What was being written is removed; files written before are untouched.
+ */
+export class WriteError extends Error {
+  override name = 'WriteError';
+  /** The system error code, e.g. ENOSPC. */
+  readonly code: string | undefined;
+  constructor(
+    /** The path that could not be written. */
+    readonly path: string,
+    cause: NodeJS.ErrnoException,
+  ) {
+    super(`cannot write ${path}: ${describe(cause)}`);
+    this.code = cause.code;
+  }
+}
+
+function describe(e: NodeJS.ErrnoException): string {
+  if (e.code === 'ENOSPC') return 'no space left on the device (ENOSPC)';
+  if (e.code === 'EDQUOT') return 'disk quota exceeded (EDQUOT)';
+  if (e.code === 'EACCES' || e.code === 'EPERM') return `permission denied (${e.code})`;
+  if (e.code === 'EROFS') return 'read-only file system (EROFS)';
+  return e.code ? `${e.code} (${e.message.replace(/^\w+: /, '').split(',')[0]})` : e.message;
+}
+
+/**
+ * Write to a temporary file and rename, so a crash never leaves a half-written file under the real name.
+ * A failure removes the temporary file and throws WriteError.
+ */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
   try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeFileSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw new WriteError(file, e as NodeJS.ErrnoException);
   }
-  fs.renameSync(tmp, file);
+}
+
+/** Appends `text` to `file`; a failure throws WriteError. */
+export function appendFileChecked(file: string, text: string): void {
+  try {
+    fs.appendFileSync(file, text);
+  } catch (e) {
+    throw new WriteError(file, e as NodeJS.ErrnoException);
+  }
 }
 
 function readFile(dir: string, name: string): Buffer {

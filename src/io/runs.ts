@@ -8,6 +8,8 @@ import { ModelFileError } from './artifacts.js';
 
 /** DIR/summary.json of a run. */
 export interface RunSummary {
+  /** The run's id (as in its run.json and checkpoints); absent in runs of older versions. */
+  run_id?: string;
   method: string;
   model: string;
   dataset: string;

@@ -94,12 +94,14 @@ export interface OptionSpec {
   nullable?: boolean;
   /** The smallest value of an int option (default 1). */
   min?: number;
+  /** The largest value of an int option (default: none beyond 2^53). */
+  max?: number;
 }
 
 /** Every option of a run, with what it means. The CLI flag is the name in kebab-case (`batchSize` is `--batch-size`). */
 export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   model: { kind: 'string', values: MODELS, group: 'network', description: 'the network: an MLP (paper 5.1), VGG-11 (5.2), a stack of conv3x3 units without pooling (the memory study), or a ViT (5.3)' },
-  layers: { kind: 'int', group: 'network', description: 'hidden layers L of mlp and convstack, transformer blocks of vit (vgg11 has 8)' },
+  layers: { kind: 'int', max: 1000, group: 'network', description: 'hidden layers L of mlp and convstack, transformer blocks of vit (vgg11 has 8)' },
   width: { kind: 'int', group: 'network', description: 'width W of each mlp layer; channels of each convstack layer; vit\'s embedding width D' },
   widthMult: { kind: 'number', group: 'network', description: 'vgg11: every channel count times this (e.g. 0.25 for quick CPU runs), in (0, 4]' },
   batchNorm: { kind: 'boolean', group: 'network', description: 'conv models: batch normalisation between each conv and its ReLU' },
@@ -218,7 +220,9 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
     if (v === null && spec.nullable) continue;
     if (spec.values && !spec.values.includes(v as string)) fail(key, `must be one of ${spec.values.join(', ')}, got ${String(v)}`);
     const min = spec.min ?? 1;
-    if (spec.kind === 'int' && !(typeof v === 'number' && Number.isSafeInteger(v) && v >= min)) fail(key, `must be an integer >= ${min}, got ${String(v)}`);
+    if (spec.kind === 'int' && !(typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= (spec.max ?? Infinity))) {
+      fail(key, `must be an integer >= ${min}${spec.max === undefined ? '' : ` and <= ${spec.max}`}, got ${String(v)}`);
+    }
     if (spec.kind === 'boolean' && typeof v !== 'boolean') fail(key, `must be true or false, got ${String(v)}`);
     if (spec.kind === 'path' && typeof v !== 'string') fail(key, `must be a path, got ${String(v)}`);
   }

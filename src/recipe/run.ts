@@ -4,6 +4,7 @@
  * is a thin shell over this; library users may call it, or fitSll/fitBp with their own model and data.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../backend.js';
@@ -12,7 +13,8 @@ import { batchSource } from '../data/source.js';
 import { subset } from '../data/subset.js';
 import type { DataSplits } from '../data/dataset.js';
 import { readLatestCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
-import { loadModel, saveModel, writeFileAtomic } from '../io/model-files.js';
+import { appendFileChecked, loadModel, saveModel, writeFileAtomic } from '../io/model-files.js';
+import { claimRunFolder, type RunFolder } from '../io/run-folder.js';
 import type { RunSummary } from '../io/runs.js';
 import { buildConvStack, buildVgg11 } from '../models/conv.js';
 import { buildMlp } from '../models/mlp.js';
@@ -41,15 +43,81 @@ export interface RunCallbacks extends ProgressHooks {
   warn?(message: string): void;
 }
 
-/** How a running run is stopped from outside. */
+/** How a run treats its folder, and how it is stopped from outside. */
 export interface RunControl {
   /** Polled after every step; true writes a checkpoint and stops with FitInterrupted. */
   stopRequested?(): boolean;
+  /** A new run may replace another run's files in its folder (otherwise such a folder is refused). */
+  overwrite?: boolean;
 }
 
-/** The network `o` names, for inputs of `inputShape` and `numClasses` classes, its layers grouped into units of `o.unitLayers`. */
+/**
+ * The network `o` names, for inputs of `inputShape` and `numClasses` classes, its layers grouped into
+ * units of `o.unitLayers`. Throws OptionError, before allocating anything, when the network or a batch
+ * of inputs would not fit this machine's memory (or a typed array).
+ */
 export function buildNetwork(o: RunOptions, inputShape: readonly number[], numClasses: number): Network {
+  checkSize(o, inputShape, numClasses);
   return groupUnits(layerUnits(o, inputShape, numClasses), o.unitLayers);
+}
+
+/** Elements a single tensor may have (typed arrays and tfjs index with 32-bit integers). */
+const MAX_TENSOR = 2 ** 31 - 1;
+
+/** Bytes per parameter while training: the weight, its gradient and Adam's two slots, in float32. */
+const TRAINING_BYTES_PER_PARAMETER = 16;
+
+/** Refuses sizes that would overflow a tensor or this machine's memory, naming the flags that set them. */
+function checkSize(o: RunOptions, inputShape: readonly number[], numClasses: number): void {
+  const features = inputShape.reduce((a, b) => a * b, 1);
+  const batch = o.batchSize * features;
+  const imageFlags = o.dataset === 'imagefolder' ? '--image-size and --batch-size' : '--batch-size';
+  if (batch > MAX_TENSOR) throw new OptionError('batchSize', `a batch of ${o.batchSize} inputs of shape [${inputShape}] has ${batch.toExponential(2)} values, more than a tensor holds (2^31): lower ${imageFlags}`);
+  const { largest, total } = parameterEstimate(o, inputShape, numClasses);
+  const flags = o.model === 'vit' ? '--width, --layers or --mlp-ratio' : '--width or --layers';
+  if (largest > MAX_TENSOR) {
+    throw new OptionError('width', `the network's largest weight would have ${largest.toExponential(2)} values, more than a tensor holds (2^31): lower ${flags}`);
+  }
+  const need = total * TRAINING_BYTES_PER_PARAMETER;
+  if (need > os.totalmem()) {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new OptionError('width', `the network has ~${total.toExponential(2)} parameters, ~${gib(need)} GiB to train, and this machine has ${gib(os.totalmem())} GiB: lower ${flags}`);
+  }
+}
+
+/** Parameters of the network `o` names (weights of its layers and its heads), and its largest weight. */
+function parameterEstimate(o: RunOptions, inputShape: readonly number[], numClasses: number): { largest: number; total: number } {
+  const channels = inputShape[inputShape.length - 1];
+  let largest = 0;
+  let total = 0;
+  const weight = (values: number, count = 1) => {
+    largest = Math.max(largest, values);
+    total += values * count;
+  };
+  let headInputs: number;
+  switch (o.model) {
+    case 'mlp':
+      weight(inputShape.reduce((a, b) => a * b, 1) * o.width);
+      weight(o.width * o.width, o.layers - 1);
+      headInputs = o.width;
+      break;
+    case 'convstack':
+      weight(9 * channels * o.width);
+      weight(9 * o.width * o.width, o.layers - 1);
+      headInputs = Math.min(o.projDim ?? 4096, inputShape[0] * inputShape[1] * o.width);
+      break;
+    case 'vgg11':
+      // Its channels are fixed up to --width-mult (at most 4): at most ~37M values per weight.
+      return { largest: 0, total: 0 };
+    case 'vit':
+      weight(o.patchSize * o.patchSize * channels * o.width);
+      weight(o.width * o.width, 4 * o.layers);
+      weight(Math.round(o.mlpRatio * o.width) * o.width, 2 * o.layers);
+      headInputs = o.width;
+      break;
+  }
+  weight(headInputs * numClasses, o.method === 'sll' ? Math.ceil(o.layers / o.unitLayers) : 1);
+  return { largest, total };
 }
 
 /** One unit per layer (dense, conv [+ BN] + ReLU [+ pool], or transformer block). */
@@ -97,7 +165,8 @@ export function loadRunData(o: RunOptions): DataSplits {
 /**
  * Trains as `partial` says (defaults for the rest), on the backend it names, and, when `outDir` is given,
  * writes summary.json, metrics.jsonl (one line per epoch per unit, appended as epochs end), checkpoints
- * and the model files.
+ * and the model files. The folder is locked for the run's life (io/run-folder.ts); one holding another
+ * run's files is refused unless `control.overwrite`.
  */
 export async function runTraining(
   partial: Partial<RunOptions>,
@@ -106,16 +175,21 @@ export async function runTraining(
   control: RunControl = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   const o = resolveOptions(partial);
-  if (outDir) prepareOutDir(outDir);
-  await useBackend(o.backend, blasThreads(o));
-  const data = loadRunData(o);
-  const model = buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data));
-  return train(o, data, model, outDir, null, callbacks, control);
+  const folder = outDir ? claimRunFolder(outDir, { overwrite: control.overwrite, options: { ...o }, warn: callbacks.warn }) : null;
+  try {
+    await useBackend(o.backend, blasThreads(o));
+    const data = loadRunData(o);
+    const model = buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data));
+    return await train(o, data, model, folder, null, callbacks, control);
+  } finally {
+    folder?.release();
+  }
 }
 
 /**
- * Continues the run in `outDir` from its newest whole checkpoint, with the options it was started with
- * (`overrides` may change only where it runs, e.g. the backend). Ends as the uninterrupted run would.
+ * Continues the run in `outDir` from its newest whole checkpoint of that run, with the options it was
+ * started with (`overrides` may change only where it runs, e.g. the backend). Ends as the uninterrupted
+ * run would.
  */
 export async function resumeTraining(
   outDir: string,
@@ -124,28 +198,34 @@ export async function resumeTraining(
   overrides: Partial<Pick<RunOptions, 'backend'>> = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   if (!fs.existsSync(outDir)) throw new OptionError('resume', `--resume ${outDir}: no such folder`);
-  prepareOutDir(outDir);
-  const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}));
-  const o = resolveOptions({ ...(checkpoint.options as Partial<RunOptions>), ...overrides });
-  await useBackend(o.backend, blasThreads(o));
-  const data = loadRunData(o);
-  const resume = { state: checkpoint.state, optimizers: checkpoint.optimizers };
-  return train(o, data, await loadModel(checkpoint.dir), outDir, resume, callbacks, control);
+  const folder = claimRunFolder(outDir, { resume: true, warn: callbacks.warn });
+  try {
+    const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}), folder.run.run_id);
+    const o = resolveOptions({ ...(checkpoint.options as Partial<RunOptions>), ...overrides });
+    await useBackend(o.backend, blasThreads(o));
+    const data = loadRunData(o);
+    const resume = { state: checkpoint.state, optimizers: checkpoint.optimizers };
+    return await train(o, data, await loadModel(checkpoint.dir), folder, resume, callbacks, control);
+  } finally {
+    folder.release();
+  }
 }
 
 async function train(
   o: RunOptions,
   data: DataSplits,
   model: HeadedNetwork,
-  outDir: string | null,
+  folder: RunFolder | null,
   resume: { state: FitState; optimizers: OptimizerState[] } | null,
   callbacks: RunCallbacks,
   control: RunControl,
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   callbacks.onData?.(data, o);
+  folder?.begin();
+  const outDir = folder?.dir ?? null;
   const metricsFile = outDir ? path.join(outDir, 'metrics.jsonl') : null;
   const line = (m: object) => JSON.stringify({ method: o.method, ...m }) + '\n';
-  if (metricsFile) fs.writeFileSync(metricsFile, (resume?.state.metrics ?? []).map(line).join(''));
+  if (metricsFile) writeFileAtomic(metricsFile, (resume?.state.metrics ?? []).map(line).join(''));
   try {
     const engine = o.pipeline > 1 ? await startPipeline(model, o) : new SequentialEngine(makeTrainer(model, o));
     const result = await fit(
@@ -153,12 +233,12 @@ async function train(
       {
         ...callbacks,
         onEpochEnd(epoch, metrics, evaluation) {
-          if (metricsFile) fs.appendFileSync(metricsFile, metrics.map(line).join(''));
+          if (metricsFile) appendFileChecked(metricsFile, metrics.map(line).join(''));
           callbacks.onEpochEnd?.(epoch, metrics, evaluation);
         },
         onCheckpoint: outDir
           ? async (state, optimizers, steps) => {
-              const dir = await writeCheckpoint(outDir, steps, { ...o }, state, model, optimizers);
+              const dir = await writeCheckpoint(outDir, steps, { ...o }, state, model, optimizers, folder!.run.run_id);
               callbacks.onCheckpoint?.(dir, steps);
             }
           : undefined,
@@ -167,6 +247,7 @@ async function train(
     );
     const evaluation = result.evaluation!;
     const summary: RunSummary = {
+      ...(folder?.run.run_id ? { run_id: folder.run.run_id } : {}),
       method: o.method,
       model: o.model,
       dataset: o.dataset,
@@ -220,14 +301,4 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions): Promise<StepE
 
 function normalizationOf(data: DataSplits): Normalization {
   return { mean: [...data.train.mean], std: [...data.train.std] };
-}
-
-/** Creates the output folder and checks that it can be written, before any time is spent training. */
-export function prepareOutDir(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    fs.accessSync(dir, fs.constants.W_OK);
-  } catch (e) {
-    throw new OptionError('out', `--out ${dir} cannot be written: ${(e as Error).message}`);
-  }
 }

@@ -6,6 +6,7 @@
  * checkpoint continues exactly.
  */
 import * as tf from '@tensorflow/tfjs';
+import { DataError } from '../data/errors.js';
 import type { BatchSource } from '../data/source.js';
 import { callbackList, watchedModel, type CallbackParams, type TfCallbacks } from './callbacks.js';
 import type { LoopConfig } from './config.js';
@@ -212,7 +213,16 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
       const end = every > 0 ? Math.min(perEpoch!, startBatch + every - (state.step % every)) : null;
       const order = { batchSize: loop.batchSize, shuffle: loop.shuffle, seed: setup.seed, epoch, startBatch };
       const batches = numbered(train.batches(order), state.step, end === null ? null : end - startBatch, (b) => callbacks.onBatchBegin(startBatch + b));
-      await engine.run(batches, onStep, more);
+      try {
+        await engine.run(batches, onStep, more);
+      } catch (e) {
+        // A file of the data failed to read mid-epoch: keep the steps done so far, then stop.
+        if (e instanceof DataError && hooks.onCheckpoint && state.batch > startBatch) {
+          await checkpoint(structuredClone(state));
+          e.checkpointStep = state.step;
+        }
+        throw e;
+      }
       const stop = stopRequested();
       ended = perEpoch === null ? true : state.batch >= perEpoch;
       if (stop || !ended) await checkpoint(structuredClone(state));

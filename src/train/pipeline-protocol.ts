@@ -61,6 +61,6 @@ export type StageReply =
   | { type: 'ready'; stage: number }
   | { type: 'stats'; stage: number; step: number; rows: number[][] }
   | { type: 'epoch'; stage: number; lrs: number[]; lambdas: number[] }
-  | { type: 'state'; stage: number; weights: Float32Array[][]; optimizers: OptimizerState[] }
+  | { type: 'state'; stage: number; weights: Float32Array[][]; optimizers: OptimizerState[]; tensors: number }
   | { type: 'restored'; stage: number }
   | { type: 'error'; who: string; message: string; stack: string };

@@ -66,7 +66,8 @@ async function start(): Promise<void> {
       reply({ type: 'epoch', stage: init.stage, lrs, lambdas: lambdas ?? [] });
     } else if (m.type === 'state') {
       const weights = own.flatMap((u) => u.layers.map((l) => l.getWeights().map((w) => (w.dataSync() as Float32Array).slice())));
-      reply({ type: 'state', stage: init.stage, weights, optimizers: await Promise.all(trainer.optimizers.map(optimizerState)) });
+      const optimizers = await Promise.all(trainer.optimizers.map(optimizerState));
+      reply({ type: 'state', stage: init.stage, weights, optimizers, tensors: tf.memory().numTensors });
     } else if (m.type === 'restore') {
       for (const [k, opt] of trainer.optimizers.entries()) await restoreOptimizerState(opt, m.optimizers[k]);
       reply({ type: 'restored', stage: init.stage });

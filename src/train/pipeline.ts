@@ -144,34 +144,46 @@ export class PipelineEngine implements StepEngine {
         await onStep(done.step, done.n, done.rows.flatMap((r) => r!));
       }
     };
-    try {
-      for await (const b of batches) {
-        // Copies of the batch, transferred to the first stage; the backend's own storage stays put.
-        const h = (b.x.dataSync() as Float32Array).slice();
-        const y = Int32Array.from(b.labels.dataSync());
-        tf.dispose([b.x, b.labels]);
-        await flush();
-        while (inFlight.length >= this.depth) {
-          await nextCompletion();
-          await flush();
-        }
-        if (!more()) break;
-        inFlight.push({ step: b.step, n: b.n, rows: this.workers.map(() => null), reported: 0 });
-        this.peakInFlight = Math.max(this.peakInFlight, inFlight.length);
-        const message: StepMessage = { type: 'step', step: b.step, n: b.n, h, shape: [b.n, ...this.model.network.spec.inputShape], v: null, y };
-        this.workers[0].postMessage(message, [h.buffer as ArrayBuffer, y.buffer as ArrayBuffer]);
-      }
+    const drain = async () => {
       await flush();
       while (inFlight.length > 0) {
         await nextCompletion();
         await flush();
       }
+    };
+    try {
+      try {
+        for await (const b of batches) {
+          // Copies of the batch, transferred to the first stage; the backend's own storage stays put.
+          const h = (b.x.dataSync() as Float32Array).slice();
+          const y = Int32Array.from(b.labels.dataSync());
+          tf.dispose([b.x, b.labels]);
+          await flush();
+          while (inFlight.length >= this.depth) {
+            await nextCompletion();
+            await flush();
+          }
+          if (!more()) break;
+          inFlight.push({ step: b.step, n: b.n, rows: this.workers.map(() => null), reported: 0 });
+          this.peakInFlight = Math.max(this.peakInFlight, inFlight.length);
+          const message: StepMessage = { type: 'step', step: b.step, n: b.n, h, shape: [b.n, ...this.model.network.spec.inputShape], v: null, y };
+          this.workers[0].postMessage(message, [h.buffer as ArrayBuffer, y.buffer as ArrayBuffer]);
+        }
+      } catch (e) {
+        // The batches failed (e.g. an unreadable image): finish the steps in flight, so that the weights
+        // match the steps reported and a checkpoint can be written, then pass the error on.
+        if (!this.failure) await drain();
+        throw e;
+      }
+      await drain();
     } finally {
       this.onStats = null;
     }
   }
 
   private cachedOptimizers: OptimizerState[] | null = null;
+  /** Each stage's live tensors at the last sync (flat over a run: a stage leaks nothing). */
+  stageTensors: number[] = [];
 
   async sync(): Promise<void> {
     const replies = await this.all('state', () => ({ type: 'state' }));
@@ -180,6 +192,7 @@ export class PipelineEngine implements StepEngine {
       tf.tidy(() => layers.forEach((l, k) => l.setWeights(l.getWeights().map((w, j) => tf.tensor(r.weights[k][j], w.shape)))));
     });
     this.cachedOptimizers = replies.flatMap((r) => r.optimizers);
+    this.stageTensors = replies.map((r) => r.tensors);
   }
 
   /** {@inheritDoc StepEngine.optimizerStates} */

@@ -8,7 +8,7 @@ import { type BatchOptions, batches, batchesFrom } from '../../src/data/batches.
 import { type ImageDataset, makeDataset } from '../../src/data/dataset.js';
 import { subset } from '../../src/data/subset.js';
 import { DataError } from '../../src/data/errors.js';
-import { decodeImage, resizeImage } from '../../src/data/image.js';
+import { checkImageHeader, decodeImage, resizeImage } from '../../src/data/image.js';
 import { listImageFolder, loadImageFolder } from '../../src/data/imagefolder.js';
 import { loadDataset } from '../../src/data/load.js';
 import { tempDir } from './helpers.js';
@@ -200,11 +200,39 @@ test('corrupt images: truncated JPEG and PNG, garbage with an image name, all na
     const path = join(r, file);
     const keep = file.endsWith('PNG') ? grayPngOf(9, 5, () => 77) : jpegOf(64, 48, (i, j) => [i, j, 1]);
     put(path, content);
-    const { train } = loadImageFolder(r, { imageSize: 4 });
+    // Found at load, by the header and end-marker check, before any batch.
+    assert.throws(() => loadImageFolder(r, { imageSize: 4 }), dataError(new RegExp(`^${esc(path)}: `)), `case ${file}/${content.length}`);
+    // Unchecked, the decoder finds it when its batch comes.
+    const { train } = loadImageFolder(r, { imageSize: 4, validate: false });
     assert.throws(() => [...batches(train, { batchSize: 6 })], dataError(new RegExp(`^${esc(path)}: `)), `case ${file}/${content.length}`);
     put(path, keep);
   }
   assert.throws(() => decodeImage(new Uint8Array([0xff, 0xd8, 0xff, 0, 1, 2]), 'q.jpg'), dataError(/^q\.jpg: corrupt or unsupported image/));
+});
+
+test('the load-time check reads headers and end markers: sizes of whole files, every damaged file named in one error', () => {
+  const r = tree('headers');
+  const check = (buf: Uint8Array) => checkImageHeader(buf.length, (p, n) => buf.subarray(p, p + n), 'f');
+  assert.deepEqual(check(jpegOf(17, 23, () => CAT_JPEG)), { width: 17, height: 23 });
+  assert.deepEqual(check(pngOf(40, 30, () => [...CAT, 255])), { width: 40, height: 30 });
+  assert.deepEqual(check(grayPngOf(9, 5, () => 77)), { width: 9, height: 5 });
+  // A JPEG with a large APP segment before its frame header (as EXIF data puts there).
+  const plain = jpegOf(6, 7, () => CAT_JPEG);
+  const app1 = new Uint8Array(4 + 30000);
+  app1.set([0xff, 0xe1, (30002 >> 8) & 0xff, 30002 & 0xff]);
+  const withExif = new Uint8Array([...plain.subarray(0, 2), ...app1, ...plain.subarray(2)]);
+  assert.deepEqual(check(withExif), { width: 6, height: 7 });
+  const jpg = jpegOf(64, 48, (i, j) => [i, j, 1]);
+  assert.throws(() => check(jpg.subarray(0, jpg.length - 10)), dataError(/^f: truncated JPEG: no end-of-image marker$/));
+  const png = pngOf(40, 30, () => [...CAT, 255]);
+  assert.throws(() => check(png.subarray(0, png.length - 20)), dataError(/^f: truncated PNG: it does not end with its IEND chunk$/));
+  assert.throws(() => check(new TextEncoder().encode('hello, I am text')), dataError(/^f: not a JPEG or PNG image$/));
+  assert.throws(() => check(new Uint8Array(0)), dataError(/^f: empty file/));
+  const badVal = join(r, 'val/ant/bad.png');
+  const badTrain = join(r, 'train/cat/c.jpg');
+  put(badVal, 'a text file named .png');
+  put(badTrain, jpg.subarray(0, 300));
+  assert.throws(() => loadImageFolder(r), dataError(new RegExp(`^2 damaged images \\(fix or remove them\\):\n  ${esc(badTrain)}: truncated JPEG.*\n  ${esc(badVal)}: not a JPEG or PNG image$`)));
 });
 
 test('bad trees: missing root, train or val, empty class folders, val classes not in train', () => {

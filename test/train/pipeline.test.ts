@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
+import { makeStreamingDataset } from '../../src/data/dataset.js';
+import { DataError } from '../../src/data/errors.js';
 import { disposeHeaded } from '../../src/train/model.js';
 import { StageError, type PipelineEngine } from '../../src/train/pipeline.js';
 import { balancedStages, evenStages } from '../../src/train/stages.js';
@@ -31,6 +34,25 @@ for (const ranges of [evenStages(4, 2), [{ first: 0, end: 1 }, { first: 1, end: 
     disposeHeaded(piped.model);
   });
 }
+
+test('a pipelined run leaks no tensors: the main thread\'s and every stage\'s counts are flat from epoch to epoch', async () => {
+  const piped = smallModel({ ...run, epochs: 5, checkpointEvery: 7 });
+  const engine = await pipelineOf(piped, evenStages(4, 2));
+  const main: number[] = [];
+  const stages: number[][] = [];
+  // Each epoch ends with a sync (weights to the main thread) and a checkpoint (a second sync, optimizer states).
+  await fitSmall(piped, data, {
+    onEpochEnd: () => main.push(tf.memory().numTensors),
+    onCheckpoint: async () => {
+      stages.push([...engine.stageTensors]);
+    },
+  }, { checkpointEvery: 7 }, engine);
+  assert.equal(main.length, 5);
+  assert.ok(stages.length > 5, 'checkpoints inside epochs too');
+  for (const n of main.slice(1)) assert.equal(n, main[0], `main thread: ${main}`);
+  for (const s of stages.slice(1)) assert.deepEqual(s, stages[0], `stages: ${JSON.stringify(stages)}`);
+  disposeHeaded(piped.model);
+});
 
 test('a pipeline of batch-norm conv units gives bit-identical weights, running statistics and metrics to sequential SLL on cpu', async () => {
   const conv = { ...run, model: 'convstack' as const, layers: 3, width: 4, epochs: 1, projDim: 16, batchNorm: true };
@@ -79,4 +101,54 @@ test('stages balance measured costs: the costliest stage is as cheap as any cont
   assert.deepEqual(balancedStages([8, 1, 1, 1, 1], 2), [{ first: 0, end: 1 }, { first: 1, end: 5 }]);
   assert.deepEqual(balancedStages([1, 2, 3, 4, 5], 3), [{ first: 0, end: 3 }, { first: 3, end: 4 }, { first: 4, end: 5 }]);
   assert.deepEqual(evenStages(5, 2), [{ first: 0, end: 3 }, { first: 3, end: 5 }]);
+});
+
+test('an image that fails mid-epoch: the steps before it are checkpointed, sequential and pipelined alike, and the error says after which step', async () => {
+  const good = randomImages(400, 1);
+  // The same images, read on demand; example 123 fails to read (as a damaged file would) once armed.
+  const failing = makeStreamingDataset({
+    name: 'failing',
+    labels: good.labels,
+    shape: good.shape,
+    numClasses: good.numClasses,
+    mean: good.mean,
+    std: good.std,
+    readPixels(indices, out) {
+      const stride = out.length / indices.length;
+      for (let k = 0; k < indices.length; k++) {
+        const i = indices[k];
+        if (i === 123) throw new DataError('img-123.png: corrupt image');
+        out.set(good.pixels!.subarray(i * stride, (i + 1) * stride), k * stride);
+      }
+    },
+  });
+  const failingData = { train: failing, test: randomImages(40, 2) };
+  const stopAt = async (m: ReturnType<typeof smallModel>, engine?: PipelineEngine) => {
+    let saved: { step: number; weights: Float32Array[][] } | null = null;
+    const hooks = {
+      onCheckpoint: async (state: { step: number }) => {
+        saved = { step: state.step, weights: [0, 1, 2, 3].map((u) => unitWeights(m.model, u)) };
+      },
+    };
+    const error = await fitSmall(m, failingData, hooks, {}, engine).then(
+      () => assert.fail('the run did not stop'),
+      (e: unknown) => e as DataError,
+    );
+    assert.ok(error instanceof DataError, String(error));
+    return { error, saved: saved as { step: number; weights: Float32Array[][] } | null };
+  };
+  const sequential = smallModel({ ...run, epochs: 1 });
+  const seq = await stopAt(sequential);
+  assert.ok(seq.saved && seq.saved.step > 0, 'a checkpoint of the steps before the bad image');
+  assert.equal(seq.error.checkpointStep, seq.saved.step);
+  assert.match(seq.error.message, /^img-123\.png: corrupt image$/);
+  const piped = smallModel({ ...run, epochs: 1 });
+  const engine = await pipelineOf(piped, evenStages(4, 2));
+  const pipe = await stopAt(piped, engine);
+  await engine.dispose();
+  // Every minibatch in flight when the bad one came was finished first: the same steps, the same weights.
+  assert.equal(pipe.error.checkpointStep, seq.saved.step);
+  assert.deepEqual(pipe.saved!.weights, seq.saved.weights);
+  disposeHeaded(sequential.model);
+  disposeHeaded(piped.model);
 });
