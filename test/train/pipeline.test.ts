@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
 import { makeStreamingDataset } from '../../src/data/dataset.js';
@@ -12,6 +14,9 @@ import { fitSmall, pipelineOf, randomImages, smallModel, unitWeights } from './h
 before(async () => {
   await useBackend('cpu');
 });
+
+// gc() for the leak test (node --test passes no --expose-gc).
+v8.setFlagsFromString('--expose-gc');
 
 
 const data = { train: randomImages(400, 1), test: randomImages(40, 2) };
@@ -35,22 +40,32 @@ for (const ranges of [evenStages(4, 2), [{ first: 0, end: 1 }, { first: 1, end: 
   });
 }
 
-test('a pipelined run leaks no tensors: the main thread\'s and every stage\'s counts are flat from epoch to epoch', async () => {
-  const piped = smallModel({ ...run, epochs: 5, checkpointEvery: 7 });
+test('a pipelined run leaks nothing: tensor counts (main thread, every stage) and the main thread\'s array buffers are flat from epoch to epoch', async () => {
+  // Wide enough that a sync's weights (~0.8 MB) would show if something kept them.
+  const piped = smallModel({ ...run, width: 256, epochs: 6, checkpointEvery: 7 });
   const engine = await pipelineOf(piped, evenStages(4, 2));
+  const gc = vm.runInNewContext('gc') as () => void;
   const main: number[] = [];
+  const buffers: number[] = [];
   const stages: number[][] = [];
   // Each epoch ends with a sync (weights to the main thread) and a checkpoint (a second sync, optimizer states).
   await fitSmall(piped, data, {
-    onEpochEnd: () => main.push(tf.memory().numTensors),
+    onEpochEnd: () => {
+      main.push(tf.memory().numTensors);
+      gc();
+      buffers.push(process.memoryUsage().arrayBuffers);
+    },
     onCheckpoint: async () => {
       stages.push([...engine.stageTensors]);
     },
   }, { checkpointEvery: 7 }, engine);
-  assert.equal(main.length, 5);
-  assert.ok(stages.length > 5, 'checkpoints inside epochs too');
+  assert.equal(main.length, 6);
+  assert.ok(stages.length > 6, 'checkpoints inside epochs too');
   for (const n of main.slice(1)) assert.equal(n, main[0], `main thread: ${main}`);
   for (const s of stages.slice(1)) assert.deepEqual(s, stages[0], `stages: ${JSON.stringify(stages)}`);
+  const growth = (buffers[5] - buffers[1]) / 2 ** 20;
+  assert.ok(growth < 1.5, `array buffers grew ${growth.toFixed(2)} MiB from epoch 2 to 6: ${buffers.map((b) => (b / 2 ** 20).toFixed(2))}`);
+  await engine.dispose();
   disposeHeaded(piped.model);
 });
 
