@@ -7,6 +7,7 @@ import { ModelFileError } from '../io/artifacts.js';
 import { CheckpointError } from '../io/checkpoint.js';
 import { WriteError } from '../io/model-files.js';
 import { RunFolderError } from '../io/run-folder.js';
+import { ModelError } from '../models/network.js';
 import { OptionError } from '../recipe/options.js';
 import { ConfigError } from '../train/config.js';
 import { helpText, parseFlags, wantsHelp, type Command } from './args.js';
@@ -47,7 +48,7 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | nul
 }
 
 /** Errors that are the user's to fix (flags, data, files, folders): exit 2 with the message alone. */
-const USER_ERRORS = [OptionError, ConfigError, DataError, ModelFileError, BackendError, CheckpointError, RunFolderError];
+const USER_ERRORS = [OptionError, ConfigError, DataError, ModelFileError, ModelError, BackendError, CheckpointError, RunFolderError];
 
 async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');

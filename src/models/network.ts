@@ -72,10 +72,15 @@ export function unitVariables(unit: Unit): tf.Variable[] {
   return unit.layers.flatMap((layer) => layer.trainableWeights.map((w) => w.read() as tf.Variable));
 }
 
-/** The layers of `model` in order, without its input layer; throws unless they form a chain. */
+/** A model, its shape or its grouping into units that sll cannot train; the message says why. */
+export class ModelError extends Error {
+  override name = 'ModelError';
+}
+
+/** The layers of `model` in order, without its input layer; throws ModelError unless they form a chain. */
 export function chainLayers(model: tf.LayersModel): tf.layers.Layer[] {
   if (model.inputs.length !== 1 || model.outputs.length !== 1) {
-    throw new Error(`a network needs a model with one input and one output, got ${model.inputs.length} and ${model.outputs.length}`);
+    throw new ModelError(`a network needs a model with one input and one output, got ${model.inputs.length} and ${model.outputs.length}`);
   }
   const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
   if (model instanceof tf.Sequential) return layers;
@@ -83,26 +88,26 @@ export function chainLayers(model: tf.LayersModel): tf.layers.Layer[] {
   for (const layer of layers) {
     const from = layer.inboundNodes.flatMap((n) => n.inboundLayers);
     if (from.length !== 1 || from[0] !== previous) {
-      throw new Error(
+      throw new ModelError(
         `layer '${layer.name}' does not take exactly the previous layer's output: units are consecutive layers of a chain ` +
           '(put branching parts inside one layer, or use a tf.Sequential)',
       );
     }
     previous = layer;
   }
-  if (model.outputs[0].sourceLayer !== previous) throw new Error('the model\'s output is not its last layer\'s');
+  if (model.outputs[0].sourceLayer !== previous) throw new ModelError('the model\'s output is not its last layer\'s');
   return layers;
 }
 
 /** The layer counts of each unit under `grouping` (default: {@link startsUnit}). */
 export function unitLayerCounts(layers: readonly tf.layers.Layer[], grouping: UnitGrouping = startsUnit): number[] {
-  if (layers.length === 0) throw new Error('the model has no layers');
+  if (layers.length === 0) throw new ModelError('the model has no layers');
   if (typeof grouping !== 'function') {
     const total = grouping.reduce((a, b) => a + b, 0);
     if (grouping.length === 0 || grouping.some((c) => !Number.isInteger(c) || c < 1)) {
-      throw new Error(`units: layer counts must be positive integers, got [${grouping}]`);
+      throw new ModelError(`units: layer counts must be positive integers, got [${grouping}]`);
     }
-    if (total !== layers.length) throw new Error(`units: layer counts [${grouping}] add up to ${total}, the model has ${layers.length} layers`);
+    if (total !== layers.length) throw new ModelError(`units: layer counts [${grouping}] add up to ${total}, the model has ${layers.length} layers`);
     return [...grouping];
   }
   const counts: number[] = [];
@@ -126,12 +131,12 @@ export function unitsOf(layers: readonly tf.layers.Layer[], counts: readonly num
   let start = 0;
   for (const [index, count] of counts.entries()) {
     const own = layers.slice(start, start + count);
-    if (own.length !== count) throw new Error(`the model has ${layers.length} layers, fewer than its units need`);
+    if (own.length !== count) throw new ModelError(`the model has ${layers.length} layers, fewer than its units need`);
     const shape = own[own.length - 1].outputShape as number[];
     units.push({ index, layers: own, outputShape: shape.slice(1) });
     start += count;
   }
-  if (start !== layers.length) throw new Error(`the units hold ${start} of the model's ${layers.length} layers`);
+  if (start !== layers.length) throw new ModelError(`the units hold ${start} of the model's ${layers.length} layers`);
   return units;
 }
 
@@ -145,8 +150,8 @@ export function networkFromModel(
 ): Network {
   const layers = chainLayers(model);
   const inputShape = model.inputs[0].shape.slice(1);
-  if (inputShape.some((d) => d == null)) throw new Error(`the model's input shape [${model.inputs[0].shape}] must be fully defined but for the batch`);
-  if (!Number.isInteger(o.numClasses) || o.numClasses < 2) throw new Error(`numClasses must be an integer >= 2, got ${o.numClasses}`);
+  if (inputShape.some((d) => d == null)) throw new ModelError(`the model's input shape [${model.inputs[0].shape}] must be fully defined but for the batch`);
+  if (!Number.isInteger(o.numClasses) || o.numClasses < 2) throw new ModelError(`numClasses must be an integer >= 2, got ${o.numClasses}`);
   const counts = groupCounts(unitLayerCounts(layers, o.grouping), o.unitLayers ?? 1);
   const spec: NetworkSpec = {
     model: o.name ?? 'custom',
@@ -174,15 +179,15 @@ export function networkFromUnits(
  */
 export function groupUnits(network: Network, size: number): Network {
   if (size === 1) return network;
-  if (network.classifier) throw new Error('group the units before adding the classifier');
+  if (network.classifier) throw new ModelError('group the units before adding the classifier');
   const unitLayerCounts = groupCounts(network.spec.unitLayerCounts, size);
   const spec = { ...network.spec, unitLayerCounts, options: { ...network.spec.options, unitLayers: size } };
   return { ...network, spec, units: unitsOf(chainLayers(network.model), unitLayerCounts) };
 }
 
 function groupCounts(counts: readonly number[], size: number): number[] {
-  if (!Number.isInteger(size) || size < 1) throw new Error(`units are grouped by a positive integer, got ${size}`);
-  if (size > counts.length) throw new Error(`unitLayers must be <= the number of units (${counts.length}), got ${size}`);
+  if (!Number.isInteger(size) || size < 1) throw new ModelError(`units are grouped by a positive integer, got ${size}`);
+  if (size > counts.length) throw new ModelError(`unitLayers must be <= the number of units (${counts.length}), got ${size}`);
   const grouped: number[] = [];
   for (let i = 0; i < counts.length; i += size) grouped.push(counts.slice(i, i + size).reduce((a, b) => a + b, 0));
   return grouped;
@@ -220,7 +225,7 @@ export function withClassifier(network: Network, seed: number, token: TokenPooli
 
 /** The BP classifier's logits for x (throws for a network without a classifier). */
 export function classify(network: Network, x: tf.Tensor, training: boolean): tf.Tensor2D {
-  if (!network.classifier) throw new Error('this network has no classifier (it is trained with SLL: use its heads)');
+  if (!network.classifier) throw new ModelError('this network has no classifier (it is trained with SLL: use its heads)');
   const h = network.units.reduce((h, unit) => applyUnit(unit, h, training), x);
   return network.classifier.apply(h, { training }) as tf.Tensor2D;
 }

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed } from '../data/random.js';
-import { networkFromUnits, type Network } from './network.js';
+import { ModelError, networkFromUnits, type Network } from './network.js';
 import { gelu, layerNorm, linear, selfAttention } from './transformer-ops.js';
 
 
@@ -56,7 +56,7 @@ export class PatchEmbedding extends tf.layers.Layer {
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const [, h, w, c] = inputShape as number[];
     const p = this.patchSize;
-    if (h % p !== 0 || w % p !== 0) throw new Error(`a ${h}x${w} image does not split into ${p}x${p} patches`);
+    if (h % p !== 0 || w % p !== 0) throw new ModelError(`a ${h}x${w} image does not split into ${p}x${p} patches`);
     const tokens = 1 + (h / p) * (w / p);
     this.kernel = this.addWeight('kernel', [p, p, c, this.dim], 'float32', truncatedNormal(mixSeed(this.seed, 1)));
     this.bias = this.addWeight('bias', [this.dim], 'float32', tf.initializers.zeros());
@@ -125,7 +125,7 @@ export class TransformerBlock extends tf.layers.Layer {
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const dim = (inputShape as number[])[2];
-    if (dim % this.heads !== 0) throw new Error(`width ${dim} does not split into ${this.heads} heads`);
+    if (dim % this.heads !== 0) throw new ModelError(`width ${dim} does not split into ${this.heads} heads`);
     const hidden = Math.round(dim * this.mlpRatio);
     const ones = tf.initializers.ones();
     const zeros = tf.initializers.zeros();

@@ -209,6 +209,7 @@ test('user mistakes end with exit 2 and a message, never a stack trace', () => {
     [['train', '--width', '100000000', '--out', tmp()], 2, /the network's largest weight would have 1\.\d+e\+16 values, more than a tensor holds/],
     [['train', '--layers', '4000', '--out', tmp()], 2, /--layers must be an integer >= 1 and <= 1000, got 4000/],
     [['train', '--seed', '100000000000000000000', '--out', tmp()], 2, /--seed must be an integer >= 0/],
+    [['train', '--model', 'vit', '--patch-size', '1000', '--layers', '2', '--width', '16', '--out', tmp()], 2, /a 28x28 image does not split into 1000x1000 patches/],
     [['train', '--out', '/proc/sll-x'], 2, /--out \/proc\/sll-x cannot be written: ENOENT/],
     [['evaluate', '--model-dir', bare], 2, /has no summary\.json, run\.json or checkpoint state\.json .*: give --dataset/],
     [['evaluate', '--model-dir', path.join(bare, 'nope')], 2, /no such folder/],
