@@ -46,6 +46,11 @@ export {
   type RunControl,
 } from './recipe/run.js';
 export { PipelineEngine, StageError } from './train/pipeline.js';
+export { CURVE_MEASURES, ablationSpec, curvesSpec, memoryRatio, memorySpec, renderSvg, type AblationPoint, type ChartSpec, type MemoryRow, type RunCurves } from './report/charts.js';
+export { centredGram, ckaMatrix, ckaOfGrams, linearCka } from './report/cka.js';
+export { finiteRange, histogram, type Histogram } from './report/histogram.js';
+export { buildReport, readMemoryRows, readMetrics, type ReportFacts, type ReportInput } from './report/page.js';
+export { comparisonTable } from './report/summary.js';
 export type { LayerJson, StageInit, StageReply, StageRequest, StageRun, StepMessage } from './train/pipeline-protocol.js';
 
 registerFileSystem();

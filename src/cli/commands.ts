@@ -5,6 +5,7 @@ import { compareCommand } from './compare.js';
 import { convertCommand } from './convert.js';
 import { evaluateCommand } from './evaluate.js';
 import { predictCommand } from './predict.js';
+import { reportCommand } from './report.js';
 import { trainCommand } from './train.js';
 
-export const COMMANDS: readonly Command[] = [trainCommand, evaluateCommand, predictCommand, compareCommand, benchMemoryCommand, convertCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evaluateCommand, predictCommand, compareCommand, reportCommand, benchMemoryCommand, convertCommand];

@@ -1,0 +1,30 @@
+/** `sll report RUN... [--memory FILE] [--out FILE]`: runs and memory measurements as one HTML page. */
+import * as fs from 'node:fs';
+import { writeFileAtomic } from '../io/model-files.js';
+import { buildReport } from '../report/page.js';
+import type { Command } from './args.js';
+
+export const reportCommand: Command = {
+  name: 'report',
+  summary:
+    'Writes one self-contained HTML page (inline SVG charts, no scripts, no external URLs) about saved runs and memory ' +
+    'measurements: the runs side by side, every unit\'s curves, memory against depth, accuracy against the option the runs vary.',
+  usage: 'RUN_DIR... [FILE.jsonl...] [--memory FILE.jsonl] [--out report.html]',
+  positionals: true,
+  flags: {
+    memory: { kind: 'path', description: 'a file of `sll bench memory --json` lines (more such files may be given as arguments)' },
+    out: { kind: 'path', default: 'report.html', description: 'the HTML file to write' },
+  },
+  notes: 'Arguments that are folders are runs (written by sll train); files are memory measurements.',
+  async run(values, args) {
+    const runs = args.filter((a) => fs.existsSync(a) && fs.statSync(a).isDirectory());
+    const memory = [...args.filter((a) => !runs.includes(a)), ...(values.memory !== undefined ? [values.memory as string] : [])];
+    const out = (values.out as string | undefined) ?? 'report.html';
+    const { html, facts } = await buildReport({ runs, memory });
+    writeFileAtomic(out, html);
+    const accuracies = facts.testAccuracy.map((a) => `${(100 * a).toFixed(2)}%`).join(', ');
+    console.log(`wrote ${out}: ${runs.length} run(s)${accuracies ? ` (test accuracy ${accuracies})` : ''}, ${memory.length} memory file(s)`);
+    for (const r of facts.memoryRatios) console.log(`  ${r.model} ${r.measure}: BP / SLL = ${r.ratio.toFixed(2)}x at depth ${r.depth}`);
+    return 0;
+  },
+};

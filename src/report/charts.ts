@@ -1,0 +1,150 @@
+/**
+ * The report's charts as Vega-Lite specifications, rendered to inline SVG by Vega in Node (no browser, no
+ * network): per-unit curves against epoch (paper Fig. 3b, 4a), memory against depth (Fig. 2) and final
+ * accuracy against one option (Fig. 4b/4c).
+ */
+import * as vega from 'vega';
+import * as vl from 'vega-lite';
+import type { UnitEpochMetrics } from '../train/fit.js';
+import type { StepBytes } from '../train/memory.js';
+
+/** A Vega-Lite specification (top level). */
+export type ChartSpec = vl.TopLevelSpec;
+
+/** One run's curves: its name in the legend and its metrics.jsonl lines. */
+export interface RunCurves {
+  name: string;
+  metrics: readonly UnitEpochMetrics[];
+}
+
+/** One row of `sll bench memory --json`. */
+export interface MemoryRow extends StepBytes {
+  model: string;
+  method: string;
+  depth: number;
+  unit_layers: number;
+}
+
+const MIB = 2 ** 20;
+
+/** The measures of the curves chart, each a panel. */
+export const CURVE_MEASURES = [
+  { field: 'train_accuracy', title: 'train accuracy' },
+  { field: 'test_accuracy', title: 'test accuracy' },
+  { field: 'prediction_loss', title: 'prediction loss (CE)' },
+  { field: 'alignment_loss', title: 'alignment loss (-log BC)' },
+] as const;
+
+/**
+ * Per unit, train and test accuracy and both loss parts against epoch: one panel per measure, a line per
+ * (run, unit), colour by unit, dash by run.
+ */
+export function curvesSpec(runs: readonly RunCurves[]): ChartSpec {
+  const values = runs.flatMap((r) =>
+    r.metrics.flatMap((m) =>
+      CURVE_MEASURES.filter((c) => m[c.field] != null).map((c) => ({ run: r.name, unit: `unit ${m.unit}`, unit_index: m.unit, epoch: m.epoch, measure: c.title, value: m[c.field] })),
+    ),
+  );
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    data: { values },
+    facet: { field: 'measure', type: 'nominal', title: null, sort: CURVE_MEASURES.map((c) => c.title) },
+    columns: 2,
+    resolve: { scale: { y: 'independent' } },
+    spec: {
+      width: 300,
+      height: 180,
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1 } },
+        y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
+        color: { field: 'unit', type: 'nominal', title: 'unit', sort: { field: 'unit_index', op: 'min' } },
+        strokeDash: { field: 'run', type: 'nominal', title: 'run' },
+        detail: { field: 'run', type: 'nominal' },
+      },
+    },
+  } as ChartSpec;
+}
+
+/** The largest depth measured for both methods, and BP's over SLL's peak there (null without both). */
+export function memoryRatio(rows: readonly MemoryRow[], field: 'activation_peak_bytes' | 'peak_bytes'): { depth: number; ratio: number } | null {
+  const depthsOf = (method: string) => new Set(rows.filter((r) => r.method === method).map((r) => r.depth));
+  const sll = depthsOf('sll');
+  const common = [...depthsOf('bp')].filter((d) => sll.has(d));
+  if (common.length === 0) return null;
+  const depth = Math.max(...common);
+  const at = (method: string) => Math.min(...rows.filter((r) => r.method === method && r.depth === depth).map((r) => r[field]));
+  return { depth, ratio: at('bp') / at('sll') };
+}
+
+/** Memory against depth (MiB), a line per method (and unit size), with BP/SLL at the largest depth written on the chart. */
+export function memorySpec(rows: readonly MemoryRow[], field: 'activation_peak_bytes' | 'peak_bytes', title: string): ChartSpec {
+  const values = rows.map((r) => ({
+    depth: r.depth,
+    mib: r[field] / MIB,
+    series: r.method === 'sll' && r.unit_layers > 1 ? `SLL^{${r.unit_layers}+}` : r.method.toUpperCase(),
+  }));
+  const ratio = memoryRatio(rows, field);
+  const top = Math.max(...values.map((v) => v.mib));
+  const layers: object[] = [
+    {
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 'depth', type: 'quantitative', title: 'depth (layers)' },
+        y: { field: 'mib', type: 'quantitative', title: 'MiB' },
+        color: { field: 'series', type: 'nominal', title: null },
+      },
+    },
+  ];
+  if (ratio) {
+    layers.push({
+      data: { values: [{ depth: ratio.depth, mib: top, label: `BP / SLL = ${ratio.ratio.toFixed(1)}x at depth ${ratio.depth}` }] },
+      mark: { type: 'text', align: 'right', baseline: 'top', dy: -12, fontSize: 12 },
+      encoding: { x: { field: 'depth', type: 'quantitative' }, y: { field: 'mib', type: 'quantitative' }, text: { field: 'label' } },
+    });
+  }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    width: 320,
+    height: 220,
+    data: { values },
+    layer: layers,
+  } as ChartSpec;
+}
+
+/** One point of an ablation: a run's value of the option that varies, and its final test accuracy. */
+export interface AblationPoint {
+  value: number | string;
+  accuracy: number;
+  method: string;
+}
+
+/** Final test accuracy against the value of one option, a line per method. */
+export function ablationSpec(option: string, points: readonly AblationPoint[]): ChartSpec {
+  const numeric = points.every((p) => typeof p.value === 'number');
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `test accuracy against ${option}`,
+    width: 320,
+    height: 220,
+    data: { values: points.map((p) => ({ ...p, accuracy: 100 * p.accuracy, method: p.method.toUpperCase() })) },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'value', type: numeric ? 'quantitative' : 'ordinal', title: option, ...(numeric ? { scale: { zero: false } } : {}) },
+      y: { field: 'accuracy', type: 'quantitative', title: 'test accuracy (%)', scale: { zero: false } },
+      color: { field: 'method', type: 'nominal', title: null },
+    },
+  } as ChartSpec;
+}
+
+/** Renders a Vega-Lite spec to an SVG element (no XML namespace declarations: it is inlined in HTML). */
+export async function renderSvg(spec: ChartSpec): Promise<string> {
+  const view = new vega.View(vega.parse(vl.compile(spec).spec), { renderer: 'none' });
+  try {
+    const svg = await view.toSVG();
+    return svg.replace(/ xmlns(:xlink)?="[^"]*"/g, '');
+  } finally {
+    view.finalize();
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * `sll report`: saved runs and memory measurements as one self-contained HTML page (charts as inline SVG,
+ * no script, no external URL): the runs side by side, per-unit curves of every run overlaid (paper Fig.
+ * 3b, 4a), memory against depth (Fig. 2), and final accuracy against the one option the runs vary (Fig. 4b/4c).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DataError } from '../data/errors.js';
+import { compareRuns, type RunComparison } from '../io/runs.js';
+import { flagName } from '../recipe/options.js';
+import type { UnitEpochMetrics } from '../train/fit.js';
+import { ablationSpec, curvesSpec, memoryRatio, memorySpec, renderSvg, type AblationPoint, type MemoryRow } from './charts.js';
+import { comparisonTable } from './summary.js';
+
+/** What a report shows. */
+export interface ReportInput {
+  /** Folders written by `sll train`. */
+  runs: readonly string[];
+  /** Files of `sll bench memory --json` lines. */
+  memory?: readonly string[];
+}
+
+/** The numbers a report states, for a caller (and tests) to check against the files they came from. */
+export interface ReportFacts {
+  /** Per run (in order), its final test accuracy. */
+  testAccuracy: number[];
+  /** Per memory file and measure, BP over SLL at the largest depth both measured. */
+  memoryRatios: { file: string; model: string; measure: string; depth: number; ratio: number }[];
+  /** The option the ablation chart varies, if any. */
+  ablation: string | null;
+}
+
+/** The lines of DIR/metrics.jsonl. */
+export function readMetrics(dir: string): UnitEpochMetrics[] {
+  const file = path.join(dir, 'metrics.jsonl');
+  if (!fs.existsSync(file)) throw new DataError(`${file} not found: is ${dir} a folder written by sll train?`);
+  return parseJsonLines<UnitEpochMetrics>(file, ['epoch', 'unit', 'train_accuracy']);
+}
+
+/** The rows of a `sll bench memory --json` file. */
+export function readMemoryRows(file: string): MemoryRow[] {
+  if (!fs.existsSync(file)) throw new DataError(`memory file ${file} not found (write one with sll bench memory --json > FILE)`);
+  return parseJsonLines<MemoryRow>(file, ['method', 'depth', 'peak_bytes', 'activation_peak_bytes']);
+}
+
+function parseJsonLines<T>(file: string, required: readonly string[]): T[] {
+  const rows: T[] = [];
+  fs.readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (line.trim() === '') return;
+      let row: Record<string, unknown>;
+      try {
+        row = JSON.parse(line) as Record<string, unknown>;
+      } catch (e) {
+        throw new DataError(`${file}: line ${i + 1} is not JSON (${(e as Error).message})`);
+      }
+      const missing = required.filter((k) => row === null || typeof row !== 'object' || !(k in row));
+      if (missing.length > 0) throw new DataError(`${file}: line ${i + 1} lacks ${missing.join(', ')}`);
+      rows.push(row as T);
+    });
+  if (rows.length === 0) throw new DataError(`${file} holds no rows`);
+  return rows;
+}
+
+/** The option (besides method) whose value differs between the runs, when there is exactly one. */
+function ablationOption(comparison: RunComparison): string | null {
+  const varying = comparison.differing.filter((k) => k !== 'method' && k !== 'seed');
+  return varying.length === 1 && comparison.runs.length >= 2 ? varying[0] : null;
+}
+
+const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+
+/** Builds the report page. Throws DataError (naming the file) for a run or memory file it cannot read. */
+export async function buildReport(input: ReportInput): Promise<{ html: string; facts: ReportFacts }> {
+  if (input.runs.length === 0 && (input.memory ?? []).length === 0) throw new DataError('nothing to report: give run folders and/or --memory files');
+  const sections: string[] = [];
+  const facts: ReportFacts = { testAccuracy: [], memoryRatios: [], ablation: null };
+  if (input.runs.length > 0) {
+    const comparison = compareRuns(input.runs);
+    facts.testAccuracy = comparison.runs.map((r) => r.summary.test_accuracy);
+    const { header, rows } = comparisonTable(comparison);
+    sections.push(
+      '<h2>Runs</h2>',
+      `<table><tr>${header.map((h) => `<th>${escape(h)}</th>`).join('')}</tr>`,
+      ...rows.map((r) => `<tr>${r.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`),
+      '</table>',
+    );
+    const names = uniqueNames(input.runs);
+    const curves = input.runs.map((dir, i) => ({ name: names[i], metrics: readMetrics(dir) }));
+    sections.push('<h2>Curves per unit</h2>', '<p>Per unit, against epoch; colour is the unit, dash the run.</p>', await figure(curvesSpec(curves), 'curves'));
+    const option = ablationOption(comparison);
+    if (option) {
+      facts.ablation = option;
+      const points: AblationPoint[] = comparison.runs.map((r) => ({ value: r.summary.options[option] as number | string, accuracy: r.summary.test_accuracy, method: r.summary.method }));
+      sections.push(`<h2>Ablation: ${escape(flagName(option))}</h2>`, await figure(ablationSpec(flagName(option), points), 'ablation'));
+    }
+  }
+  for (const file of input.memory ?? []) {
+    const rows = readMemoryRows(file);
+    for (const model of [...new Set(rows.map((r) => r.model))]) {
+      const own = rows.filter((r) => r.model === model);
+      sections.push(`<h2>Memory against depth: ${escape(model)}</h2>`, `<p>From ${escape(file)} (one training step, tfjs's accounting).</p>`);
+      for (const [field, title] of [
+        ['activation_peak_bytes', 'activation peak'],
+        ['peak_bytes', 'total peak'],
+      ] as const) {
+        const ratio = memoryRatio(own, field);
+        if (ratio) facts.memoryRatios.push({ file, model, measure: title, ...ratio });
+        sections.push(await figure(memorySpec(own, field, `${model}: ${title}`), `memory-${model}-${field}`));
+      }
+    }
+  }
+  const html = [
+    '<!doctype html>',
+    '<html lang="en"><head><meta charset="utf-8"><title>sll report</title>',
+    `<style>${STYLE}</style></head><body>`,
+    '<h1>sll report</h1>',
+    `<p>${escape(new Date().toISOString().slice(0, 10))}: ${input.runs.length} run${input.runs.length === 1 ? '' : 's'}${input.memory?.length ? `, ${input.memory.length} memory file${input.memory.length === 1 ? '' : 's'}` : ''}.</p>`,
+    ...sections,
+    '</body></html>',
+    '',
+  ].join('\n');
+  return { html, facts };
+}
+
+/** Short distinct names for run folders: their base names, or more of their paths where those clash. */
+function uniqueNames(dirs: readonly string[]): string[] {
+  const base = dirs.map((d) => path.basename(path.resolve(d)));
+  return base.map((b, i) => (base.filter((x) => x === b).length > 1 ? path.relative(process.cwd(), path.resolve(dirs[i])) || b : b));
+}
+
+async function figure(spec: Parameters<typeof renderSvg>[0], id: string): Promise<string> {
+  return `<figure id="${escape(id)}">${await renderSvg(spec)}</figure>`;
+}
+
+const STYLE = [
+  'body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}',
+  'table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}',
+  'figure{margin:1em 0}h2{margin-top:1.6em}',
+].join('');

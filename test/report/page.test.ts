@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const RUN = ['--backend', 'cpu', '--train-limit', '600', '--test-limit', '100', '--layers', '2', '--width', '16', '--batch-size', '20', '--epochs', '2'];
+
+function sll(...args: string[]) {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-report-'));
+const runs = ['1', '0.5'].map((keep) => {
+  const out = path.join(dir, `keep-${keep}`);
+  const r = sll('train', ...RUN, '--keep', keep, '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  return out;
+});
+const memory = path.join(dir, 'memory.jsonl');
+const bench = sll('bench', 'memory', '--model', 'mlp', '--depths', '2,3,5', '--method', 'sll,bp', '--width', '32', '--batch-size', '16', '--backend', 'cpu', '--json');
+assert.equal(bench.code, 0, bench.stderr);
+fs.writeFileSync(memory, bench.stdout);
+
+test('sll report writes one offline page: the runs table, curves, the ablation over the one option that differs, memory with BP/SLL at the largest depth', () => {
+  const out = path.join(dir, 'report.html');
+  const r = sll('report', ...runs, memory, '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  const html = fs.readFileSync(out, 'utf8');
+  assert.doesNotMatch(html, /https?:\/\//, 'no external URL');
+  assert.doesNotMatch(html, /<script/);
+  for (const id of ['curves', 'ablation', 'memory-mlp-activation_peak_bytes', 'memory-mlp-peak_bytes']) {
+    assert.match(html, new RegExp(`<figure id="${id}"><svg[^>]*>.*?</svg></figure>`, 's'), id);
+  }
+  assert.match(html, /Ablation: --keep/);
+  // The numbers stated come from the files: each run's accuracy, and BP over SLL at depth 5 from the rows.
+  for (const run of runs) {
+    const s = JSON.parse(fs.readFileSync(path.join(run, 'summary.json'), 'utf8'));
+    assert.match(html, new RegExp(`<td>${(100 * s.test_accuracy).toFixed(2)}%</td>`));
+    assert.match(r.stdout, new RegExp(`${(100 * s.test_accuracy).toFixed(2)}%`));
+  }
+  const rows = fs.readFileSync(memory, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  for (const [field, measure] of [['activation_peak_bytes', 'activation peak'], ['peak_bytes', 'total peak']]) {
+    const at = (method: string) => rows.find((x) => x.method === method && x.depth === 5)[field];
+    const ratio = (at('bp') / at('sll')).toFixed(1);
+    assert.match(html, new RegExp(`BP / SLL = ${ratio}x at depth 5`), measure);
+    assert.match(r.stdout, new RegExp(`mlp ${measure}: BP / SLL = ${(at('bp') / at('sll')).toFixed(2)}x at depth 5`));
+  }
+  // A line per (run, unit) in each of the 4 panels: 2 runs x 2 units x 4.
+  const curves = html.match(/<figure id="curves">(.*?)<\/figure>/s)![1];
+  assert.equal((curves.match(/class="mark-line role-mark/g) ?? []).length, 16);
+});
+
+test('sll report names what it cannot read, with exit 2', () => {
+  const bad = path.join(dir, 'bad.jsonl');
+  fs.writeFileSync(bad, '{"method":"sll","depth":2}\nnot json\n');
+  const cases: [string[], RegExp][] = [
+    [[bad], /bad\.jsonl: line 1 lacks peak_bytes, activation_peak_bytes/],
+    [[path.join(dir, 'none.jsonl')], /memory file .*none\.jsonl not found/],
+    [[dir], /summary\.json not found/],
+    [[], /nothing to report/],
+  ];
+  for (const [args, message] of cases) {
+    const r = sll('report', ...args, '--out', path.join(dir, 'x.html'));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, message);
+  }
+});
