@@ -46,7 +46,23 @@ export {
   type RunControl,
 } from './recipe/run.js';
 export { PipelineEngine, StageError } from './train/pipeline.js';
-export { CURVE_MEASURES, ablationSpec, curvesSpec, memoryRatio, memorySpec, renderSvg, type AblationPoint, type ChartSpec, type MemoryRow, type RunCurves } from './report/charts.js';
+export {
+  CURVE_MEASURES,
+  ablationSpec,
+  ckaSpec,
+  curvesSpec,
+  embeddingSpec,
+  histogramSpec,
+  memoryRatio,
+  memorySpec,
+  renderSvg,
+  type AblationPoint,
+  type ChartSpec,
+  type EmbeddingPanel,
+  type MemoryRow,
+  type RunCurves,
+} from './report/charts.js';
+export { embed, representations, sharedHistograms, type Representations, type UnitRepresentation } from './report/representations.js';
 export { centredGram, ckaMatrix, ckaOfGrams, linearCka } from './report/cka.js';
 export { finiteRange, histogram, type Histogram } from './report/histogram.js';
 export { buildReport, readMemoryRows, readMetrics, type ReportFacts, type ReportInput } from './report/page.js';

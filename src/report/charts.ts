@@ -1,12 +1,14 @@
 /**
  * The report's charts as Vega-Lite specifications, rendered to inline SVG by Vega in Node (no browser, no
- * network): per-unit curves against epoch (paper Fig. 3b, 4a), memory against depth (Fig. 2) and final
- * accuracy against one option (Fig. 4b/4c).
+ * network): per-unit curves against epoch (paper Fig. 3b, 4a), memory against depth (Fig. 2), final
+ * accuracy against one option (Fig. 4b/4c), embeddings and CKA of the representations (Fig. 3a), and
+ * histograms of weights and activations (Fig. 5).
  */
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { UnitEpochMetrics } from '../train/fit.js';
 import type { StepBytes } from '../train/memory.js';
+import type { Histogram } from './histogram.js';
 
 /** A Vega-Lite specification (top level). */
 export type ChartSpec = vl.TopLevelSpec;
@@ -147,4 +149,88 @@ export async function renderSvg(spec: ChartSpec): Promise<string> {
   } finally {
     view.finalize();
   }
+}
+
+/** One run's 2-D embeddings: per unit, of h_i and (where there is one) of v_i, with each example's class. */
+export interface EmbeddingPanel {
+  unit: number;
+  of: 'h' | 'v';
+  points: readonly [number, number][];
+}
+
+/** A scatter per (representation, unit): examples placed by their embedding, coloured by class (Fig. 3a). */
+export function embeddingSpec(title: string, panels: readonly EmbeddingPanel[], labels: readonly number[]): ChartSpec {
+  const values = panels.flatMap((p) =>
+    p.points.map(([x, y], i) => ({ x, y, class: String(labels[i]), unit: `unit ${p.unit}`, unit_index: p.unit, of: p.of === 'h' ? 'h_i (output)' : 'v_i (logits)' })),
+  );
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values },
+    facet: {
+      column: { field: 'unit', type: 'nominal', title: null, sort: { field: 'unit_index', op: 'min' } },
+      row: { field: 'of', type: 'nominal', title: null },
+    },
+    resolve: { scale: { x: 'independent', y: 'independent' } },
+    spec: {
+      width: 150,
+      height: 150,
+      mark: { type: 'circle', size: 8, opacity: 0.7 },
+      encoding: {
+        x: { field: 'x', type: 'quantitative', axis: null, scale: { zero: false } },
+        y: { field: 'y', type: 'quantitative', axis: null, scale: { zero: false } },
+        color: { field: 'class', type: 'nominal', title: 'class', scale: { scheme: 'category10' } },
+      },
+    },
+  } as ChartSpec;
+}
+
+/** Linear CKA between the input and every unit's output, and between units, as a heat map with its values. */
+export function ckaSpec(title: string, matrix: readonly (readonly number[])[]): ChartSpec {
+  const name = (i: number) => (i === 0 ? 'input' : `unit ${i}`);
+  const values = matrix.flatMap((row, i) => row.map((cka, j) => ({ a: name(i), b: name(j), i, j, cka })));
+  const order = matrix.map((_, i) => name(i));
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values },
+    width: 36 * matrix.length,
+    height: 36 * matrix.length,
+    encoding: {
+      x: { field: 'a', type: 'ordinal', sort: order, title: null },
+      y: { field: 'b', type: 'ordinal', sort: order, title: null },
+    },
+    layer: [
+      { mark: 'rect', encoding: { color: { field: 'cka', type: 'quantitative', title: 'CKA', scale: { domain: [0, 1], scheme: 'viridis' } } } },
+      { mark: { type: 'text', fontSize: 10 }, encoding: { text: { field: 'cka', type: 'quantitative', format: '.2f' }, color: { condition: { test: 'datum.cka > 0.6', value: 'black' }, value: 'white' } } },
+    ],
+  } as ChartSpec;
+}
+
+/** Histograms of one quantity per unit, a run per colour over a shared range (Fig. 5): density, so sizes compare. */
+export function histogramSpec(title: string, series: readonly { run: string; unit: number; histogram: Histogram }[]): ChartSpec {
+  const values = series.flatMap(({ run, unit, histogram: h }) => {
+    const width = (h.hi - h.lo) / h.counts.length;
+    const inRange = h.total - h.outside;
+    return h.counts.map((c, b) => ({ run, unit: `unit ${unit}`, unit_index: unit, x0: h.lo + b * width, x1: h.lo + (b + 1) * width, density: inRange > 0 ? c / inRange : 0 }));
+  });
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title,
+    data: { values },
+    facet: { field: 'unit', type: 'nominal', title: null, sort: { field: 'unit_index', op: 'min' } },
+    columns: 4,
+    resolve: { scale: { x: 'independent', y: 'independent' } },
+    spec: {
+      width: 180,
+      height: 110,
+      mark: { type: 'rect', opacity: 0.55 },
+      encoding: {
+        x: { field: 'x0', type: 'quantitative', title: null, scale: { zero: false } },
+        x2: { field: 'x1' },
+        y: { field: 'density', type: 'quantitative', title: null, stack: null },
+        color: { field: 'run', type: 'nominal', title: 'run' },
+      },
+    },
+  } as ChartSpec;
 }

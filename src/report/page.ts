@@ -6,10 +6,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../data/errors.js';
+import * as tf from '@tensorflow/tfjs';
+import { batchSource } from '../data/source.js';
+import { subset } from '../data/subset.js';
+import { loadModel } from '../io/model-files.js';
 import { compareRuns, type RunComparison } from '../io/runs.js';
-import { flagName } from '../recipe/options.js';
+import { flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { loadRunData } from '../recipe/run.js';
+import { disposeHeaded } from '../train/model.js';
 import type { UnitEpochMetrics } from '../train/fit.js';
-import { ablationSpec, curvesSpec, memoryRatio, memorySpec, renderSvg, type AblationPoint, type MemoryRow } from './charts.js';
+import { ablationSpec, ckaSpec, curvesSpec, embeddingSpec, histogramSpec, memoryRatio, memorySpec, renderSvg, type AblationPoint, type MemoryRow } from './charts.js';
+import { representations, sharedHistograms, type Representations } from './representations.js';
 import { comparisonTable } from './summary.js';
 
 /** What a report shows. */
@@ -18,6 +25,11 @@ export interface ReportInput {
   runs: readonly string[];
   /** Files of `sll bench memory --json` lines. */
   memory?: readonly string[];
+  /**
+   * Held-out examples (a seeded, class-stratified subset of each run's test set) for the representations and the
+   * activation histograms (default 1000; 0 leaves those sections out). Needs a tfjs backend in place.
+   */
+  examples?: number;
 }
 
 /** The numbers a report states, for a caller (and tests) to check against the files they came from. */
@@ -28,6 +40,8 @@ export interface ReportFacts {
   memoryRatios: { file: string; model: string; measure: string; depth: number; ratio: number }[];
   /** The option the ablation chart varies, if any. */
   ablation: string | null;
+  /** Per run, the linear CKA of each unit's output with the input (empty without representations). */
+  cka: number[][];
 }
 
 /** The lines of DIR/metrics.jsonl. */
@@ -75,10 +89,11 @@ const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': 
 export async function buildReport(input: ReportInput): Promise<{ html: string; facts: ReportFacts }> {
   if (input.runs.length === 0 && (input.memory ?? []).length === 0) throw new DataError('nothing to report: give run folders and/or --memory files');
   const sections: string[] = [];
-  const facts: ReportFacts = { testAccuracy: [], memoryRatios: [], ablation: null };
+  const facts: ReportFacts = { testAccuracy: [], memoryRatios: [], ablation: null, cka: [] };
   if (input.runs.length > 0) {
     const comparison = compareRuns(input.runs);
     facts.testAccuracy = comparison.runs.map((r) => r.summary.test_accuracy);
+    const names = uniqueNames(input.runs);
     const { header, rows } = comparisonTable(comparison);
     sections.push(
       '<h2>Runs</h2>',
@@ -86,9 +101,35 @@ export async function buildReport(input: ReportInput): Promise<{ html: string; f
       ...rows.map((r) => `<tr>${r.map((c) => `<td>${escape(c)}</td>`).join('')}</tr>`),
       '</table>',
     );
-    const names = uniqueNames(input.runs);
     const curves = input.runs.map((dir, i) => ({ name: names[i], metrics: readMetrics(dir) }));
     sections.push('<h2>Curves per unit</h2>', '<p>Per unit, against epoch; colour is the unit, dash the run.</p>', await figure(curvesSpec(curves), 'curves'));
+    const examples = input.examples ?? 1000;
+    if (examples > 0) {
+      const reps: Representations[] = [];
+      sections.push('<h2>Representations</h2>', `<p>On ${examples} examples of each run's test set (seeded, every class in proportion): a 2-D UMAP of every unit's output h_i and logits v_i, coloured by class, and the linear CKA of each h_i with the input and with the other units.</p>`);
+      for (const [i, dir] of input.runs.entries()) {
+        const r = await runRepresentations(dir, comparison.runs[i].summary.options as Partial<RunOptions>, examples);
+        reps.push(r);
+        facts.cka.push(r.cka[0].slice(1));
+        const panels = r.units.flatMap((u) => [{ unit: u.unit, of: 'h' as const, points: u.hEmbedding }, ...(u.vEmbedding ? [{ unit: u.unit, of: 'v' as const, points: u.vEmbedding }] : [])]);
+        sections.push(await figure(embeddingSpec(`${names[i]}: UMAP of each unit`, panels, r.labels), `embedding-${i + 1}`));
+        sections.push(await figure(ckaSpec(`${names[i]}: linear CKA`, r.cka), `cka-${i + 1}`));
+      }
+      sections.push('<h2>Distributions</h2>', '<p>Each unit\'s weights and its activations on the same examples; runs with as many units overlaid over a shared range (density).</p>');
+      for (const [what, pick] of [
+        ['weights', (u: Representations['units'][number]) => u.weights],
+        ['activations', (u: Representations['units'][number]) => u.activations],
+      ] as const) {
+        for (const group of [...new Set(reps.map((r) => r.units.length))]) {
+          const members = reps.map((r, i) => ({ r, name: names[i] })).filter((m) => m.r.units.length === group);
+          const series = Array.from({ length: group }, (_, u) => {
+            const hists = sharedHistograms(members.map((m) => pick(m.r.units[u])));
+            return members.map((m, k) => ({ run: m.name, unit: u + 1, histogram: hists[k] }));
+          }).flat();
+          sections.push(await figure(histogramSpec(`${what} (${members.map((m) => m.name).join(', ')})`, series), `hist-${what}-${group}`));
+        }
+      }
+    }
     const option = ablationOption(comparison);
     if (option) {
       facts.ablation = option;
@@ -122,6 +163,27 @@ export async function buildReport(input: ReportInput): Promise<{ html: string; f
     '',
   ].join('\n');
   return { html, facts };
+}
+
+/** The representations of a saved run on the first `examples` examples of its own (seeded) test subset. */
+async function runRepresentations(dir: string, options: Partial<RunOptions>, examples: number): Promise<Representations> {
+  const o = resolveOptions({ ...options, trainLimit: null, testLimit: null, batchSize: 1 });
+  const { test: all } = loadRunData(o);
+  // A seeded, class-stratified subset: a test set may be ordered by class.
+  const test = examples < all.size ? subset(all, examples, o.seed + 2) : all;
+  const model = await loadModel(dir);
+  const source = batchSource(test, { numClasses: model.network.spec.numClasses });
+  const batches = source.batches({ batchSize: test.size, shuffle: false, seed: 0, epoch: 0 });
+  const first = await batches.next();
+  await batches.return(undefined);
+  if (first.done) throw new DataError(`${dir}: its test set is empty`);
+  const { x, labels } = first.value;
+  try {
+    return representations(model, x, Array.from(labels.dataSync()), o.seed);
+  } finally {
+    tf.dispose([x, labels]);
+    disposeHeaded(model);
+  }
 }
 
 /** Short distinct names for run folders: their base names, or more of their paths where those clash. */

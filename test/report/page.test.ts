@@ -28,12 +28,13 @@ fs.writeFileSync(memory, bench.stdout);
 
 test('sll report writes one offline page: the runs table, curves, the ablation over the one option that differs, memory with BP/SLL at the largest depth', () => {
   const out = path.join(dir, 'report.html');
-  const r = sll('report', ...runs, memory, '--out', out);
+  const r = sll('report', ...runs, memory, '--out', out, '--examples', '60', '--backend', 'cpu');
   assert.equal(r.code, 0, r.stderr);
   const html = fs.readFileSync(out, 'utf8');
   assert.doesNotMatch(html, /https?:\/\//, 'no external URL');
   assert.doesNotMatch(html, /<script/);
-  for (const id of ['curves', 'ablation', 'memory-mlp-activation_peak_bytes', 'memory-mlp-peak_bytes']) {
+  const figures = ['curves', 'ablation', 'memory-mlp-activation_peak_bytes', 'memory-mlp-peak_bytes', 'embedding-1', 'embedding-2', 'cka-1', 'cka-2', 'hist-weights-2', 'hist-activations-2'];
+  for (const id of figures) {
     assert.match(html, new RegExp(`<figure id="${id}"><svg[^>]*>.*?</svg></figure>`, 's'), id);
   }
   assert.match(html, /Ablation: --keep/);
@@ -50,6 +51,22 @@ test('sll report writes one offline page: the runs table, curves, the ablation o
     assert.match(html, new RegExp(`BP / SLL = ${ratio}x at depth 5`), measure);
     assert.match(r.stdout, new RegExp(`mlp ${measure}: BP / SLL = ${(at('bp') / at('sll')).toFixed(2)}x at depth 5`));
   }
+  // Each run's CKA of unit outputs with the input: stated on stdout, drawn (2 decimals) in its heat map.
+  runs.forEach((run, i) => {
+    const line = r.stdout.match(new RegExp(`${run}: CKA with the input per unit (.*)`));
+    assert.ok(line, `CKA line of ${run}`);
+    const cka = line[1].split(' ').map(Number);
+    assert.equal(cka.length, 2);
+    const heat = html.match(new RegExp(`<figure id="cka-${i + 1}">(.*?)</figure>`, 's'))![1];
+    for (const c of cka) {
+      assert.ok(c > 0 && c <= 1, `${c}`);
+      assert.match(heat, new RegExp(`>${c.toFixed(2)}<`));
+    }
+  });
+  // UMAP of h_i and v_i for both units: 60 points in each of the 4 panels.
+  const embedding = html.match(/<figure id="embedding-1">(.*?)<\/figure>/s)![1];
+  const scatters = [...embedding.matchAll(/<g class="mark-symbol role-mark[^"]*"[^>]*>(.*?)<\/g>/gs)];
+  assert.deepEqual(scatters.map((m) => (m[1].match(/<path/g) ?? []).length), [60, 60, 60, 60]);
   // A line per (run, unit) in each of the 4 panels: 2 runs x 2 units x 4.
   const curves = html.match(/<figure id="curves">(.*?)<\/figure>/s)![1];
   assert.equal((curves.match(/class="mark-line role-mark/g) ?? []).length, 16);
@@ -65,7 +82,7 @@ test('sll report names what it cannot read, with exit 2', () => {
     [[], /nothing to report/],
   ];
   for (const [args, message] of cases) {
-    const r = sll('report', ...args, '--out', path.join(dir, 'x.html'));
+    const r = sll('report', ...args, '--out', path.join(dir, 'x.html'), '--examples', '0');
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, message);
   }
