@@ -4,7 +4,8 @@ import { activeBackend } from '../backend.js';
 import { DEFAULTS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { resumeTraining, runTraining, type RunCallbacks } from '../recipe/run.js';
 import { DataError } from '../data/errors.js';
-import { WriteError } from '../io/model-files.js';
+import { WriteError, writeFileAtomic } from '../io/model-files.js';
+import { buildReport } from '../report/page.js';
 import { DivergenceError } from '../train/divergence.js';
 import { FitInterrupted } from '../train/fit.js';
 import type { Command, Flag } from './args.js';
@@ -35,15 +36,17 @@ export const trainCommand: Command = {
     out: { kind: 'path', group: 'output', description: 'the run\'s folder (default runs/<dataset>-<model>-<method>)' },
     resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint, with its own options (only --backend may change)' },
     overwrite: { kind: 'boolean', group: 'output', description: 'a new run may replace another run\'s files in --out (otherwise such a folder is refused)' },
+    report: { kind: 'boolean', group: 'output', description: 'at the end, write OUT/report.html (sll report of this run)' },
   },
   notes:
     'The folder is locked while the run lives. Ctrl-C (SIGINT), SIGTERM and SIGHUP stop after the current step with a checkpoint; a second one quits at once.\n' +
     'Exit codes: 0 done; 1 diverged (NaN/Inf; the last good checkpoint is kept), a write failed (e.g. disk full) or an internal error; ' +
     '2 bad input (flags, data, a folder in use or holding another run); 130 / 143 / 129 stopped by SIGINT / SIGTERM / SIGHUP (checkpoint written).',
   async run(values) {
-    const { out: outFlag, resume, overwrite, ...given } = values as Partial<RunOptions> & { out?: string; resume?: string; overwrite?: boolean };
+    const { out: outFlag, resume, overwrite, report, ...given } = values as Partial<RunOptions> & { out?: string; resume?: string; overwrite?: boolean; report?: boolean };
     if (resume !== undefined) {
       const other = Object.keys(given).filter((k) => k !== 'backend');
+      // --report only adds a page at the end: allowed with --resume too.
       if (other.length > 0 || outFlag !== undefined || overwrite) {
         const drop = [...other.map(flagName), ...(outFlag !== undefined ? ['--out'] : []), ...(overwrite ? ['--overwrite'] : [])];
         throw new OptionError('resume', `--resume takes the run's options from its checkpoint; drop ${drop.join(' ')}`);
@@ -82,6 +85,11 @@ export const trainCommand: Command = {
           `after ${summary.epochs} epochs, ${summary.train_seconds.toFixed(1)}s training ` +
           `(${summary.samples_per_second.toFixed(0)} samples/s); wrote ${out}`,
       );
+      if (report) {
+        const file = path.join(out, 'report.html');
+        writeFileAtomic(file, (await buildReport({ runs: [out] })).html);
+        console.log(`wrote ${file}`);
+      }
       return 0;
     } catch (e) {
       if (e instanceof FitInterrupted) {

@@ -72,6 +72,56 @@ test('sll report writes one offline page: the runs table, curves, the ablation o
   assert.equal((curves.match(/class="mark-line role-mark/g) ?? []).length, 16);
 });
 
+test('sll train --report writes OUT/report.html of the run at the end', () => {
+  const out = path.join(dir, 'with-report');
+  const ok = sll('train', ...RUN.slice(0, -2), '--epochs', '1', '--report', '--out', out);
+  assert.equal(ok.code, 0, ok.stderr);
+  const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+  assert.match(html, /<figure id="curves"><svg/);
+  assert.match(html, /<figure id="cka-1"><svg/);
+  assert.match(ok.stdout, new RegExp(`wrote ${out}/report\\.html`));
+});
+
+const CHROMIUM = '/usr/bin/chromium';
+
+test('the report opens in headless Chromium offline with no console error, every chart drawn; a screenshot is written', async (t) => {
+  if (!fs.existsSync(CHROMIUM)) {
+    t.skip(`no ${CHROMIUM} (apt-get install chromium; .ci/run does)`);
+    return;
+  }
+  const out = path.join(dir, 'browser.html');
+  assert.equal(sll('report', ...runs, memory, '--out', out, '--examples', '40', '--backend', 'cpu').code, 0);
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    // Offline: any request other than the file itself fails the test.
+    const requests: string[] = [];
+    await page.route('**/*', (route) => (route.request().url().startsWith('file://') ? route.continue() : (requests.push(route.request().url()), route.abort())));
+    const errors: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`file://${out}`);
+    const charts = await page.$$eval('figure', (figures) =>
+      figures.map((f) => {
+        const svg = f.querySelector('svg');
+        const box = svg?.getBoundingClientRect();
+        return { id: f.id, width: box?.width ?? 0, height: box?.height ?? 0, marks: svg?.querySelectorAll('path, rect, line').length ?? 0 };
+      }),
+    );
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, []);
+    assert.equal(charts.length, 10);
+    for (const c of charts) assert.ok(c.width > 100 && c.height > 100 && c.marks > 10, JSON.stringify(c));
+    const shot = path.join(dir, 'report.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    const png = fs.readFileSync(shot);
+    assert.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 50_000, `screenshot ${shot}: ${png.length} bytes`);
+  } finally {
+    await browser.close();
+  }
+});
+
 test('sll report names what it cannot read, with exit 2', () => {
   const bad = path.join(dir, 'bad.jsonl');
   fs.writeFileSync(bad, '{"method":"sll","depth":2}\nnot json\n');
