@@ -113,13 +113,18 @@ test('the report opens in headless Chromium offline with no console error, every
     assert.deepEqual(requests, []);
     assert.equal(charts.length, 10);
     for (const c of charts) assert.ok(c.width > 100 && c.height > 100 && c.marks > 10, JSON.stringify(c));
-    const shot = path.join(dir, 'report.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    const png = fs.readFileSync(shot);
-    assert.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 50_000, `screenshot ${shot}: ${png.length} bytes`);
   } finally {
     await browser.close();
   }
+  // sll report --screenshot takes the same page's picture.
+  const shot = path.join(dir, 'report.png');
+  const r = sll('report', ...runs, memory, '--out', out, '--examples', '40', '--backend', 'cpu', '--screenshot', shot, '--chromium', CHROMIUM);
+  assert.equal(r.code, 0, r.stderr);
+  const png = fs.readFileSync(shot);
+  assert.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 50_000, `screenshot ${shot}: ${png.length} bytes`);
+  const missing = sll('report', ...runs, '--out', out, '--examples', '0', '--screenshot', shot, '--chromium', '/nonexistent/chromium');
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /--screenshot needs a Chromium: \/nonexistent\/chromium not found/);
 });
 
 test('sll report names what it cannot read, with exit 2', () => {
