@@ -59,4 +59,7 @@ export {
 export { predict } from './train/predict.js';
 export { SllTrainer } from './train/sll.js';
 export { balancedStages, evenStages, measureUnitCosts, type StageRange } from './train/stages.js';
+export { Stage, type StageOutput, type StageSnapshot } from './train/stage.js';
+export { stageName, type ChainMessage, type HeadData, type LayerJson, type StageInit, type StageReply, type StageRun, type StepMessage } from './train/pipeline-protocol.js';
+export { CodecError, decodeMessage, encodeMessage } from './io/message-codec.js';
 export { STAT_COLUMNS, type EpochSchedule, type Trainer } from './train/trainer.js';

@@ -45,7 +45,7 @@ export {
   type RunCallbacks,
   type RunControl,
 } from './recipe/run.js';
-export { PipelineEngine, StageError } from './train/pipeline.js';
+export { PipelineEngine, StageError, ThreadTransport, stageInits, type PipelineOptions, type StageTransport } from './train/pipeline.js';
 export {
   CURVE_MEASURES,
   ablationSpec,
@@ -67,6 +67,5 @@ export { centredGram, ckaMatrix, ckaOfGrams, linearCka } from './report/cka.js';
 export { finiteRange, histogram, type Histogram } from './report/histogram.js';
 export { buildReport, readMemoryRows, readMetrics, type ReportFacts, type ReportInput } from './report/page.js';
 export { comparisonTable } from './report/summary.js';
-export type { LayerJson, StageInit, StageReply, StageRequest, StageRun, StepMessage } from './train/pipeline-protocol.js';
 
 registerFileSystem();

@@ -6,6 +6,7 @@ import { convertCommand } from './convert.js';
 import { evaluateCommand } from './evaluate.js';
 import { predictCommand } from './predict.js';
 import { reportCommand } from './report.js';
+import { stageCommand } from './stage.js';
 import { trainCommand } from './train.js';
 
-export const COMMANDS: readonly Command[] = [trainCommand, evaluateCommand, predictCommand, compareCommand, reportCommand, benchMemoryCommand, convertCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, evaluateCommand, predictCommand, compareCommand, reportCommand, benchMemoryCommand, convertCommand, stageCommand];

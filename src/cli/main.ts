@@ -10,6 +10,7 @@ import { RunFolderError } from '../io/run-folder.js';
 import { ModelError } from '../models/network.js';
 import { OptionError } from '../recipe/options.js';
 import { ConfigError } from '../train/config.js';
+import { BrokerError } from '../train/redis-stages.js';
 import { helpText, parseFlags, wantsHelp, type Command } from './args.js';
 import { COMMANDS } from './commands.js';
 
@@ -48,7 +49,7 @@ function findCommand(argv: string[]): { command: Command; rest: string[] } | nul
 }
 
 /** Errors that are the user's to fix (flags, data, files, folders): exit 2 with the message alone. */
-const USER_ERRORS = [OptionError, ConfigError, DataError, ModelFileError, ModelError, BackendError, CheckpointError, RunFolderError];
+const USER_ERRORS = [OptionError, ConfigError, DataError, ModelFileError, ModelError, BackendError, CheckpointError, RunFolderError, BrokerError];
 
 async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');

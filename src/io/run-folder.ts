@@ -15,7 +15,7 @@ const LOCK = '.sll-lock';
 const RUN_FILE = 'run.json';
 const RUN_FORMAT = 'sll-run/1';
 /** The files and folders sll writes into a run's folder (what --overwrite removes, and nothing else). */
-const RUN_ENTRIES = ['run.json', 'summary.json', 'metrics.jsonl', 'checkpoints', 'model.json', 'weights.bin', 'sll.json', 'heads.bin', 'report.html'];
+const RUN_ENTRIES = ['run.json', 'summary.json', 'metrics.jsonl', 'checkpoints', 'model.json', 'weights.bin', 'sll.json', 'heads.bin', 'report.html', 'stages'];
 
 /** The folder cannot be used for this run: it is locked by a live run, or holds another run's files. */
 export class RunFolderError extends Error {

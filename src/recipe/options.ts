@@ -78,6 +78,14 @@ export interface RunOptions {
   checkpointEvery: number;
   pipeline: number;
   stages: StageAssignment;
+  /** The pipeline's stages as processes joined by Redis Streams at this broker (null: worker threads). */
+  broker: string | null;
+  /** The run's name on the broker (default: the name of its folder). */
+  run: string | null;
+  /** Start no local stage processes: they are started by hand (`sll stage`), on any machine. */
+  remoteStages: boolean;
+  /** Seconds a stage may stay silent while it is awaited before the run fails naming it. */
+  stageTimeout: number;
 }
 
 /** How an option's value is written on the command line. */
@@ -139,6 +147,10 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   checkpointEvery: { kind: 'int', min: 0, group: 'execution', description: 'also checkpoint every N steps (0: at epoch ends only)' },
   pipeline: { kind: 'int', group: 'execution', description: 'pipeline stages, each a worker thread training a contiguous range of units (1: sequential)' },
   stages: { kind: 'string', values: STAGE_ASSIGNMENTS, group: 'execution', description: 'how units are assigned to pipeline stages: even counts, or balanced by measured step time' },
+  broker: { kind: 'string', nullable: true, group: 'execution', description: 'redis://HOST:PORT: the pipeline\'s stages are processes joined by Redis Streams there (started here, or by hand with --remote-stages)' },
+  run: { kind: 'string', nullable: true, group: 'execution', description: 'with --broker: the run\'s name on the broker, which `sll stage --run` names (default: the name of the --out folder)' },
+  remoteStages: { kind: 'boolean', group: 'execution', description: 'with --broker: start no stage processes here; run `sll stage` for each stage, on any machine' },
+  stageTimeout: { kind: 'int', group: 'execution', description: 'seconds an awaited pipeline stage may stay silent before the run fails naming it' },
 };
 
 /** Layers of VGG-11 (each a unit when unitLayers is 1): its 8 conv layers. */
@@ -185,6 +197,10 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   checkpointEvery: 0,
   pipeline: 1,
   stages: 'even',
+  broker: null,
+  run: null,
+  remoteStages: false,
+  stageTimeout: 300,
 });
 
 /** A run option that is not allowed; the message names the flag and what is allowed. */
@@ -235,6 +251,11 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   const units = unitCount(o);
   if (o.pipeline > units) fail('pipeline', `must be <= the number of units (${units}): each stage needs one, got ${o.pipeline}`);
   if (o.pipeline > 1 && o.method !== 'sll') fail('pipeline', `needs --method sll (backprop has backward locking), got --method ${o.method}`);
+  if (o.broker !== null) {
+    if (o.pipeline < 2) fail('broker', `needs --pipeline N with N >= 2 stages, got --pipeline ${o.pipeline}`);
+    if (!/^rediss?:\/\/[^/\s]+/.test(o.broker)) fail('broker', `must be a URL redis://HOST:PORT, got "${o.broker}"`);
+  }
+  if (o.run !== null && !/^[\w.-]+$/.test(o.run)) fail('run', `must be letters, digits, '.', '-' or '_', got "${o.run}"`);
   if (o.projDim !== null && o.model === 'mlp' && o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
   if (Array.isArray(o.lr) && o.method === 'bp') fail('lr', `takes one value with --method bp (one optimizer), got ${o.lr.length}`);
   try {

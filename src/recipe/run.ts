@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../backend.js';
 import { loadDataset } from '../data/load.js';
@@ -26,7 +27,8 @@ import { SequentialEngine, type StepEngine } from '../train/engine.js';
 import { fit, type FitResult, type FitSetup, type FitState, type ProgressHooks } from '../train/fit.js';
 import { attachHeads, disposeHeaded, type HeadedNetwork, type Normalization } from '../train/model.js';
 import type { OptimizerState } from '../train/optimizers.js';
-import { PipelineEngine } from '../train/pipeline.js';
+import { PipelineEngine, stageInits } from '../train/pipeline.js';
+import { RedisTransport, type LocalStages } from '../train/redis-stages.js';
 import type { StageRun } from '../train/pipeline-protocol.js';
 import { balancedStages, evenStages, measureUnitCosts } from '../train/stages.js';
 import { SllTrainer } from '../train/sll.js';
@@ -227,7 +229,7 @@ async function train(
   const line = (m: object) => JSON.stringify({ method: o.method, ...m }) + '\n';
   if (metricsFile) writeFileAtomic(metricsFile, (resume?.state.metrics ?? []).map(line).join(''));
   try {
-    const engine = o.pipeline > 1 ? await startPipeline(model, o) : new SequentialEngine(makeTrainer(model, o));
+    const engine = o.pipeline > 1 ? await startPipeline(model, o, outDir, callbacks.warn ?? (() => {})) : new SequentialEngine(makeTrainer(model, o));
     const result = await fit(
       fitSetup(o, model, data, engine),
       {
@@ -290,13 +292,38 @@ export function stageRun(o: RunOptions, units: number): StageRun {
   return { strategy: resolveSllStrategy(sllStrategy(o), units), epochs: o.epochs, backend: o.backend, threads: blasThreads(o) };
 }
 
-/** Workers for `o.pipeline` stages, over units split evenly or balanced by measured step time. */
-async function startPipeline(model: HeadedNetwork, o: RunOptions): Promise<StepEngine> {
+/**
+ * `o.pipeline` stages over units split evenly or balanced by measured step time: worker threads, or with
+ * `o.broker` processes joined by Redis Streams (started here as children of this process, restarted with
+ * --resume if they die, unless `o.remoteStages`).
+ */
+async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string | null, log: (line: string) => void): Promise<StepEngine> {
   const units = model.network.units.length;
   const run = stageRun(o, units);
   let ranges = evenStages(units, o.pipeline);
   if (o.stages === 'auto') ranges = balancedStages(measureUnitCosts(model, run.strategy, o.batchSize), o.pipeline);
-  return PipelineEngine.start(model, run, ranges);
+  if (!o.broker) return PipelineEngine.start(model, run, ranges);
+  const name = o.run ?? (outDir ? path.basename(path.resolve(outDir)) : null);
+  if (!name) throw new OptionError('run', '--broker needs --run NAME (or --out) to name the run on the broker');
+  const stageDir = (s: number) => path.join(outDir ?? '.', 'stages', `stage-${s + 1}`);
+  const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const local: LocalStages | null = o.remoteStages ? null : { cli, dir: stageDir, log, checkpointEvery: o.checkpointEvery || undefined };
+  const transport = await RedisTransport.open(o.broker, name, stageInits(model, run, ranges), local);
+  if (o.remoteStages) {
+    log(`run "${name}" waits for its ${ranges.length} stages on ${o.broker}; on each machine run:`);
+    ranges.forEach((_, s) => log(`  npx sll stage --broker ${o.broker} --run ${name} --stage ${s + 1} --of ${ranges.length}`));
+  }
+  const engine = new PipelineEngine(model, transport, ranges, {
+    stageTimeoutMs: o.stageTimeout * 1000,
+    onStageRestart: (stage, seq) => log(`pipeline ${stage} is back (resumed after message ${seq})`),
+  });
+  try {
+    await engine.started();
+  } catch (e) {
+    await engine.dispose();
+    throw e;
+  }
+  return engine;
 }
 
 function normalizationOf(data: DataSplits): Normalization {

@@ -7,7 +7,7 @@ import { useBackend } from '../../src/backend.js';
 import { makeStreamingDataset } from '../../src/data/dataset.js';
 import { DataError } from '../../src/data/errors.js';
 import { disposeHeaded } from '../../src/train/model.js';
-import { StageError, type PipelineEngine } from '../../src/train/pipeline.js';
+import { StageError, type PipelineEngine, type ThreadTransport } from '../../src/train/pipeline.js';
 import { balancedStages, evenStages } from '../../src/train/stages.js';
 import { fitSmall, pipelineOf, randomImages, smallModel, unitWeights } from './helpers.js';
 
@@ -98,11 +98,12 @@ test('a pipeline of ViT units (layers rebuilt from JSON in the workers) gives bi
 test('a crashed stage stops the run with an error naming the stage and its units, and no worker survives', async () => {
   const small = smallModel(run);
   const engine: PipelineEngine = await pipelineOf(small, evenStages(4, 2));
-  const exited = engine.workers.map((w) => new Promise<number>((resolve) => w.once('exit', resolve)));
+  const { workers } = engine.transport as ThreadTransport;
+  const exited = workers.map((w) => new Promise<number>((resolve) => w.once('exit', resolve)));
   await assert.rejects(
     fitSmall(small, data, {
       onBatchEnd: (info) => {
-        if (info.step === 3) void engine.workers[1].terminate();
+        if (info.step === 3) void workers[1].terminate();
       },
     }, {}, engine),
     (e: Error) => e instanceof StageError && /pipeline stage 2 \(units 3-4\) exited/.test(e.message),

@@ -1,0 +1,47 @@
+/** `sll stage`: one pipeline stage of a run whose coordinator (`sll train --pipeline N --broker URL`) is elsewhere. */
+import * as path from 'node:path';
+import { BACKENDS, useBackend, type BackendName } from '../backend.js';
+import { OptionError } from '../recipe/options.js';
+import { runBrokerStage } from '../train/redis-stages.js';
+import type { Command } from './args.js';
+
+export const stageCommand: Command = {
+  name: 'stage',
+  summary:
+    'Runs one stage of a pipelined SLL run over a Redis broker, on this machine: it takes its units, weights and options from the run\'s ' +
+    'coordinator (sll train --pipeline N --broker URL --run NAME), trains them on what the previous stage sends, and ends with the run. ' +
+    'Killed, it continues with --resume from its checkpoint and its place in the stream, with the same result.',
+  usage: '--broker redis://HOST:PORT --run NAME --stage S --of N [--out DIR] [--resume] [--checkpoint-every N] [--backend NAME] [--threads N]',
+  flags: {
+    broker: { kind: 'string', required: true, description: 'the Redis broker, redis://HOST:PORT' },
+    run: { kind: 'string', required: true, description: 'the run\'s name on the broker (its coordinator\'s --run, or its --out folder\'s name)' },
+    stage: { kind: 'int', required: true, description: 'which stage this is, 1..N (stage 1 holds the first units)' },
+    of: { kind: 'int', required: true, description: 'the run\'s number of stages N (its --pipeline)' },
+    out: { kind: 'path', description: 'the stage\'s folder: its checkpoint (default runs/NAME/stages/stage-S)' },
+    resume: { kind: 'boolean', description: 'continue from the stage\'s checkpoint after a crash (else start from the coordinator\'s init)' },
+    checkpointEvery: { kind: 'int', description: 'checkpoint, then acknowledge the stream, every N steps (and at every epoch end) (default 64)' },
+    backend: { kind: 'string', values: BACKENDS, description: 'tfjs backend (default: the run\'s)' },
+    threads: { kind: 'int', description: 'BLAS threads of the native backend (default: the run\'s)' },
+  },
+  async run(values) {
+    const stages = values.of as number;
+    const stage = values.stage as number;
+    if (stage > stages) throw new OptionError('stage', `--stage must be between 1 and --of (${stages}), got ${stage}`);
+    const run = values.run as string;
+    const { seq } = await runBrokerStage({
+      url: values.broker as string,
+      run,
+      stage: stage - 1,
+      stages,
+      dir: (values.out as string | undefined) ?? path.join('runs', run, 'stages', `stage-${stage}`),
+      resume: values.resume === true,
+      checkpointEvery: (values.checkpointEvery as number | undefined) ?? 64,
+      setBackend: async (init) => {
+        await useBackend(((values.backend as string | undefined) ?? init.run.backend) as BackendName, (values.threads as number | undefined) ?? init.run.threads);
+      },
+      log: (line) => console.error(line),
+    });
+    console.error(`stage ${stage} of run "${run}": done after message ${seq}`);
+    return 0;
+  },
+};
