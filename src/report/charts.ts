@@ -160,17 +160,17 @@ export interface EmbeddingPanel {
 
 /** A scatter per (representation, unit): examples placed by their embedding, coloured by class (Fig. 3a). */
 export function embeddingSpec(title: string, panels: readonly EmbeddingPanel[], labels: readonly number[]): ChartSpec {
-  const values = panels.flatMap((p) =>
-    p.points.map(([x, y], i) => ({ x, y, class: String(labels[i]), unit: `unit ${p.unit}`, unit_index: p.unit, of: p.of === 'h' ? 'h_i (output)' : 'v_i (logits)' })),
-  );
+  // One panel per (representation, unit), h_i first then v_i, wrapped at one row's worth of units: a run
+  // whose units have no logits of their own (BP: only its classifier's) leaves no empty frames.
+  const order = [...panels].sort((a, b) => (a.of === b.of ? a.unit - b.unit : a.of === 'h' ? -1 : 1));
+  const name = (p: EmbeddingPanel) => `unit ${p.unit}: ${p.of === 'h' ? 'h_i (output)' : 'v_i (logits)'}`;
+  const values = order.flatMap((p, k) => p.points.map(([x, y], i) => ({ x, y, class: String(labels[i]), panel: name(p), panel_index: k })));
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title,
     data: { values },
-    facet: {
-      column: { field: 'unit', type: 'nominal', title: null, sort: { field: 'unit_index', op: 'min' } },
-      row: { field: 'of', type: 'nominal', title: null },
-    },
+    facet: { field: 'panel', type: 'nominal', title: null, sort: { field: 'panel_index', op: 'min' } },
+    columns: Math.max(1, new Set(panels.map((p) => p.unit)).size),
     resolve: { scale: { x: 'independent', y: 'independent' } },
     spec: {
       width: 150,

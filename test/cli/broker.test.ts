@@ -125,6 +125,12 @@ for (const stages of [2, 3]) {
     assertSameAsSequential(out);
     await assertTrimmed(path.basename(out), stages);
     for (let s = 1; s <= stages; s++) assert.ok(fs.existsSync(path.join(out, 'stages', `stage-${s}`, 'stage-checkpoint.bin')), `stage ${s} checkpointed`);
+    // The coordinator's folder is an ordinary run: sll evaluate reads it and agrees with its summary.
+    const evaluated = spawnSync(process.execPath, [CLI, 'evaluate', '--model-dir', out], { encoding: 'utf8' });
+    assert.equal(evaluated.status, 0, evaluated.stderr);
+    const line = JSON.parse(evaluated.stdout.trim().split('\n').pop()!) as { test_accuracy: number };
+    const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8')) as { test_accuracy: number };
+    assert.equal(line.test_accuracy, summary.test_accuracy);
   });
 }
 
