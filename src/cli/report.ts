@@ -14,7 +14,7 @@ export const reportCommand: Command = {
     'Writes one self-contained HTML page (inline SVG charts, no scripts, no external URLs) about saved runs and memory ' +
     'measurements: the runs side by side, every unit\'s curves, UMAP and CKA of every unit\'s representations, weight and ' +
     'activation histograms, memory against depth, accuracy against the option the runs vary.',
-  usage: 'RUN_DIR... [FILE.jsonl...] [--memory FILE.jsonl] [--out report.html] [--examples N] [--screenshot FILE.png]',
+  usage: 'RUN_DIR... [FILE.jsonl...] [--memory FILE.jsonl] [--out report.html] [--examples N] [--screenshot FILE.png] [--figures DIR]',
   positionals: true,
   flags: {
     memory: { kind: 'path', description: 'a file of `sll bench memory --json` lines (more such files may be given as arguments)' },
@@ -22,7 +22,8 @@ export const reportCommand: Command = {
     examples: { kind: 'int', default: 1000, description: 'test examples for the representations (UMAP, CKA) and activation histograms; 0 leaves them out' },
     backend: { kind: 'string', values: BACKENDS, default: 'auto', description: 'tfjs backend that runs the saved models' },
     screenshot: { kind: 'path', description: 'also write a full-page PNG of the report, taken in headless Chromium (needs playwright-core and a Chromium)' },
-    chromium: { kind: 'path', default: '/usr/bin/chromium', description: 'the Chromium binary for --screenshot' },
+    figures: { kind: 'path', description: 'also write each figure of the report as DIR/<figure id>.png (e.g. curves.png, embedding-1.png), taken in headless Chromium' },
+    chromium: { kind: 'path', default: '/usr/bin/chromium', description: 'the Chromium binary for --screenshot and --figures' },
   },
   notes: 'Arguments that are folders are runs (written by sll train); files are memory measurements.',
   async run(values, args) {
@@ -37,16 +38,21 @@ export const reportCommand: Command = {
     console.log(`wrote ${out}: ${runs.length} run(s)${accuracies ? ` (test accuracy ${accuracies})` : ''}, ${memory.length} memory file(s)`);
     facts.cka.forEach((c, i) => console.log(`  ${runs[i]}: CKA with the input per unit ${c.map((v) => v.toFixed(3)).join(' ')}`));
     for (const r of facts.memoryRatios) console.log(`  ${r.model} ${r.measure}: BP / SLL = ${r.ratio.toFixed(2)}x at depth ${r.depth}`);
-    if (values.screenshot !== undefined) {
-      await screenshot(out, values.screenshot as string, (values.chromium as string | undefined) ?? '/usr/bin/chromium');
-      console.log(`wrote ${values.screenshot as string}`);
+    const png = values.screenshot as string | undefined;
+    const figures = values.figures as string | undefined;
+    if (png !== undefined || figures !== undefined) {
+      const written = await screenshot(out, { png, figures }, (values.chromium as string | undefined) ?? '/usr/bin/chromium');
+      console.log(`wrote ${written.join(', ')}`);
     }
     return 0;
   },
 };
 
-/** A full-page PNG of the HTML file `page`, taken in headless Chromium driven by playwright-core (which downloads no browser). */
-async function screenshot(page: string, png: string, chromium: string): Promise<void> {
+/**
+ * A full-page PNG of the HTML file `page` and/or one PNG per figure in a folder, taken in headless Chromium
+ * driven by playwright-core (which downloads no browser). Returns the files written.
+ */
+async function screenshot(page: string, to: { png?: string; figures?: string }, chromium: string): Promise<string[]> {
   if (!fs.existsSync(chromium)) throw new OptionError('chromium', `--screenshot needs a Chromium: ${chromium} not found (apt-get install chromium, or --chromium PATH)`);
   let playwright: typeof import('playwright-core');
   try {
@@ -58,7 +64,20 @@ async function screenshot(page: string, png: string, chromium: string): Promise<
   try {
     const tab = await browser.newPage({ viewport: { width: 1200, height: 900 } });
     await tab.goto(pathToFileURL(path.resolve(page)).href);
-    await tab.screenshot({ path: png, fullPage: true });
+    const written: string[] = [];
+    if (to.png) {
+      await tab.screenshot({ path: to.png, fullPage: true });
+      written.push(to.png);
+    }
+    if (to.figures) {
+      fs.mkdirSync(to.figures, { recursive: true });
+      for (const id of await tab.$$eval('figure[id]', (fs) => fs.map((f) => f.id))) {
+        const file = path.join(to.figures, `${id}.png`);
+        await tab.locator(`figure[id="${id}"]`).screenshot({ path: file });
+        written.push(file);
+      }
+    }
+    return written;
   } finally {
     await browser.close();
   }

@@ -116,12 +116,20 @@ test('the report opens in headless Chromium offline with no console error, every
   } finally {
     await browser.close();
   }
-  // sll report --screenshot takes the same page's picture.
+  // sll report --screenshot takes the same page's picture, --figures one picture per figure.
   const shot = path.join(dir, 'report.png');
-  const r = sll('report', ...runs, memory, '--out', out, '--examples', '40', '--backend', 'cpu', '--screenshot', shot, '--chromium', CHROMIUM);
+  const figures = path.join(dir, 'figures');
+  const r = sll('report', ...runs, memory, '--out', out, '--examples', '40', '--backend', 'cpu', '--screenshot', shot, '--figures', figures, '--chromium', CHROMIUM);
   assert.equal(r.code, 0, r.stderr);
   const png = fs.readFileSync(shot);
   assert.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 50_000, `screenshot ${shot}: ${png.length} bytes`);
+  const ids = [...fs.readFileSync(out, 'utf8').matchAll(/<figure id="([^"]+)"/g)].map((m) => `${m[1]}.png`).sort();
+  assert.ok(ids.includes('curves.png') && ids.includes('embedding-1.png'), ids.join(' '));
+  assert.deepEqual(fs.readdirSync(figures).sort(), ids);
+  for (const f of ids) {
+    const bytes = fs.readFileSync(path.join(figures, f));
+    assert.ok(bytes.subarray(1, 4).toString() === 'PNG' && bytes.length > 2000, `${f}: ${bytes.length} bytes`);
+  }
   const missing = sll('report', ...runs, '--out', out, '--examples', '0', '--screenshot', shot, '--chromium', '/nonexistent/chromium');
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /--screenshot needs a Chromium: \/nonexistent\/chromium not found/);
