@@ -39,13 +39,22 @@ export const CURVE_MEASURES = [
 
 /**
  * Per unit, train and test accuracy and both loss parts against epoch: one panel per measure, a line per
- * (run, unit), colour by unit, dash by run.
+ * (run, unit), colour by unit, dash and marker by run. A BP run's one row (lambda null) is its whole network, with
+ * no alignment loss.
  */
 export function curvesSpec(runs: readonly RunCurves[]): ChartSpec {
   const values = runs.flatMap((r) =>
-    r.metrics.flatMap((m) =>
-      CURVE_MEASURES.filter((c) => m[c.field] != null).map((c) => ({ run: r.name, unit: `unit ${m.unit}`, unit_index: m.unit, epoch: m.epoch, measure: c.title, value: m[c.field] })),
-    ),
+    r.metrics.flatMap((m) => {
+      const bp = m.lambda === null;
+      return CURVE_MEASURES.filter((c) => m[c.field] != null && !(bp && c.field === 'alignment_loss')).map((c) => ({
+        run: r.name,
+        unit: bp ? 'BP (whole network)' : `unit ${m.unit}`,
+        unit_index: bp ? Number.MAX_SAFE_INTEGER : m.unit,
+        epoch: m.epoch,
+        measure: c.title,
+        value: m[c.field],
+      }));
+    }),
   );
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
@@ -56,12 +65,14 @@ export function curvesSpec(runs: readonly RunCurves[]): ChartSpec {
     spec: {
       width: 300,
       height: 180,
-      mark: { type: 'line', point: true },
+      mark: { type: 'line', point: { filled: true, size: 30 } },
       encoding: {
         x: { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1 } },
         y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
         color: { field: 'unit', type: 'nominal', title: 'unit', sort: { field: 'unit_index', op: 'min' } },
-        strokeDash: { field: 'run', type: 'nominal', title: 'run' },
+        // Runs differ by dash and by marker; the marker's legend names them (a dash legend draws no line here).
+        strokeDash: { field: 'run', type: 'nominal', legend: null },
+        shape: { field: 'run', type: 'nominal', title: 'run' },
         detail: { field: 'run', type: 'nominal' },
       },
     },
@@ -90,7 +101,7 @@ export function memorySpec(rows: readonly MemoryRow[], field: 'activation_peak_b
   const top = Math.max(...values.map((v) => v.mib));
   const layers: object[] = [
     {
-      mark: { type: 'line', point: true },
+      mark: { type: 'line', point: { filled: true, size: 30 } },
       encoding: {
         x: { field: 'depth', type: 'quantitative', title: 'depth (layers)' },
         y: { field: 'mib', type: 'quantitative', title: 'MiB' },

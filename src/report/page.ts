@@ -102,7 +102,7 @@ export async function buildReport(input: ReportInput): Promise<{ html: string; f
       '</table>',
     );
     const curves = input.runs.map((dir, i) => ({ name: names[i], metrics: readMetrics(dir) }));
-    sections.push('<h2>Curves per unit</h2>', '<p>Per unit, against epoch; colour is the unit, dash the run.</p>', await figure(curvesSpec(curves), 'curves'));
+    sections.push('<h2>Curves per unit</h2>', '<p>Per unit, against epoch; colour is the unit, dash and marker the run.</p>', await figure(curvesSpec(curves), 'curves'));
     const examples = input.examples ?? 1000;
     if (examples > 0) {
       const reps: Representations[] = [];
