@@ -73,7 +73,8 @@ async function screenshot(page: string, to: { png?: string; figures?: string }, 
       fs.mkdirSync(to.figures, { recursive: true });
       for (const id of await tab.$$eval('figure[id]', (fs) => fs.map((f) => f.id))) {
         const file = path.join(to.figures, `${id}.png`);
-        await tab.locator(`figure[id="${id}"]`).screenshot({ path: file });
+        // The chart itself, not the page-wide figure around it.
+        await tab.locator(`figure[id="${id}"] > svg`).first().screenshot({ path: file });
         written.push(file);
       }
     }
