@@ -10,6 +10,7 @@ import { RunFolderError } from '../io/run-folder.js';
 import { ModelError } from '../models/network.js';
 import { OptionError } from '../recipe/options.js';
 import { ConfigError } from '../train/config.js';
+import { StageError } from '../train/pipeline.js';
 import { BrokerError } from '../train/redis-stages.js';
 import { helpText, parseFlags, wantsHelp, type Command } from './args.js';
 import { COMMANDS } from './commands.js';
@@ -81,7 +82,8 @@ async function main(argv: string[]): Promise<number> {
       if (debug) console.error((e as Error).stack);
       return 2;
     }
-    if (e instanceof WriteError) {
+    // A failed write, or a pipeline stage that crashed or went silent: the run's own fault, one line, exit 1.
+    if (e instanceof WriteError || e instanceof StageError) {
       console.error(`sll: ${e.message}`);
       if (debug) console.error(e.stack);
       return 1;

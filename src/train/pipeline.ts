@@ -57,8 +57,8 @@ export class PipelineEngine implements StepEngine {
   private readonly waiting = new Set<(e: Error) => void>();
   private seq = 0;
   private readonly ready = new Set<number>();
-  /** Stages whose answer a wait in progress needs, and since when nothing came from them. */
-  private awaited: { stages: () => number[]; since: number } | null = null;
+  /** Per wait in progress: the stages whose answer it needs, and since when it waits. */
+  private readonly awaited = new Set<{ stages: () => number[]; since: number }>();
   private lastReply: number[];
   private readonly watchdog: ReturnType<typeof setInterval> | null;
   private readonly names: string[];
@@ -81,11 +81,14 @@ export class PipelineEngine implements StepEngine {
     const timeout = options.stageTimeoutMs;
     this.watchdog = timeout
       ? setInterval(() => {
-          const a = this.awaited;
-          if (!a) return;
-          const silent = a.stages().filter((s) => Date.now() - Math.max(a.since, this.lastReply[s]) > timeout);
-          if (silent.length > 0) {
-            this.fail(new StageError(`pipeline ${silent.map((s) => this.names[s]).join(', ')} did not answer within ${Math.round(timeout / 1000)} s`));
+          for (const a of this.awaited) {
+            const missing = a.stages();
+            if (missing.some((s) => Date.now() - Math.max(a.since, this.lastReply[s]) > timeout)) {
+              // Messages flow down the chain: the first stage that owes an answer holds up the ones after it.
+              const first = Math.min(...missing);
+              const after = missing.length > 1 ? ' (the stages after it wait on it)' : '';
+              return this.fail(new StageError(`pipeline ${this.names[first]} did not answer within ${Math.round(timeout / 1000)} s${after}`));
+            }
           }
         }, Math.min(1000, timeout))
       : null;
@@ -108,16 +111,17 @@ export class PipelineEngine implements StepEngine {
     return new Promise<T>((resolve, reject) => {
       if (this.failure) return reject(this.failure);
       this.waiting.add(reject);
-      this.awaited = { stages, since: Date.now() };
+      const awaited = { stages, since: Date.now() };
+      this.awaited.add(awaited);
       p.then(
         (v) => {
           this.waiting.delete(reject);
-          this.awaited = null;
+          this.awaited.delete(awaited);
           resolve(v);
         },
         (e: Error) => {
           this.waiting.delete(reject);
-          this.awaited = null;
+          this.awaited.delete(awaited);
           reject(e);
         },
       );

@@ -74,6 +74,9 @@ export async function connectBroker(url: string): Promise<Client> {
   let connected = false;
   const client = createClient({
     url,
+    // No CLIENT SETINFO at each (re)connect: a broker still loading its data answers it with LOADING,
+    // which would fail the reconnection; our own commands retry that instead.
+    disableClientInfo: true,
     socket: {
       connectTimeout: 5000,
       reconnectStrategy: (retries) => (connected ? Math.min(100 * 2 ** retries, 1000) : new BrokerError('unreachable')),
@@ -89,9 +92,11 @@ export async function connectBroker(url: string): Promise<Client> {
   return client;
 }
 
-/** A Redis error reply (e.g. NOGROUP), as opposed to a lost connection. */
+/** A Redis error reply (e.g. NOGROUP), as opposed to a lost connection or a broker not ready yet. */
 function isReplyError(e: unknown): boolean {
   const name = (e as Error)?.constructor?.name ?? '';
+  // LOADING: a restarted broker reading its persisted data; BUSY/TRYAGAIN/MASTERDOWN: also transient.
+  if (/^(LOADING|BUSY|TRYAGAIN|MASTERDOWN)\b/.test((e as Error)?.message ?? '')) return false;
   return name === 'SimpleError' || name === 'BlobError' || name === 'ErrorReply';
 }
 
@@ -109,15 +114,12 @@ async function call(client: Client, args: (string | Buffer)[], url: string): Pro
   }
 }
 
-/** Stream entries of an XREAD/XREADGROUP reply: [id, message bytes]. */
-function entries(reply: Reply): [string, Buffer][] {
+/** Stream entries of an XREAD/XREADGROUP reply: [id, message bytes (null: a pending entry deleted meanwhile)]. */
+function entries(reply: Reply): [string, Buffer | null][] {
   if (!reply) return [];
-  const out: [string, Buffer][] = [];
-  for (const [, items] of reply as [Buffer, [Buffer, Buffer[]][]][]) {
-    for (const [id, fields] of items) {
-      // A pending entry deleted meanwhile comes back with no fields.
-      if (fields && fields.length >= 2) out.push([id.toString(), fields[1]]);
-    }
+  const out: [string, Buffer | null][] = [];
+  for (const [, items] of reply as [Buffer, [Buffer, Buffer[] | null][]][]) {
+    for (const [id, fields] of items) out.push([id.toString(), fields && fields.length >= 2 ? fields[1] : null]);
   }
   return out;
 }
@@ -149,6 +151,8 @@ export interface LocalStages {
 /** The coordinator's side: sends the chain to stage 1's stream, reads the replies stream, starts local stages if asked. */
 export class RedisTransport implements StageTransport {
   private closed = false;
+  /** Set when closing: a stage that exits now is not restarted. */
+  private closing = false;
   private readonly children: (ChildProcess | null)[] = [];
   private readonly restarts: number[];
   private failure: ((e: Error) => void) | null = null;
@@ -202,7 +206,7 @@ export class RedisTransport implements StageTransport {
     });
     child.on('exit', (code, signal) => {
       this.children[s] = null;
-      if (this.closed || code === 0) return;
+      if (this.closing || code === 0) return;
       const name = stageName(s, this.inits[s]);
       const how = signal ? `was killed (${signal})` : `exited with code ${code}`;
       if (code === 2 || this.restarts[s] >= (local.maxRestarts ?? 5)) {
@@ -231,7 +235,7 @@ export class RedisTransport implements StageTransport {
           const got = entries(await call(this.reader, ['XREAD', 'COUNT', '64', 'BLOCK', '500', 'STREAMS', key, last], this.url));
           for (const [id, bytes] of got) {
             last = id;
-            onReply(decodeMessage<StageReply>(bytes));
+            if (bytes) onReply(decodeMessage<StageReply>(bytes));
           }
           if (got.length > 0) await call(this.reader, ['XDEL', key, ...got.map(([id]) => id)], this.url);
         } catch (e) {
@@ -244,6 +248,7 @@ export class RedisTransport implements StageTransport {
 
   /** Waits for local stages to end (they end on 'stop'; killed after `graceMs`), then disconnects. */
   async close(graceMs = 10_000): Promise<void> {
+    this.closing = true;
     const alive = this.children.filter((c): c is ChildProcess => c != null);
     await Promise.all(
       alive.map(
@@ -351,16 +356,23 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
     // First what this consumer read before and did not acknowledge (a restart), then new entries.
     let from = '0';
     for (;;) {
-      let got: [string, Buffer][];
+      let got: [string, Buffer | null][];
       try {
         got = entries(await call(reader, ['XREADGROUP', 'GROUP', GROUP, `stage-${o.stage}`, 'COUNT', '16', 'BLOCK', '1000', 'STREAMS', inKey, from], o.url));
       } catch (e) {
         if (/NOGROUP/.test((e as Error).message)) throw new StageError(`${stage.name}: run "${o.run}"'s streams are gone (its coordinator started it again)`);
         throw e;
       }
-      if (from === '0' && got.length === 0) from = '>';
+      // Pending entries are read in pages after the last one seen, then new entries ('>').
+      if (from !== '>') from = got.length === 0 ? '>' : got[got.length - 1][0];
       for (const [id, bytes] of got) {
+        if (!bytes) {
+          unacked.push(id);
+          continue;
+        }
         const m = decodeMessage<ChainMessage>(bytes);
+        // A repeat (read again after a restart, or sent twice) is acknowledged with the rest, not counted.
+        const fresh = m.seq > stage.seq;
         let out;
         try {
           out = await stage.handle(m);
@@ -371,8 +383,8 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
         if (out.forward && outKey) await call(client, ['XADD', outKey, '*', 'm', Buffer.from(encodeMessage(out.forward))], o.url);
         await publish(out.replies);
         unacked.push(id);
-        if (m.type === 'step') steps++;
-        if (steps >= every || m.type !== 'step') await checkpoint();
+        if (fresh && m.type === 'step') steps++;
+        if (steps >= every || (fresh && m.type !== 'step')) await checkpoint();
         if (m.type === 'stop') return { seq: stage.seq };
       }
     }
