@@ -28,6 +28,18 @@ export const stageCommand: Command = {
     const stage = values.stage as number;
     if (stage > stages) throw new OptionError('stage', `--stage must be between 1 and --of (${stages}), got ${stage}`);
     const run = values.run as string;
+    // Started by a local coordinator (sll train --broker): end with it, even if it was killed outright.
+    const parent = Number(process.env.SLL_STAGE_PARENT);
+    if (parent > 0) {
+      setInterval(() => {
+        try {
+          process.kill(parent, 0);
+        } catch {
+          console.error(`stage ${stage} of run "${run}": its coordinator (pid ${parent}) is gone; stopping (a restarted run starts its stages again)`);
+          process.exit(1);
+        }
+      }, 2000).unref();
+    }
     const { seq } = await runBrokerStage({
       url: values.broker as string,
       run,

@@ -196,7 +196,7 @@ export class RedisTransport implements StageTransport {
     const args = [local.cli, 'stage', '--broker', this.url, '--run', this.run, '--stage', String(s + 1), '--of', String(this.inits.length), '--out', local.dir(s)];
     if (resume) args.push('--resume');
     if (local.checkpointEvery) args.push('--checkpoint-every', String(local.checkpointEvery));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SLL_STAGE_PARENT: String(process.pid) } });
     this.children[s] = child;
     let tail = '';
     child.stderr!.on('data', (d: Buffer) => {

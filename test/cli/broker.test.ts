@@ -206,3 +206,31 @@ test('a bad or unreachable broker, a stage number out of range, and a silent sta
   assert.match(silent.stderr, /^sll: pipeline stage 1 \(units 1-2\) did not answer within 2 s \(the stages after it wait on it\)$/m);
   for (const r of [bad, unreachable, stage, silent]) assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
 });
+
+test('stage processes started by a coordinator end when it is killed outright (no orphans)', { skip, timeout: 120_000 }, async () => {
+  const out = tmp();
+  const pids = [1, 2].map((s) => path.join(out, 'stages', `stage-${s}`, 'stage.pid'));
+  let stages: number[] = [];
+  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--out', out], (child) => {
+    let seen = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (stages.length === 0 && /epoch 1\/3/.test(seen) && pids.every((f) => fs.existsSync(f))) {
+        stages = pids.map((f) => Number(fs.readFileSync(f, 'utf8')));
+        child.kill('SIGKILL');
+      }
+    });
+  });
+  assert.equal(r.code, null, 'the coordinator was killed');
+  assert.equal(stages.length, 2);
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 100 && stages.some(alive); i++) await new Promise((res) => setTimeout(res, 100));
+  assert.deepEqual(stages.filter(alive), [], 'every stage process ended');
+});
