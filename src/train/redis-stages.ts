@@ -114,6 +114,12 @@ async function call(client: Client, args: (string | Buffer)[], url: string): Pro
   }
 }
 
+/** `value` encoded, as a Buffer over the encoding's bytes (no copy). */
+function wire(value: unknown): Buffer {
+  const bytes = encodeMessage(value);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 /** Stream entries of an XREAD/XREADGROUP reply: [id, message bytes (null: a pending entry deleted meanwhile)]. */
 function entries(reply: Reply): [string, Buffer | null][] {
   if (!reply) return [];
@@ -181,7 +187,7 @@ export class RedisTransport implements StageTransport {
     const keys = brokerKeys(run);
     await clearRun(client, url, run);
     for (const [s, init] of inits.entries()) {
-      await call(client, ['SET', keys.init(s), Buffer.from(encodeMessage(init))], url);
+      await call(client, ['SET', keys.init(s), wire(init)], url);
       await call(client, ['XGROUP', 'CREATE', keys.chain(s), GROUP, '0', 'MKSTREAM'], url);
     }
     const meta: RunMeta = { generation: randomUUID(), stages: inits.length };
@@ -220,7 +226,7 @@ export class RedisTransport implements StageTransport {
   }
 
   async send(m: ChainMessage): Promise<void> {
-    const bytes = Buffer.from(encodeMessage(m));
+    const bytes = wire(m);
     this.bytesSent += bytes.length;
     await call(this.client, ['XADD', brokerKeys(this.run).chain(0), '*', 'm', bytes], this.url);
   }
@@ -337,7 +343,7 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
       if (!/BUSYGROUP/.test((e as Error).message)) throw e;
     }
     const publish = async (replies: StageReply[]) => {
-      for (const r of replies) await call(client, ['XADD', keys.replies, '*', 'm', Buffer.from(encodeMessage(r))], o.url);
+      for (const r of replies) await call(client, ['XADD', keys.replies, '*', 'm', wire(r)], o.url);
     };
     await publish([{ type: 'ready', stage: o.stage, seq: stage.seq }]);
     const every = Math.max(1, o.checkpointEvery);
@@ -380,7 +386,7 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
           await publish([{ type: 'error', stage: o.stage, who: stage.name, message: (e as Error).message, stack: (e as Error).stack ?? '' }]);
           throw e;
         }
-        if (out.forward && outKey) await call(client, ['XADD', outKey, '*', 'm', Buffer.from(encodeMessage(out.forward))], o.url);
+        if (out.forward && outKey) await call(client, ['XADD', outKey, '*', 'm', wire(out.forward)], o.url);
         await publish(out.replies);
         unacked.push(id);
         if (fresh && m.type === 'step') steps++;
