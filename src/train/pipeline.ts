@@ -180,6 +180,8 @@ export class PipelineEngine implements StepEngine {
         }),
     );
     const answered = this.guarded(Promise.all(replies), () => this.ranges.map((_, s) => s).filter((s) => !got.has(s)));
+    // If the send fails, `answered` is never awaited: its rejection (the same failure) must not go unhandled.
+    answered.catch(() => {});
     await this.guarded(this.transport.send(message(seq)), () => [0]);
     return answered;
   }
