@@ -15,6 +15,7 @@ export {
   IMAGENET_MEAN,
   IMAGENET_STD,
   type ImageFolderIndex,
+  type ImageFolderOptions,
   type ImageFolderSplit,
   imageFilesDataset,
   listImageFolder,
@@ -44,6 +45,22 @@ export {
   type RunCallbacks,
   type RunControl,
 } from './recipe/run.js';
+export {
+  gridValueText,
+  meanStd,
+  parseGrid,
+  runSweep,
+  summarizeSweep,
+  sweepCells,
+  type CellStatus,
+  type GridAxis,
+  type SweepCallbacks,
+  type SweepCell,
+  type SweepCellResult,
+  type SweepResult,
+  type SweepRow,
+  type SweepSpec,
+} from './recipe/sweep.js';
 export { PipelineEngine, StageError, ThreadTransport, stageInits, type PipelineOptions, type StageTransport } from './train/pipeline.js';
 export {
   CURVE_MEASURES,
@@ -65,6 +82,6 @@ export { embed, representations, sharedHistograms, type Representations, type Un
 export { centredGram, ckaMatrix, ckaOfGrams, linearCka } from './report/cka.js';
 export { finiteRange, histogram, type Histogram } from './report/histogram.js';
 export { buildReport, readMemoryRows, readMetrics, type ReportFacts, type ReportInput } from './report/page.js';
-export { comparisonTable } from './report/summary.js';
+export { comparisonTable, markdownTable, sweepTable, textTable } from './report/summary.js';
 
 registerFileSystem();

@@ -7,6 +7,7 @@ import { evaluateCommand } from './evaluate.js';
 import { predictCommand } from './predict.js';
 import { reportCommand } from './report.js';
 import { stageCommand } from './stage.js';
+import { sweepCommand } from './sweep.js';
 import { trainCommand } from './train.js';
 
-export const COMMANDS: readonly Command[] = [trainCommand, evaluateCommand, predictCommand, compareCommand, reportCommand, benchMemoryCommand, convertCommand, stageCommand];
+export const COMMANDS: readonly Command[] = [trainCommand, sweepCommand, evaluateCommand, predictCommand, compareCommand, reportCommand, benchMemoryCommand, convertCommand, stageCommand];

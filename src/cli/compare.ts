@@ -1,6 +1,6 @@
 /** `sll compare DIR...`: saved runs side by side (a table, or one JSON line per run with --json). */
 import { compareRuns } from '../io/runs.js';
-import { comparisonTable } from '../report/summary.js';
+import { comparisonTable, textTable } from '../report/summary.js';
 import type { Command } from './args.js';
 
 export const compareCommand: Command = {
@@ -38,7 +38,5 @@ function compare(dirs: string[], json: boolean): void {
     }
     return;
   }
-  const { header, rows } = comparisonTable({ runs, differing });
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  for (const r of [header, ...rows]) console.log(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+  console.log(textTable(comparisonTable({ runs, differing })));
 }

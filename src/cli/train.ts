@@ -10,6 +10,7 @@ import { DivergenceError } from '../train/divergence.js';
 import { FitInterrupted } from '../train/fit.js';
 import type { Command, Flag } from './args.js';
 import { ProgressBar, epochTable, pct } from './progress.js';
+import { listenForStop } from './signals.js';
 
 /** Every run option as a flag: its kind, values, description and default from the one option table. */
 export function runFlags(): Record<string, Flag> {
@@ -20,10 +21,6 @@ export function runFlags(): Record<string, Flag> {
     }),
   );
 }
-
-/** Signals that stop a run after a checkpoint, and the exit code of each (128 + its number, as shells report it). */
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
 
 export const trainCommand: Command = {
   name: 'train',
@@ -56,13 +53,7 @@ export const trainCommand: Command = {
     const out = resume ?? outFlag ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
     let bar: ProgressBar | null = null;
     let method = o.method;
-    let stopSignal: NodeJS.Signals | null = null;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (stopSignal) process.exit(SIGNAL_EXIT[signal]);
-      stopSignal = signal;
-      process.stderr.write(`\nsll: ${signal}: stopping after this step (a checkpoint is written first); send it again to quit now\n`);
-    };
-    for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+    const signals = listenForStop();
     const callbacks: RunCallbacks = {
       onData: (data, run) => {
         bar = new ProgressBar(run.epochs, run.batchSize);
@@ -75,7 +66,7 @@ export const trainCommand: Command = {
       onEpochEnd: (_epoch, metrics, evaluation) => console.log(epochTable(metrics, evaluation, method)),
       warn: (message) => console.error(`sll: ${message}`),
     };
-    const control = { stopRequested: () => stopSignal !== null, overwrite: overwrite === true };
+    const control = { stopRequested: signals.stopRequested, overwrite: overwrite === true };
     try {
       const { summary } = resume
         ? await resumeTraining(resume, callbacks, control, given.backend ? { backend: o.backend } : {})
@@ -94,7 +85,7 @@ export const trainCommand: Command = {
     } catch (e) {
       if (e instanceof FitInterrupted) {
         console.error(`sll: ${e.message}; checkpoint written, continue with: sll train --resume ${out}`);
-        return SIGNAL_EXIT[stopSignal ?? 'SIGINT'];
+        return signals.exitCode();
       }
       if (e instanceof DataError && e.checkpointStep !== undefined) {
         console.error(`sll: ${e.message}`);
@@ -112,7 +103,7 @@ export const trainCommand: Command = {
       }
       throw e;
     } finally {
-      for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+      signals.dispose();
     }
   },
 };

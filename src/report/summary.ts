@@ -1,6 +1,7 @@
 /** The runs side by side as a table: what `sll compare` prints and the report's summary shows. */
 import type { RunComparison } from '../io/runs.js';
 import { flagName } from '../recipe/options.js';
+import { gridValueText, type SweepRow } from '../recipe/sweep.js';
 
 /** Columns of their own already show these options. */
 const SHOWN = new Set(['method', 'model', 'dataset', 'epochs']);
@@ -27,4 +28,35 @@ export function comparisonTable(comparison: RunComparison): { header: string[]; 
       s.unit_test_accuracy.map((a) => (a * 100).toFixed(1)).join(' '),
     ]),
   };
+}
+
+/**
+ * A sweep's grid points as a table: the grid values, the seeds, the test accuracy as mean ± std over the
+ * seeds (percent), each head's mean and the mean training time.
+ */
+export function sweepTable(rows: readonly SweepRow[]): { header: string[]; rows: string[][] } {
+  const names = rows.length > 0 ? Object.keys(rows[0].point) : [];
+  const pct = (a: number) => (100 * a).toFixed(2);
+  return {
+    header: [...names, 'seeds', 'test acc (%)', 'per head (%)', 'train time'],
+    rows: rows.map((r) => [
+      ...names.map((k) => gridValueText(r.point[k])),
+      String(r.seeds.length),
+      r.seeds.length > 1 ? `${pct(r.mean)} ± ${pct(r.std)}` : pct(r.mean),
+      r.unitMeans.map((a) => (100 * a).toFixed(1)).join(' '),
+      `${r.trainSeconds.toFixed(0)} s`,
+    ]),
+  };
+}
+
+/** A table as aligned plain text (what the CLI prints). */
+export function textTable(t: { header: string[]; rows: string[][] }): string {
+  const widths = t.header.map((h, i) => Math.max(h.length, ...t.rows.map((r) => r[i].length)));
+  return [t.header, ...t.rows].map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+/** A table in Markdown (for README and lab notes). */
+export function markdownTable(t: { header: string[]; rows: string[][] }): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(t.header), line(t.header.map(() => '---')), ...t.rows.map(line)].join('\n');
 }

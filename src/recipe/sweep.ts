@@ -1,0 +1,314 @@
+/**
+ * Grids of runs as one call (Node): every combination of the grid's values and the seeds is a run of its
+ * own in DIR/<cell>, trained as `runTraining` trains. A sweep can be stopped and started again at will: a
+ * finished cell (summary.json) is skipped, an interrupted one resumed from its newest checkpoint, and a cell
+ * folder holding a run of other options is refused rather than reused. DIR/sweep.jsonl holds one line per
+ * finished cell; `summarizeSweep` gives the mean and standard deviation over seeds of each grid point.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CheckpointError, listCheckpoints } from '../io/checkpoint.js';
+import { writeFileAtomic } from '../io/model-files.js';
+import { readRunRecord } from '../io/run-folder.js';
+import { readRunSummary, type RunSummary } from '../io/runs.js';
+import { OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from './options.js';
+import { resumeTraining, runTraining, type RunCallbacks, type RunControl } from './run.js';
+
+/** One axis of a grid: a run option and the values it takes, in order. */
+export interface GridAxis {
+  option: keyof RunOptions;
+  values: unknown[];
+}
+
+/** What a sweep runs: the options every cell shares, the grid, and the seeds each grid point is run with. */
+export interface SweepSpec {
+  base: Partial<RunOptions>;
+  grid: GridAxis[];
+  /** Each grid point is trained once per seed (`--seed`). */
+  seeds: number[];
+}
+
+/** One run of a sweep. */
+export interface SweepCell {
+  /** The folder's name: the grid values and the seed, e.g. `proj-dim=64,seed=0`. */
+  name: string;
+  dir: string;
+  /** The grid point, by flag name without dashes (`{ 'proj-dim': 64 }`). */
+  point: Record<string, unknown>;
+  seed: number;
+  /** The cell's whole, checked options. */
+  options: RunOptions;
+}
+
+/** How a cell was brought to its end in this call. */
+export type CellStatus = 'trained' | 'resumed' | 'skipped';
+
+/** A finished cell: a line of DIR/sweep.jsonl. */
+export interface SweepCellResult {
+  cell: string;
+  dir: string;
+  point: Record<string, unknown>;
+  seed: number;
+  status: CellStatus;
+  test_accuracy: number;
+  unit_test_accuracy: number[];
+  ensemble_test_accuracy: number | null;
+  train_seconds: number;
+  epochs: number;
+}
+
+/** A grid point over its seeds. */
+export interface SweepRow {
+  point: Record<string, unknown>;
+  seeds: number[];
+  /** Mean and sample standard deviation (n - 1; 0 for one seed) of the test accuracy, 0..1. */
+  mean: number;
+  std: number;
+  /** Mean test accuracy of each head (SLL) or of the classifier (BP), 0..1. */
+  unitMeans: number[];
+  /** Mean training time, seconds. */
+  trainSeconds: number;
+}
+
+/** The cells of a sweep, in the order they run. */
+export interface SweepResult {
+  cells: SweepCellResult[];
+  rows: SweepRow[];
+}
+
+/** What a sweep tells its front end. */
+export interface SweepCallbacks {
+  /** Cell `index` (0-based) of `total` starts ('trained' from scratch, 'resumed'), or is skipped as finished. */
+  onCell?(cell: SweepCell, index: number, total: number, status: CellStatus): void;
+  /** The callbacks of the cell's run (progress, warnings). */
+  runCallbacks?(cell: SweepCell): RunCallbacks;
+  /** A cell ended (or was found finished). */
+  onCellEnd?(result: SweepCellResult): void;
+}
+
+/** Options a grid may not vary: the seed has --seeds; the rest name one run on a broker. */
+const NOT_IN_GRID = new Set<keyof RunOptions>(['seed', 'broker', 'run', 'remoteStages']);
+
+/** Where a cell runs and how it reports, not what it computes: a finished cell is reused whatever these were. */
+const EXECUTION_ONLY = new Set(
+  (Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).filter((k) => OPTION_TABLE[k].group === 'execution'),
+);
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * Parses a grid: `name=v1,v2,...` items separated by spaces or ';', each name a run option as its flag is
+ * written without the dashes (`proj-dim=64,128,256 lr=1e-3,3e-3`). A per-unit value of `--lr` or
+ * `--lambda` separates its units with '/' (`lambda=1/0.5/0.25,1`). Throws OptionError for an unknown
+ * option, one given twice, one a grid may not vary (seed: use the seeds), no values, a value given twice,
+ * or a value that is not of the option's kind.
+ */
+export function parseGrid(spec: string): GridAxis[] {
+  const byFlag = new Map((Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).map((k) => [flagName(k).slice(2), k]));
+  const items = spec.split(/[\s;]+/).filter((s) => s !== '');
+  if (items.length === 0) throw new OptionError('grid', '--grid needs at least one NAME=V1,V2,... (e.g. --grid proj-dim=64,128)');
+  const axes: GridAxis[] = [];
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new OptionError('grid', `--grid: '${item}' is not NAME=V1,V2,... (e.g. proj-dim=64,128)`);
+    const name = item.slice(0, eq).replace(/^--/, '');
+    const option = byFlag.get(name);
+    if (option === undefined) throw new OptionError('grid', `--grid: unknown option '${name}' (sll train --help lists them, without the dashes)`);
+    if (NOT_IN_GRID.has(option)) {
+      throw new OptionError('grid', option === 'seed' ? '--grid: vary the seed with --seeds 0,1,2, not in the grid' : `--grid: ${name} names one run and cannot vary in a sweep`);
+    }
+    if (axes.some((a) => a.option === option)) throw new OptionError('grid', `--grid: ${name} is given twice`);
+    const raw = item.slice(eq + 1).split(',');
+    if (raw.some((v) => v === '')) throw new OptionError('grid', `--grid: ${name} has an empty value in '${item}'`);
+    const values = raw.map((v) => gridValue(option, name, v));
+    const keys = values.map((v) => JSON.stringify(v));
+    const twice = keys.find((k, i) => keys.indexOf(k) !== i);
+    if (twice !== undefined) throw new OptionError('grid', `--grid: ${name} lists ${twice} twice`);
+    axes.push({ option, values });
+  }
+  return axes;
+}
+
+function gridValue(option: keyof RunOptions, name: string, raw: string): unknown {
+  const spec = OPTION_TABLE[option];
+  const number = (s: string) => {
+    if (!NUMBER.test(s)) throw new OptionError('grid', `--grid: ${name} takes numbers, got '${s}'`);
+    return Number(s);
+  };
+  switch (spec.kind) {
+    case 'int':
+    case 'number':
+      if (spec.nullable && (raw === 'none' || raw === 'auto')) return null;
+      return number(raw);
+    case 'numbers': {
+      const list = raw.split('/').map(number);
+      return list.length === 1 ? list[0] : list;
+    }
+    case 'boolean':
+      if (raw !== 'true' && raw !== 'false') throw new OptionError('grid', `--grid: ${name} takes true or false, got '${raw}'`);
+      return raw === 'true';
+    case 'string':
+      if (spec.values && !spec.values.includes(raw)) throw new OptionError('grid', `--grid: ${name} must be one of ${spec.values.join(', ')}, got '${raw}'`);
+      return raw;
+    case 'path':
+      return raw;
+  }
+}
+
+/** A value as a folder name and a table cell show it (per-unit lists joined by '/'). */
+export function gridValueText(v: unknown): string {
+  return Array.isArray(v) ? v.join('/') : String(v);
+}
+
+/**
+ * Every cell of `spec` under `outDir`, grid points in order (the first axis slowest), each with every
+ * seed. Each cell's options are checked here, so a bad combination fails before any training (OptionError
+ * naming the cell).
+ */
+export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
+  if (spec.seeds.length === 0) throw new OptionError('seeds', '--seeds needs at least one seed');
+  for (const s of spec.seeds) {
+    if (!Number.isSafeInteger(s) || s < 0) throw new OptionError('seeds', `--seeds must be integers >= 0, got ${s}`);
+  }
+  if (new Set(spec.seeds).size !== spec.seeds.length) throw new OptionError('seeds', `--seeds lists a seed twice: ${spec.seeds.join(',')}`);
+  let points: { values: Partial<RunOptions>; point: Record<string, unknown> }[] = [{ values: {}, point: {} }];
+  for (const axis of spec.grid) {
+    const name = flagName(axis.option).slice(2);
+    points = points.flatMap((p) => axis.values.map((v) => ({ values: { ...p.values, [axis.option]: v }, point: { ...p.point, [name]: v } })));
+  }
+  return points.flatMap(({ values, point }) =>
+    spec.seeds.map((seed) => {
+      const name = [...Object.entries(point).map(([k, v]) => `${k}=${gridValueText(v)}`), `seed=${seed}`].join(',').replace(/[^\w.=,+-]/g, '_');
+      let options: RunOptions;
+      try {
+        options = resolveOptions({ ...spec.base, ...values, seed });
+      } catch (e) {
+        if (e instanceof OptionError) throw new OptionError(e.option, `sweep cell ${name}: ${e.message}`);
+        throw e;
+      }
+      return { name, dir: path.join(outDir, name), point, seed, options };
+    }),
+  );
+}
+
+/** The options in which a recorded run differs from the cell's (execution options aside), as "--flag a vs b". */
+function optionDifferences(recorded: Record<string, unknown>, cell: RunOptions): string[] {
+  return (Object.keys(OPTION_TABLE) as (keyof RunOptions)[])
+    .filter((k) => !EXECUTION_ONLY.has(k) && k in recorded && JSON.stringify(recorded[k]) !== JSON.stringify(cell[k]))
+    .map((k) => `${flagName(k)} ${JSON.stringify(recorded[k])} there, ${JSON.stringify(cell[k])} here`);
+}
+
+function refuseOther(cell: SweepCell, recorded: Record<string, unknown>): void {
+  const diff = optionDifferences(recorded, cell.options);
+  if (diff.length > 0) {
+    throw new OptionError(
+      'out',
+      `sweep cell ${cell.dir} holds a run of other options (${diff.join('; ')}): give the sweep another --out, or remove that folder`,
+    );
+  }
+}
+
+function cellResult(cell: SweepCell, summary: RunSummary, status: CellStatus): SweepCellResult {
+  return {
+    cell: cell.name,
+    dir: cell.dir,
+    point: cell.point,
+    seed: cell.seed,
+    status,
+    test_accuracy: summary.test_accuracy,
+    unit_test_accuracy: summary.unit_test_accuracy,
+    ensemble_test_accuracy: summary.ensemble_test_accuracy,
+    train_seconds: summary.train_seconds,
+    epochs: summary.epochs,
+  };
+}
+
+/**
+ * Runs every cell of `spec` under `outDir`, one after another: a finished cell is skipped, an interrupted
+ * one resumed, the others trained. DIR/sweep.jsonl is rewritten after each cell with every finished cell
+ * of this grid. A stop request (`control.stopRequested`) checkpoints the running cell and rejects with
+ * FitInterrupted; the same call again carries on. Throws OptionError before training anything when a cell's
+ * options are bad or a cell folder holds a run of other options.
+ */
+export async function runSweep(spec: SweepSpec, outDir: string, callbacks: SweepCallbacks = {}, control: Pick<RunControl, 'stopRequested'> = {}): Promise<SweepResult> {
+  const cells = sweepCells(spec, outDir);
+  // Every folder is checked before the first cell trains: a clash found after hours of training helps no one.
+  const found = cells.map((cell) => {
+    const summaryFile = path.join(cell.dir, 'summary.json');
+    if (fs.existsSync(summaryFile)) {
+      const summary = readRunSummary(cell.dir);
+      refuseOther(cell, summary.options);
+      return { summary };
+    }
+    const record = fs.existsSync(cell.dir) ? readRunRecord(cell.dir) : null;
+    if (record) refuseOther(cell, record.options);
+    return { summary: null, started: record !== null && listCheckpoints(cell.dir).length > 0 };
+  });
+  fs.mkdirSync(outDir, { recursive: true });
+  const results: SweepCellResult[] = [];
+  const writeLines = () => writeFileAtomic(path.join(outDir, 'sweep.jsonl'), results.map((r) => JSON.stringify(r) + '\n').join(''));
+  for (const [i, cell] of cells.entries()) {
+    const state = found[i];
+    let result: SweepCellResult;
+    if (state.summary) {
+      callbacks.onCell?.(cell, i, cells.length, 'skipped');
+      result = cellResult(cell, state.summary, 'skipped');
+    } else {
+      const run = callbacks.runCallbacks?.(cell) ?? {};
+      let summary: RunSummary | null = null;
+      if (state.started) {
+        try {
+          callbacks.onCell?.(cell, i, cells.length, 'resumed');
+          summary = (await resumeTraining(cell.dir, run, control, { backend: cell.options.backend })).summary;
+          result = cellResult(cell, summary, 'resumed');
+        } catch (e) {
+          // Checkpoints, but none whole: the cell starts again.
+          if (!(e instanceof CheckpointError)) throw e;
+          run.warn?.(`${cell.dir}: ${e.message}; training the cell from the start`);
+        }
+      }
+      if (!summary) {
+        if (!state.started) callbacks.onCell?.(cell, i, cells.length, 'trained');
+        // The folder holds nothing, or a start of this same cell: replacing it loses nothing.
+        summary = (await runTraining(cell.options, cell.dir, run, { ...control, overwrite: true })).summary;
+        result = cellResult(cell, summary, 'trained');
+      }
+    }
+    results.push(result!);
+    writeLines();
+    callbacks.onCellEnd?.(result!);
+  }
+  writeLines();
+  return { cells: results, rows: summarizeSweep(results) };
+}
+
+/** Mean and sample standard deviation (n - 1; 0 for one value). */
+export function meanStd(values: readonly number[]): { mean: number; std: number } {
+  if (values.length === 0) throw new RangeError('meanStd of no values');
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  if (values.length === 1) return { mean, std: 0 };
+  const ss = values.reduce((a, v) => a + (v - mean) ** 2, 0);
+  return { mean, std: Math.sqrt(ss / (values.length - 1)) };
+}
+
+/** The cells grouped by grid point (in the order points first appear), each with its mean ± std over seeds. */
+export function summarizeSweep(cells: readonly SweepCellResult[]): SweepRow[] {
+  const groups = new Map<string, SweepCellResult[]>();
+  for (const c of cells) {
+    const key = JSON.stringify(c.point);
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push(c);
+  }
+  return [...groups.values()].map((group) => {
+    const { mean, std } = meanStd(group.map((c) => c.test_accuracy));
+    const heads = Math.min(...group.map((c) => c.unit_test_accuracy.length));
+    return {
+      point: group[0].point,
+      seeds: group.map((c) => c.seed),
+      mean,
+      std,
+      unitMeans: Array.from({ length: heads }, (_, u) => meanStd(group.map((c) => c.unit_test_accuracy[u])).mean),
+      trainSeconds: meanStd(group.map((c) => c.train_seconds)).mean,
+    };
+  });
+}
