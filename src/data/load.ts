@@ -19,6 +19,11 @@ export interface LoadDatasetOptions {
   seed?: number;
   /** imagefolder only: images are resized to imageSize x imageSize (default 64). */
   imageSize?: number;
+  /**
+   * imagefolder only: the folder of the pixel cache, which decodes each image once (see loadImageFolder);
+   * null (default): beside the data, or the user's cache folder (`~/.cache/sll`) when that is read-only.
+   */
+  cacheDir?: string | null;
 }
 
 const DATA_DIR_HINT: Partial<Record<DatasetName, string>> = {
@@ -43,7 +48,7 @@ export function loadDataset(name: DatasetName, opts: LoadDatasetOptions = {}): D
     case 'cifar100':
       return loadCifar100(needDir());
     case 'imagefolder':
-      return loadImageFolder(needDir(), { imageSize: opts.imageSize });
+      return loadImageFolder(needDir(), { imageSize: opts.imageSize, cache: true, cacheDir: opts.cacheDir ?? null });
     default:
       // Reachable from untyped callers (CLI strings, JSON configs).
       throw new DataError(`unknown dataset '${String(name)}' (expected one of: ${DATASETS.join(', ')})`);
