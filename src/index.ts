@@ -23,6 +23,7 @@ export {
 export { stopGradient } from './objectives/stop-gradient.js';
 export { alignmentLoss, negLogBhattacharyya, predictionLoss, unitLoss, type UnitLossParts } from './objectives/unit-loss.js';
 export { MODEL_FORMAT, ModelFileError, fromArtifacts, toArtifacts, toPredictor, type SllArtifacts, type SllJson } from './io/artifacts.js';
+export { MODEL_FILES, WEIGHTS_FILE, artifactsFromModelFiles, layersModelFiles, layersModelFromFiles, modelFiles, type ModelFileReader } from './io/model-layout.js';
 export { BpTrainer } from './train/bp.js';
 export { callbackList, type CallbackParams, type TfCallback, type TfCallbacks } from './train/callbacks.js';
 export * from './train/config.js';

@@ -7,28 +7,25 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { ModelFileError, fromArtifacts, toArtifacts, type SllJson } from './artifacts.js';
+import { ModelFileError, fromArtifacts, toArtifacts } from './artifacts.js';
+import { WEIGHTS_FILE, artifactsFromModelFiles, layersModelFiles, layersModelFromFiles, modelFiles, type ModelFileReader } from './model-layout.js';
 import type { HeadedNetwork } from '../train/model.js';
 
-const WEIGHTS_FILE = 'weights.bin';
-
-/** Writes `model` into `dir`: model.json + weights.bin (the predictor), sll.json + heads.bin. */
+/** Writes `model` into `dir`: model.json + weights.bin (the predictor), sll.json + heads.bin, each atomically. */
 export async function saveModel(dir: string, model: HeadedNetwork): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
-  const { predictor, sll, heads } = await toArtifacts(model);
-  writeLayersModel(dir, predictor);
-  writeFileAtomic(path.join(dir, sll.headsWeights), new Uint8Array(heads.buffer, heads.byteOffset, heads.byteLength));
-  writeFileAtomic(path.join(dir, 'sll.json'), JSON.stringify(sll, null, 2));
+  const files = modelFiles(await toArtifacts(model));
+  // model.json last: a folder with a model.json holds a whole model.
+  for (const [name, bytes] of [...files].sort(([a], [b]) => Number(a === 'model.json') - Number(b === 'model.json'))) {
+    writeFileAtomic(path.join(dir, name), bytes);
+  }
 }
 
 /** The model saveModel wrote into `dir`: network, every head, the normalisation. */
 export async function loadModel(dir: string): Promise<HeadedNetwork> {
-  const sll = parseJson<SllJson>(readFile(dir, 'sll.json'), path.join(dir, 'sll.json'));
-  const predictor = readLayersModel(dir);
-  const bytes = readFile(dir, sll.headsWeights);
-  const heads = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const artifacts = artifactsFromModelFiles(folderReader(dir));
   try {
-    return await fromArtifacts({ predictor, sll, heads });
+    return await fromArtifacts(artifacts);
   } catch (e) {
     if (e instanceof ModelFileError) throw new ModelFileError(`${dir}: ${e.message}`);
     throw e;
@@ -37,42 +34,15 @@ export async function loadModel(dir: string): Promise<HeadedNetwork> {
 
 /** DIR/model.json (and its weights) as tfjs model artifacts. */
 export function readLayersModel(dir: string, file = 'model.json'): tf.io.ModelArtifacts {
-  const json = parseJson<tf.io.ModelJSON>(readFile(dir, file), path.join(dir, file));
-  if (!json.modelTopology || !Array.isArray(json.weightsManifest)) throw new ModelFileError(`${path.join(dir, file)} is not a tfjs layers model`);
-  const specs = json.weightsManifest.flatMap((group) => group.weights);
-  const buffers = json.weightsManifest.flatMap((group) => group.paths.map((p) => readFile(dir, p)));
-  const data = Buffer.concat(buffers);
-  // Truncated weights would otherwise load as garbage (checked for the plain 4-byte dtypes sll writes).
-  if (specs.every((s) => (s.dtype === 'float32' || s.dtype === 'int32') && !s.quantization)) {
-    const expected = specs.reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
-    if (data.byteLength !== expected) throw new ModelFileError(`${dir}: the weights hold ${data.byteLength} bytes, ${file} lists ${expected}`);
-  }
-  return {
-    modelTopology: json.modelTopology,
-    format: json.format,
-    generatedBy: json.generatedBy,
-    convertedBy: json.convertedBy,
-    userDefinedMetadata: json.userDefinedMetadata,
-    weightSpecs: specs,
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
-  };
+  return layersModelFromFiles(folderReader(dir), file);
 }
 
 /** Writes tfjs model artifacts as DIR/model.json + DIR/weights.bin, each atomically. */
 export function writeLayersModel(dir: string, artifacts: tf.io.ModelArtifacts): void {
   fs.mkdirSync(dir, { recursive: true });
-  const modelJson: tf.io.ModelJSON = {
-    modelTopology: artifacts.modelTopology!,
-    format: artifacts.format,
-    generatedBy: artifacts.generatedBy,
-    convertedBy: artifacts.convertedBy ?? null,
-    weightsManifest: [{ paths: [`./${WEIGHTS_FILE}`], weights: artifacts.weightSpecs ?? [] }],
-    ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
-  };
-  const weights = artifacts.weightData ?? new ArrayBuffer(0);
-  const bytes = Array.isArray(weights) ? Buffer.concat(weights.map((b) => new Uint8Array(b))) : new Uint8Array(weights);
-  writeFileAtomic(path.join(dir, WEIGHTS_FILE), bytes);
-  writeFileAtomic(path.join(dir, 'model.json'), JSON.stringify(modelJson));
+  const { modelJson, weights } = layersModelFiles(artifacts);
+  writeFileAtomic(path.join(dir, WEIGHTS_FILE), weights);
+  writeFileAtomic(path.join(dir, 'model.json'), modelJson);
 }
 
 type IORouter = Parameters<typeof tf.io.registerSaveRouter>[0];
@@ -169,16 +139,14 @@ export function appendFileChecked(file: string, text: string): void {
   }
 }
 
-function readFile(dir: string, name: string): Buffer {
-  const file = path.join(dir, name);
-  if (!fs.existsSync(file)) throw new ModelFileError(`${file} not found: is ${dir} a directory written by sll train?`);
-  return fs.readFileSync(file);
-}
-
-function parseJson<T>(bytes: Buffer, file: string): T {
-  try {
-    return JSON.parse(bytes.toString('utf8')) as T;
-  } catch (e) {
-    throw new ModelFileError(`${file} is not valid JSON: ${(e as Error).message}`);
-  }
+/** Reads a model's files from the folder `dir`. */
+function folderReader(dir: string): ModelFileReader {
+  return {
+    read(name) {
+      const file = path.join(dir, name);
+      if (!fs.existsSync(file)) throw new ModelFileError(`${file} not found: is ${dir} a directory written by sll train?`);
+      return fs.readFileSync(file);
+    },
+    describe: (name) => path.join(dir, name),
+  };
 }
