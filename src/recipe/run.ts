@@ -153,7 +153,7 @@ export function makeTrainer(model: HeadedNetwork, o: RunOptions): Trainer {
 
 /** The data of a run: the named data set, cut to the requested seeded subsets. */
 export function loadRunData(o: RunOptions): DataSplits {
-  const full = loadDataset(o.dataset, { dataDir: o.dataDir ?? undefined, seed: o.seed, imageSize: o.imageSize });
+  const full = loadDataset(o.dataset, { dataDir: o.dataDir ?? undefined, seed: o.seed, imageSize: o.imageSize, cacheDir: o.cacheDir });
   const data = {
     train: o.trainLimit ? subset(full.train, o.trainLimit, o.seed) : full.train,
     test: o.testLimit ? subset(full.test, o.testLimit, o.seed + 1) : full.test,

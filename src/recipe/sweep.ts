@@ -90,9 +90,10 @@ export interface SweepCallbacks {
 const NOT_IN_GRID = new Set<keyof RunOptions>(['seed', 'broker', 'run', 'remoteStages']);
 
 /** Where a cell runs and how it reports, not what it computes: a finished cell is reused whatever these were. */
-const EXECUTION_ONLY = new Set(
-  (Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).filter((k) => OPTION_TABLE[k].group === 'execution'),
-);
+const EXECUTION_ONLY = new Set<keyof RunOptions>([
+  ...(Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).filter((k) => OPTION_TABLE[k].group === 'execution'),
+  'cacheDir',
+]);
 
 const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 

@@ -76,14 +76,20 @@ test('sll train --model vgg11 --dataset cifar10 --data-dir DIR trains on the bin
   assert.equal(JSON.parse(e.stdout.trim().split('\n').at(-1)!).test_accuracy, summary.test_accuracy);
 });
 
-test('sll train --dataset imagefolder --data-dir DIR streams and resizes JPEG and PNG images, with BP too', () => {
+test('sll train --dataset imagefolder --data-dir DIR decodes and resizes JPEG and PNG images once (the cache beside them, or in --cache-dir), with BP too', () => {
   const root = imageFolder();
+  const cacheDir = tmp();
   for (const method of ['sll', 'bp']) {
+    const cache = method === 'bp' ? ['--cache-dir', cacheDir] : [];
     const r = sll('train', ...vgg, '--method', method, '--dataset', 'imagefolder', '--data-dir', root, '--image-size', '16',
-      '--batch-size', '4', '--out', tmp());
+      '--batch-size', '4', ...cache, '--out', tmp());
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /data: imagefolder, 12 train \/ 4 test examples, shape \[16,16,3\]/);
   }
+  // The SLL run cached beside the data; the BP run, told --cache-dir, there and only there.
+  const pixels = (dir: string) => fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith('.pixels'));
+  assert.equal(pixels(path.join(root, '.sll-cache')).length, 2);
+  assert.equal(pixels(cacheDir).length, 2);
 });
 
 test('data sets that need a folder say so, and a missing folder exits 2 naming it', () => {
