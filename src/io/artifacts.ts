@@ -106,6 +106,10 @@ function headLayers(head: ProjectionHead): tf.layers.Layer[] {
 
 /** `model` as data, its predictor reading out the last head (SLL) or the classifier (BP). */
 export async function toArtifacts(model: HeadedNetwork): Promise<SllArtifacts> {
+  // Read the heads' R asynchronously first: the webgpu backend cannot read synchronously in Node, except
+  // what an asynchronous read has cached on the CPU (toPredictor's readoutMatrix then finds R there).
+  const heads = [...model.heads, ...(model.inputHead ? [model.inputHead] : [])];
+  const matrices = await Promise.all(heads.map(async (h) => (await h.projection.data()) as Float32Array));
   const predictor = toPredictor(model);
   try {
     const artifacts = await new Promise<tf.io.ModelArtifacts>((resolve, reject) => {
@@ -118,8 +122,6 @@ export async function toArtifacts(model: HeadedNetwork): Promise<SllArtifacts> {
         )
         .catch(reject);
     });
-    const heads = [...model.heads, ...(model.inputHead ? [model.inputHead] : [])];
-    const matrices = heads.map((h) => h.projection.dataSync() as Float32Array);
     const bin = new Float32Array(matrices.reduce((n, m) => n + m.length, 0));
     matrices.reduce((offset, m) => (bin.set(m, offset), offset + m.length), 0);
     const readoutLayers = model.network.classifier ? chainLayers(model.network.classifier).length : headLayers(model.heads[model.heads.length - 1]).length;

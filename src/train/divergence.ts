@@ -31,11 +31,16 @@ export function assertFiniteStats(rows: readonly number[][], step: number, bp: b
   });
 }
 
-/** Throws DivergenceError when a weight is NaN or Inf: a checkpoint must never hold what a diverged update left. */
-export function assertFiniteWeights(network: Network, step: number): void {
+/**
+ * Rejects with DivergenceError when a weight is NaN or Inf: a checkpoint must never hold what a diverged
+ * update left. One read for the whole network, asynchronous (the webgpu backend cannot read synchronously
+ * in Node).
+ */
+export async function assertFiniteWeights(network: Network, step: number): Promise<void> {
   const groups = network.classifier ? [networkVariables(network)] : network.units.map((unit) => unitVariables(unit));
-  groups.forEach((variables, u) => {
-    const finite = tf.tidy(() => variables.every((v) => tf.all(tf.isFinite(v)).dataSync()[0] === 1));
-    if (!finite) throw new DivergenceError(network.classifier ? null : u + 1, step, 'weights', NaN);
-  });
+  const flags = tf.tidy(() => tf.stack(groups.map((variables) => tf.stack([tf.scalar(true, 'bool'), ...variables.map((v) => tf.all(tf.isFinite(v)))]).all())));
+  const finite = await flags.data();
+  flags.dispose();
+  const u = finite.findIndex((f) => f !== 1);
+  if (u >= 0) throw new DivergenceError(network.classifier ? null : u + 1, step, 'weights', NaN);
 }

@@ -64,8 +64,9 @@ export class SequentialEngine implements StepEngine {
       }
       const stats = this.trainer.step(b.x, b.labels, b.step);
       tf.dispose([b.x, b.labels]);
-      // A [units, 4] read per step: what the divergence guard needs to name the step that failed.
-      const rows = stats.arraySync();
+      // A [units, 4] read per step: what the divergence guard needs to name the step that failed. Read
+      // asynchronously: tfjs-backend-webgpu cannot read synchronously in Node (it needs OffscreenCanvas).
+      const rows = (await stats.array()) as number[][];
       stats.dispose();
       await onStep(b.step, b.n, rows);
     }

@@ -119,10 +119,12 @@ export async function unitActivity(model: HeadedNetwork, data: TrainingData, opt
     channelMax = nextMax;
     examples += batch.n;
   }
-  const zeroCounts = zeros.dataSync();
+  // Read asynchronously: the webgpu backend cannot read synchronously in Node.
+  const zeroCounts = await zeros.data();
+  const maxima = await Promise.all(channelMax.map((m) => m.data()));
   const result = units.map((unit, i) => ({
     zeroFraction: zeroCounts[i] / (examples * unit.outputShape.reduce((a, b) => a * b, 1)),
-    activeChannels: (channelMax[i].dataSync() as Float32Array).filter((m) => m > 0).length,
+    activeChannels: (maxima[i] as Float32Array).filter((m) => m > 0).length,
     channels: channels[i],
   }));
   tf.dispose([zeros, ...channelMax]);

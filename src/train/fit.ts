@@ -158,7 +158,7 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
   const checkpoint = async (snapshot: FitState) => {
     if (!hooks.onCheckpoint) return;
     await engine.sync();
-    assertFiniteWeights(model.network, snapshot.step - 1);
+    await assertFiniteWeights(model.network, snapshot.step - 1);
     await hooks.onCheckpoint(snapshot, await engine.optimizerStates(), snapshot.step);
   };
   const watched = watchedModel(model.network.model);

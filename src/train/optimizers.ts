@@ -57,16 +57,17 @@ type WithHidden = Partial<Record<(typeof HIDDEN_SCALARS)[number], tf.Variable>>;
 
 /** The state of `optimizer` as plain data (copied out of its tensors). */
 export async function optimizerState(optimizer: tf.Optimizer): Promise<OptimizerState> {
+  // Read asynchronously: the webgpu backend cannot read synchronously in Node.
   const [iter, ...slots] = await optimizer.getWeights();
   const scalars: Record<string, number> = {};
   for (const key of HIDDEN_SCALARS) {
     const v = (optimizer as unknown as WithHidden)[key];
-    if (v) scalars[key] = v.dataSync()[0];
+    if (v) scalars[key] = (await v.data())[0];
   }
   const state = {
-    iterations: iter.tensor.dataSync()[0],
+    iterations: (await iter.tensor.data())[0],
     scalars,
-    slots: slots.map((s) => ({ name: s.name, shape: s.tensor.shape, values: (s.tensor.dataSync() as Float32Array).slice() })),
+    slots: await Promise.all(slots.map(async (s) => ({ name: s.name, shape: s.tensor.shape, values: ((await s.tensor.data()) as Float32Array).slice() }))),
   };
   iter.tensor.dispose();
   return state;
