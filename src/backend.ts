@@ -10,10 +10,13 @@ import { NATIVE_BACKEND_NAME, loadNativeAddon, registerNativeBackend, setNativeT
 import { registerAdam } from './train/optimizers.js';
 import { applyWasmTrainingFixes } from './wasm/training-kernels.js';
 
-/** The backends `useBackend` knows: 'auto' is native when its addon is built, else wasm (with a notice saying why). */
-export type BackendName = 'auto' | 'native' | 'wasm' | 'cpu';
+/**
+ * The backends `useBackend` knows: 'auto' is native when its addon is built, else wasm (with a notice saying
+ * why); 'webgpu' is tfjs-backend-webgpu on the GPU through Dawn (gpu/webgpu-node.ts).
+ */
+export type BackendName = 'auto' | 'native' | 'wasm' | 'cpu' | 'webgpu';
 /** Every {@link BackendName}. */
-export const BACKENDS: readonly BackendName[] = ['auto', 'native', 'wasm', 'cpu'];
+export const BACKENDS: readonly BackendName[] = ['auto', 'native', 'wasm', 'cpu', 'webgpu'];
 
 /** A backend that is unknown, unavailable, or failed to initialise. */
 export class BackendError extends Error {
@@ -28,6 +31,24 @@ export function registerNative(): boolean {
   if (!registerNativeBackend()) return false;
   registerAdam(NATIVE_BACKEND_NAME, (lr, b1, b2, eps) => new NativeAdamOptimizer(lr, b1, b2, eps));
   return true;
+}
+
+/**
+ * Makes Dawn `navigator.gpu` and registers tfjs-backend-webgpu on it, both loaded only now (nothing of
+ * them for other backends), and says once on stderr which adapter it runs on.
+ */
+async function loadWebGpu(): Promise<void> {
+  const { describeAdapter, installWebGpu, WebGpuUnavailableError } = await import('./gpu/webgpu-node.js');
+  let adapter;
+  try {
+    ({ adapter } = await installWebGpu());
+  } catch (e) {
+    if (e instanceof WebGpuUnavailableError) throw new BackendError(`backend 'webgpu' is unavailable: ${e.message}`);
+    throw e;
+  }
+  if (tf.findBackendFactory('webgpu')) return;
+  await import('@tensorflow/tfjs-backend-webgpu');
+  console.error(`sll: webgpu on ${describeAdapter(adapter)}`);
 }
 
 /**
@@ -59,6 +80,7 @@ export async function useBackend(name: BackendName, threads: number | null = nul
       throw new BackendError((e as Error).message);
     }
   }
+  if (name === 'webgpu') await loadWebGpu();
   const ok = await tf.setBackend(name);
   await tf.ready();
   if (!ok || tf.getBackend() !== name) {

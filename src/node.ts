@@ -1,13 +1,15 @@
 /**
  * sll for Node: everything of the core (`sll`), plus what needs Node: the data sets on disk and in npm
- * packages, the backends (the native OpenBLAS one, wasm), the layer-parallel pipeline of worker threads,
- * models and checkpoints as files (and tfjs's `file://` scheme, registered on import), and runs described
- * by options as the CLI takes them (`runTraining`).
+ * packages, the backends (the native OpenBLAS one, wasm, webgpu through Dawn), the layer-parallel
+ * pipeline of worker threads, models and checkpoints as files (and tfjs's `file://` scheme, registered on
+ * import), and runs described by options as the CLI takes them (`runTraining`).
  */
 import { registerFileSystem } from './io/model-files.js';
 
 export * from './index.js';
 export { BACKENDS, BackendError, activeBackend, registerNative, useBackend, type BackendName } from './backend.js';
+export { installGpuCounters, type GpuCounters, type GpuCounts, type WebGpuClasses } from './gpu/counters.js';
+export { SWIFTSHADER_ICD, WebGpuUnavailableError, describeAdapter, installWebGpu, webGpuAdapter, type GpuAdapterDescription } from './gpu/webgpu-node.js';
 export { loadCifar10, loadCifar100 } from './data/cifar.js';
 export { loadFashionMnist } from './data/fashion-mnist.js';
 export { type RawImage, decodeImage, resizeImage, toRgb } from './data/image.js';

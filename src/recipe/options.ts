@@ -145,7 +145,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   token: { kind: 'string', values: TOKEN_POOLINGS, group: 'projection heads', description: 'vit: a head (and BP\'s classifier) reads the class token, or the mean over tokens' },
   seed: { kind: 'int', min: 0, group: 'training', description: 'seeds everything: weights, heads, masks, shuffling, augmentation, subsets' },
   ensemble: { kind: 'boolean', group: 'training', description: 'also report the ensemble of all heads (mean of their softmaxes)' },
-  backend: { kind: 'string', values: BACKENDS, group: 'execution', description: 'tfjs backend: native (OpenBLAS addon), wasm, cpu (pure JS), or auto (native if built, else wasm)' },
+  backend: { kind: 'string', values: BACKENDS, group: 'execution', description: 'tfjs backend: native (OpenBLAS addon), wasm, cpu (pure JS), webgpu (a GPU through Dawn and Vulkan), or auto (native if built, else wasm)' },
   threads: { kind: 'int', nullable: true, group: 'execution', description: 'BLAS threads of the native backend (default: all cores, or 1 per pipeline stage)' },
   checkpointEvery: { kind: 'int', min: 0, group: 'execution', description: 'also checkpoint every N steps (0: at epoch ends only)' },
   pipeline: { kind: 'int', group: 'execution', description: 'pipeline stages, each a worker thread training a contiguous range of units (1: sequential)' },

@@ -1,0 +1,137 @@
+/**
+ * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--batches 128,1024] [--steps S] [--warmup W]
+ *
+ * What one training step costs on the `webgpu` backend, counted at the WebGPU API (src/gpu/counters.ts):
+ * compute dispatches, tensor-data uploads, uniform/parameter writes and readbacks per step, and (without
+ * --count) milliseconds per step. Cases, built with the library's own code path (buildModel + makeTrainer,
+ * one `trainer.step` and the read of its [units, 4] stats, as SequentialEngine does every step):
+ *   mlp-sll  one SLL step of the MLP 784-1024x3 (3 local units, K = 10, keep 0.5, lambda 1, Adam 1e-3)
+ *   mlp-bp   the same MLP + a linear classifier, end-to-end backprop, Adam
+ * at each batch size. The minibatch is uploaded once before the steps (a training run uploads one per
+ * step, on top of the counts here). After W warm-up steps (shader compilation, buffer pools), S steps are
+ * counted and timed; the counts are per step (totals / S).
+ *
+ * `engine` names what runs the step: "tfjs-stock" is the step written with plain tfjs ops on
+ * tfjs-backend-webgpu; our fused engine will add rows of its own.
+ *
+ * The adapter: the GPU that Vulkan's loader finds (VK_DRIVER_FILES names a driver); with none found and
+ * no driver named, SwiftShader (Debian's chromium) when present. SwiftShader runs on the CPU: its counts
+ * are right, its times mean nothing (--count skips timing: ms_per_step is null).
+ *
+ * Output: a table on stdout; with --json, one JSON object per row instead:
+ * {case, engine, batch, adapter, dispatches_per_step, uploads_per_step, uniform_writes_per_step,
+ * readbacks_per_step, ms_per_step}. Progress goes to stderr.
+ */
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { useBackend } from '../src/backend.js';
+import { describeAdapter, installWebGpu } from '../src/gpu/webgpu-node.js';
+import type { GpuCounters } from '../src/gpu/counters.js';
+import { resolveOptions } from '../src/recipe/options.js';
+import { buildModel, makeTrainer } from '../src/recipe/run.js';
+import { disposeHeaded } from '../src/train/model.js';
+
+const CASES = ['mlp-sll', 'mlp-bp'] as const;
+type CaseName = (typeof CASES)[number];
+
+/** One row of the bench. */
+export interface GpuBenchRow {
+  case: CaseName;
+  engine: 'tfjs-stock';
+  batch: number;
+  adapter: string;
+  dispatches_per_step: number;
+  uploads_per_step: number;
+  uniform_writes_per_step: number;
+  readbacks_per_step: number;
+  ms_per_step: number | null;
+}
+
+const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+/** Counts (and times, unless `count`) `steps` steps of `name` at `batch` after `warmup` steps. */
+async function measure(name: CaseName, batch: number, counters: GpuCounters, o: { steps: number; warmup: number; count: boolean }, log: (s: string) => void) {
+  const opts = resolveOptions({ layers: 3, width: 1024, batchSize: batch, cropPadding: 0, method: name === 'mlp-bp' ? 'bp' : 'sll', backend: 'webgpu' });
+  const model = buildModel(opts, [28, 28, 1], 10);
+  const trainer = makeTrainer(model, opts);
+  trainer.setEpoch(0);
+  const x = tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1);
+  const labels = tf.tensor1d(Int32Array.from({ length: batch }, (_, i) => (i * 7) % 10), 'int32');
+  const step = async (i: number) => {
+    const stats = trainer.step(x, labels, i);
+    await stats.data();
+    stats.dispose();
+  };
+  for (let i = 0; i < o.warmup; i++) {
+    const t0 = performance.now();
+    await step(i);
+    log(`warm-up ${i + 1}/${o.warmup}: ${(performance.now() - t0).toFixed(0)} ms`);
+  }
+  counters.reset();
+  const t0 = performance.now();
+  for (let i = o.warmup; i < o.warmup + o.steps; i++) await step(i);
+  const ms = (performance.now() - t0) / o.steps;
+  const c = counters.read();
+  trainer.dispose();
+  tf.dispose([x, labels]);
+  disposeHeaded(model);
+  const per = (n: number) => Math.round((n / o.steps) * 10) / 10;
+  log(`${o.steps} steps: ${ms.toFixed(0)} ms/step, ${per(c.dispatches)} dispatches, ${per(c.uploads)} uploads, ${per(c.uniformWrites)} uniform writes, ${per(c.readbacks)} readbacks, ${per(c.submits)} submits per step`);
+  return {
+    dispatches_per_step: per(c.dispatches),
+    uploads_per_step: per(c.uploads),
+    uniform_writes_per_step: per(c.uniformWrites),
+    readbacks_per_step: per(c.readbacks),
+    ms_per_step: o.count ? null : Math.round(ms * 100) / 100,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      count: { type: 'boolean', default: false },
+      cases: { type: 'string', default: CASES.join(',') },
+      batches: { type: 'string', default: '128,1024' },
+      steps: { type: 'string' },
+      warmup: { type: 'string', default: '2' },
+    },
+  });
+  const cases = list(values.cases!) as CaseName[];
+  for (const c of cases) if (!CASES.includes(c)) throw new Error(`--cases: unknown case '${c}'; available: ${CASES.join(', ')}`);
+  const batches = list(values.batches!).map(Number);
+  for (const b of batches) if (!Number.isInteger(b) || b < 1) throw new Error(`--batches must be positive integers, got ${values.batches}`);
+  const steps = Number(values.steps ?? (values.count ? 3 : 10));
+  const warmup = Number(values.warmup);
+  if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be an integer >= 1, got ${values.steps}`);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be an integer >= 0, got ${values.warmup}`);
+
+  // Counters go on before tfjs-backend-webgpu makes its device, so that every call is seen.
+  const { adapter, counters } = await installWebGpu({ swiftShader: true, counters: true });
+  await useBackend('webgpu');
+  const name = describeAdapter(adapter);
+  if (adapter.architecture === 'swiftshader' && !values.count) process.stderr.write('bench:gpu: SwiftShader runs on the CPU; its times mean nothing (use --count)\n');
+
+  const rows: GpuBenchRow[] = [];
+  for (const c of cases) {
+    for (const batch of batches) {
+      const log = (s: string) => process.stderr.write(`[${c} B=${batch}] ${s}\n`);
+      const m = await measure(c, batch, counters!, { steps, warmup, count: values.count! }, log);
+      const row: GpuBenchRow = { case: c, engine: 'tfjs-stock', batch, adapter: name, ...m };
+      rows.push(row);
+      if (values.json) console.log(JSON.stringify(row));
+    }
+  }
+  if (values.json) return;
+  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'ms/step'];
+  const table = rows.map((r) => [r.case, r.engine, String(r.batch), String(r.dispatches_per_step), String(r.uploads_per_step), String(r.uniform_writes_per_step), String(r.readbacks_per_step), r.ms_per_step === null ? '-' : r.ms_per_step.toFixed(1)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
+  console.log(`adapter: ${name}; per step, after ${warmup} warm-up steps, over ${steps} steps`);
+  [header, ...table].forEach((r) => console.log(fmt(r)));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});
