@@ -18,7 +18,9 @@ export const MODEL_FILES = ['model.json', WEIGHTS_FILE, 'sll.json', 'heads.bin']
  * saying that it is missing. `describe` names a file in error messages (a path on disk, a picked file).
  */
 export interface ModelFileReader {
+  /** The bytes of the file `name`; throws ModelFileError when there is no such file. */
   read(name: string): Uint8Array;
+  /** How messages name the file `name` (its path on disk, or the name of a picked file). */
   describe(name: string): string;
 }
 
