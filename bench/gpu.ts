@@ -1,5 +1,5 @@
 /**
- * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--batches 128,1024] [--steps S] [--warmup W]
+ * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--engines tfjs-stock,sll] [--batches 128,1024] [--steps S] [--warmup W]
  *
  * What one training step costs on the `webgpu` backend, counted at the WebGPU API (src/gpu/counters.ts):
  * compute dispatches, tensor-data uploads, uniform/parameter writes and readbacks per step, and (without
@@ -11,8 +11,9 @@
  * step, on top of the counts here). After W warm-up steps (shader compilation, buffer pools), S steps are
  * counted and timed; the counts are per step (totals / S).
  *
- * `engine` names what runs the step: "tfjs-stock" is the step written with plain tfjs ops on
- * tfjs-backend-webgpu; our fused engine will add rows of its own.
+ * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
+ * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: so far Adam in one
+ * dispatch per variable, src/gpu/adam.ts). --engines picks them (default both).
  *
  * The adapter: the GPU that Vulkan's loader finds (VK_DRIVER_FILES names a driver); with none found and
  * no driver named, SwiftShader (Debian's chromium) when present. SwiftShader runs on the CPU: its counts
@@ -29,15 +30,24 @@ import { describeAdapter, installWebGpu } from '../src/gpu/webgpu-node.js';
 import type { GpuCounters } from '../src/gpu/counters.js';
 import { resolveOptions } from '../src/recipe/options.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
+import { WebGpuAdamOptimizer } from '../src/gpu/adam.js';
+import { registerAdam } from '../src/train/optimizers.js';
 import { disposeHeaded } from '../src/train/model.js';
 
 const CASES = ['mlp-sll', 'mlp-bp'] as const;
 type CaseName = (typeof CASES)[number];
+const ENGINES = ['tfjs-stock', 'sll'] as const;
+type Engine = (typeof ENGINES)[number];
+
+/** Makes 'adam' mean tfjs's own Adam (tfjs-stock) or the library's WebGPU one (sll) on webgpu. */
+function useEngine(engine: Engine): void {
+  registerAdam('webgpu', engine === 'sll' ? (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps) : (lr, b1, b2, eps) => tf.train.adam(lr, b1, b2, eps));
+}
 
 /** One row of the bench. */
 export interface GpuBenchRow {
   case: CaseName;
-  engine: 'tfjs-stock';
+  engine: Engine;
   batch: number;
   adapter: string;
   dispatches_per_step: number;
@@ -92,6 +102,7 @@ async function main(): Promise<void> {
       json: { type: 'boolean', default: false },
       count: { type: 'boolean', default: false },
       cases: { type: 'string', default: CASES.join(',') },
+      engines: { type: 'string', default: ENGINES.join(',') },
       batches: { type: 'string', default: '128,1024' },
       steps: { type: 'string' },
       warmup: { type: 'string', default: '2' },
@@ -99,6 +110,8 @@ async function main(): Promise<void> {
   });
   const cases = list(values.cases!) as CaseName[];
   for (const c of cases) if (!CASES.includes(c)) throw new Error(`--cases: unknown case '${c}'; available: ${CASES.join(', ')}`);
+  const engines = list(values.engines!) as Engine[];
+  for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`--engines: unknown engine '${e}'; available: ${ENGINES.join(', ')}`);
   const batches = list(values.batches!).map(Number);
   for (const b of batches) if (!Number.isInteger(b) || b < 1) throw new Error(`--batches must be positive integers, got ${values.batches}`);
   const steps = Number(values.steps ?? (values.count ? 3 : 10));
@@ -115,11 +128,14 @@ async function main(): Promise<void> {
   const rows: GpuBenchRow[] = [];
   for (const c of cases) {
     for (const batch of batches) {
-      const log = (s: string) => process.stderr.write(`[${c} B=${batch}] ${s}\n`);
-      const m = await measure(c, batch, counters!, { steps, warmup, count: values.count! }, log);
-      const row: GpuBenchRow = { case: c, engine: 'tfjs-stock', batch, adapter: name, ...m };
-      rows.push(row);
-      if (values.json) console.log(JSON.stringify(row));
+      for (const engine of engines) {
+        useEngine(engine);
+        const log = (s: string) => process.stderr.write(`[${c} ${engine} B=${batch}] ${s}\n`);
+        const m = await measure(c, batch, counters!, { steps, warmup, count: values.count! }, log);
+        const row: GpuBenchRow = { case: c, engine, batch, adapter: name, ...m };
+        rows.push(row);
+        if (values.json) console.log(JSON.stringify(row));
+      }
     }
   }
   if (values.json) return;

@@ -44,6 +44,8 @@ export {
   type UnitEpochMetrics,
 } from './train/fit.js';
 export { fitBp, fitSll, type BpFitConfig, type FitHistory, type FitOptions, type SllFitConfig } from './train/fit-model.js';
+export { FusedAdamOptimizer, type AdamStep, type NamedGradients, type NamedTensor } from './train/fused-adam.js';
+export { WebGpuAdamOptimizer } from './gpu/adam.js';
 export { measureStepMemory, type StepBytes } from './train/memory.js';
 export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
 export {

@@ -35,7 +35,7 @@ export { CheckpointError, checkpointsDir, listCheckpoints, readCheckpoint, readL
 export { WriteError, appendFileChecked, loadModel, readLayersModel, registerFileSystem, saveModel, writeFileAtomic, writeLayersModel } from './io/model-files.js';
 export { RunFolderError, claimRunFolder, readRunRecord, type ClaimOptions, type RunFolder, type RunRecord } from './io/run-folder.js';
 export { compareRuns, readRunSummary, type ComparedRun, type RunComparison, type RunSummary } from './io/runs.js';
-export { NativeAdamOptimizer, type NamedGradients, type NamedTensor } from './native/adam.js';
+export { NativeAdamOptimizer } from './native/adam.js';
 export * from './recipe/options.js';
 export {
   buildModel,

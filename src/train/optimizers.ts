@@ -51,9 +51,12 @@ export interface OptimizerState {
   slots: { name: string; shape: number[]; values: Float32Array }[];
 }
 
-/** Scalar variables of tfjs optimizers that getWeights omits but a bit-exact resume needs. */
+/**
+ * Scalars of Adam that getWeights omits but a bit-exact resume needs: tf.Variables in tfjs's Adam, float32
+ * numbers in the fused Adams (train/fused-adam.ts).
+ */
 const HIDDEN_SCALARS = ['accBeta1', 'accBeta2'] as const;
-type WithHidden = Partial<Record<(typeof HIDDEN_SCALARS)[number], tf.Variable>>;
+type WithHidden = Partial<Record<(typeof HIDDEN_SCALARS)[number], tf.Variable | number>>;
 
 /** The state of `optimizer` as plain data (copied out of its tensors). */
 export async function optimizerState(optimizer: tf.Optimizer): Promise<OptimizerState> {
@@ -62,7 +65,8 @@ export async function optimizerState(optimizer: tf.Optimizer): Promise<Optimizer
   const scalars: Record<string, number> = {};
   for (const key of HIDDEN_SCALARS) {
     const v = (optimizer as unknown as WithHidden)[key];
-    if (v) scalars[key] = (await v.data())[0];
+    if (typeof v === 'number') scalars[key] = v;
+    else if (v) scalars[key] = (await v.data())[0];
   }
   const state = {
     iterations: (await iter.tensor.data())[0],
@@ -85,8 +89,10 @@ export async function restoreOptimizerState(optimizer: tf.Optimizer, state: Opti
   await optimizer.setWeights(tensors);
   tf.dispose(tensors.map((t) => t.tensor));
   for (const [key, value] of Object.entries(state.scalars)) {
-    const v = (optimizer as unknown as WithHidden)[key as (typeof HIDDEN_SCALARS)[number]];
-    if (!v) throw new Error(`optimizer has no ${key} to restore`);
-    tf.tidy(() => v.assign(tf.scalar(value)));
+    const hidden = optimizer as unknown as WithHidden;
+    const v = hidden[key as (typeof HIDDEN_SCALARS)[number]];
+    if (typeof v === 'number') hidden[key as (typeof HIDDEN_SCALARS)[number]] = Math.fround(value);
+    else if (v) tf.tidy(() => v.assign(tf.scalar(value)));
+    else throw new Error(`optimizer has no ${key} to restore`);
   }
 }

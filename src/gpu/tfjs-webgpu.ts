@@ -1,0 +1,110 @@
+/**
+ * Our own compute dispatches inside tfjs-backend-webgpu's command stream (browser-safe: nothing of Node).
+ *
+ * tfjs-backend-webgpu 4.22 records every kernel into one command encoder and compute pass, submitted every
+ * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches or when something is read. A fused kernel of ours that
+ * reads and writes tensors' buffers in place must go into that same stream, in order, and must keep the
+ * buffers it binds alive until the stream is submitted: `recordDispatch` does what the backend's own
+ * recordAndSubmit does for that. It relies on the backend's fields named below (pinned: tfjs 4.22.0).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** The parts of tfjs-backend-webgpu's WebGPUBackend that our dispatches use. */
+export interface WebGpuBackendInternals {
+  device: GPUDevice;
+  queue: GPUQueue;
+  commandEncoder: GPUCommandEncoder | null;
+  computePassEncoder: GPUComputePassEncoder | null;
+  dispatchCountInPass: number;
+  commandQueueOwnedIds: WeakSet<object>;
+  uniformPendingDisposal: GPUBuffer[];
+  tensorMap: { get(dataId: object): { resource?: unknown; values?: unknown; refCount: number } | undefined };
+  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  uploadToGPU(dataId: object): void;
+  refCount(dataId: object): number;
+}
+
+/** tfjs's active backend as WebGPU internals; throws when it is not `webgpu`. */
+export function webGpuBackend(): WebGpuBackendInternals {
+  if (tf.getBackend() !== 'webgpu') throw new Error(`needs the webgpu backend; the active one is '${tf.getBackend()}'`);
+  const b = tf.backend() as unknown as Partial<WebGpuBackendInternals>;
+  for (const key of ['device', 'bufferManager', 'tensorMap', 'ensureCommandEncoderReady', 'submitQueue', 'uploadToGPU'] as const) {
+    if (b[key] == null) throw new Error(`tfjs-backend-webgpu has no '${key}': sll's fused WebGPU kernels need @tensorflow/tfjs-backend-webgpu 4.22`);
+  }
+  return b as WebGpuBackendInternals;
+}
+
+/**
+ * The GPU buffer holding tensor `t`'s data, uploaded first if it is still on the CPU. `writes`: the kernel
+ * will change the buffer in place, so any copy of the values tfjs cached on the CPU (after a read) is
+ * dropped, and reads see the new values.
+ */
+export function tensorBuffer(backend: WebGpuBackendInternals, t: tf.Tensor, writes = false): GPUBuffer {
+  backend.uploadToGPU(t.dataId);
+  const data = backend.tensorMap.get(t.dataId);
+  if (!data || !(data.resource instanceof GPUBuffer)) throw new Error(`tensor ${t.id} is not held in a GPU buffer`);
+  if (writes) data.values = null;
+  return data.resource;
+}
+
+/**
+ * A uniform buffer from the backend's pool holding `values`. It stays the caller's until handed back with
+ * {@link releaseAfterSubmit} after its last dispatch is recorded: the backend may submit in between (every
+ * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches), and a buffer back in the pool could be rewritten by the
+ * next program before a dispatch recorded later reads it.
+ */
+export function uniformBuffer(backend: WebGpuBackendInternals, values: ArrayBuffer): GPUBuffer {
+  const buffer = backend.bufferManager.acquireBuffer(values.byteLength, GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM);
+  backend.queue.writeBuffer(buffer, 0, values);
+  return buffer;
+}
+
+/** Returns a {@link uniformBuffer} to the pool once the work recorded so far is submitted. */
+export function releaseAfterSubmit(backend: WebGpuBackendInternals, buffer: GPUBuffer): void {
+  backend.uniformPendingDisposal.push(buffer);
+}
+
+/**
+ * Records one dispatch of `pipeline` with `buffers` bound at 0, 1, ... (group 0) into the backend's current
+ * compute pass. `tensors`: those whose buffers are bound, kept from reuse until the work is submitted.
+ */
+export function recordDispatch(
+  backend: WebGpuBackendInternals,
+  pipeline: GPUComputePipeline,
+  buffers: GPUBuffer[],
+  tensors: tf.Tensor[],
+  workgroups: [number, number?, number?],
+): void {
+  const bindGroup = backend.device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+  for (const t of tensors) backend.commandQueueOwnedIds.add(t.dataId);
+  backend.ensureCommandEncoderReady();
+  backend.computePassEncoder ??= backend.commandEncoder!.beginComputePass({});
+  backend.computePassEncoder.setPipeline(pipeline);
+  backend.computePassEncoder.setBindGroup(0, bindGroup);
+  backend.computePassEncoder.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
+  backend.dispatchCountInPass++;
+  if (backend.dispatchCountInPass >= tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE')) {
+    backend.endComputePassEncoder();
+    backend.submitQueue();
+  }
+}
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/** The compute pipeline of WGSL `code` (entry point `main`) on `device`, compiled once per device. */
+export function computePipeline(device: GPUDevice, label: string, code: string): GPUComputePipeline {
+  let cache = pipelines.get(device);
+  if (!cache) pipelines.set(device, (cache = new Map()));
+  let pipeline = cache.get(code);
+  if (!pipeline) {
+    pipeline = device.createComputePipeline({ label, layout: 'auto', compute: { module: device.createShaderModule({ label, code }), entryPoint: 'main' } });
+    cache.set(code, pipeline);
+  }
+  return pipeline;
+}
