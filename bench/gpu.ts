@@ -13,7 +13,8 @@
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
  * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: so far Adam in one
- * dispatch per variable, src/gpu/adam.ts). --engines picks them (default both).
+ * dispatch per variable, src/gpu/adam.ts, and the unit loss with its stats and gradient in one dispatch per
+ * unit, src/gpu/unit-loss.ts). --engines picks them (default both).
  *
  * The adapter: the GPU that Vulkan's loader finds (VK_DRIVER_FILES names a driver); with none found and
  * no driver named, SwiftShader (Debian's chromium) when present. SwiftShader runs on the CPU: its counts
@@ -31,6 +32,8 @@ import type { GpuCounters } from '../src/gpu/counters.js';
 import { resolveOptions } from '../src/recipe/options.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { WebGpuAdamOptimizer } from '../src/gpu/adam.js';
+import { webGpuUnitLossStats } from '../src/gpu/unit-loss.js';
+import { registerUnitLossStats } from '../src/objectives/unit-loss.js';
 import { registerAdam } from '../src/train/optimizers.js';
 import { disposeHeaded } from '../src/train/model.js';
 
@@ -39,8 +42,9 @@ type CaseName = (typeof CASES)[number];
 const ENGINES = ['tfjs-stock', 'sll'] as const;
 type Engine = (typeof ENGINES)[number];
 
-/** Makes 'adam' mean tfjs's own Adam (tfjs-stock) or the library's WebGPU one (sll) on webgpu. */
+/** tfjs's own Adam and unit loss ops (tfjs-stock), or the library's WebGPU kernels for them (sll). */
 function useEngine(engine: Engine): void {
+  registerUnitLossStats('webgpu', engine === 'sll' ? webGpuUnitLossStats : null);
   registerAdam('webgpu', engine === 'sll' ? (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps) : (lr, b1, b2, eps) => tf.train.adam(lr, b1, b2, eps));
 }
 

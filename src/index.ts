@@ -21,7 +21,16 @@ export {
   type ProjectionScale,
 } from './objectives/projection.js';
 export { stopGradient } from './objectives/stop-gradient.js';
-export { alignmentLoss, negLogBhattacharyya, predictionLoss, unitLoss, type UnitLossParts } from './objectives/unit-loss.js';
+export {
+  alignmentLoss,
+  negLogBhattacharyya,
+  predictionLoss,
+  registerUnitLossStats,
+  unitLoss,
+  unitLossStats,
+  type UnitLossParts,
+  type UnitLossStatsFn,
+} from './objectives/unit-loss.js';
 export { MODEL_FORMAT, ModelFileError, fromArtifacts, toArtifacts, toPredictor, type SllArtifacts, type SllJson } from './io/artifacts.js';
 export { MODEL_FILES, WEIGHTS_FILE, artifactsFromModelFiles, layersModelFiles, layersModelFromFiles, modelFiles, type ModelFileReader } from './io/model-layout.js';
 export { BpTrainer } from './train/bp.js';
@@ -46,6 +55,7 @@ export {
 export { fitBp, fitSll, type BpFitConfig, type FitHistory, type FitOptions, type SllFitConfig } from './train/fit-model.js';
 export { FusedAdamOptimizer, type AdamStep, type NamedGradients, type NamedTensor } from './train/fused-adam.js';
 export { WebGpuAdamOptimizer } from './gpu/adam.js';
+export { webGpuUnitLossStats } from './gpu/unit-loss.js';
 export { measureStepMemory, type StepBytes } from './train/memory.js';
 export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
 export {

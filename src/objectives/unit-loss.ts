@@ -52,3 +52,47 @@ export function unitLoss(
   const alignment = alignmentLoss(logits, parentLogits);
   return { total: tf.add(prediction, tf.mul(alignment, lambda)) as tf.Scalar, prediction, alignment };
 }
+
+/**
+ * One unit's loss and its stats row: `total` (differentiable with respect to `logits`) and `stats`, a
+ * [4] tensor [prediction, alignment, total, correct] (correct: how many argmax(logits) equal the label).
+ */
+export type UnitLossStatsFn = (
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  parentLogits: tf.Tensor2D | null,
+  lambda: number,
+) => { total: tf.Scalar; stats: tf.Tensor1D };
+
+const fusedByBackend = new Map<string, UnitLossStatsFn>();
+
+/**
+ * Makes `fn` compute {@link unitLossStats} while `backend` is tfjs's backend (a backend with a fused
+ * kernel for it registers one: webgpu does); it must give the same values as the tfjs ops below. `null`
+ * goes back to the tfjs ops.
+ */
+export function registerUnitLossStats(backend: string, fn: UnitLossStatsFn | null): void {
+  if (fn) fusedByBackend.set(backend, fn);
+  else fusedByBackend.delete(backend);
+}
+
+/**
+ * The unit loss (eq. 5) of `logits` against integer `labels` and the parent's logits, with the stats row a
+ * training step reports: a backend's fused kernel when one is registered, else tfjs ops ({@link unitLoss}).
+ * Call it inside a tidy or a gradient scope (the tfjs ops' temporaries are freed there); the stats are kept:
+ * the caller disposes them.
+ */
+export function unitLossStats(
+  logits: tf.Tensor2D,
+  labels: tf.Tensor1D,
+  parentLogits: tf.Tensor2D | null,
+  lambda: number,
+): { total: tf.Scalar; stats: tf.Tensor1D } {
+  const fused = fusedByBackend.get(tf.getBackend());
+  if (fused) return fused(logits, labels, parentLogits, lambda);
+  const targets = tf.oneHot(labels, logits.shape[1]).toFloat() as tf.Tensor2D;
+  const loss = unitLoss(logits, targets, parentLogits, lambda);
+  const correct = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
+  const stats = tf.keep(tf.stack([loss.prediction, loss.alignment, loss.total, correct]) as tf.Tensor1D);
+  return { total: loss.total, stats };
+}

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { applyUnit, unitVariables, type Unit } from '../models/network.js';
 import { stopGradient } from '../objectives/stop-gradient.js';
-import { unitLoss } from '../objectives/unit-loss.js';
+import { unitLossStats } from '../objectives/unit-loss.js';
 import { perUnit, type SllStrategy } from './config.js';
 import type { HeadedNetwork } from './model.js';
 import { learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
@@ -72,8 +72,7 @@ export class SllTrainer implements Trainer {
     labels: tf.Tensor1D,
     step: number,
   ): { h: tf.Tensor; v: tf.Tensor2D; stats: tf.Tensor2D } {
-    const { network, heads } = this.model;
-    const targets = tf.oneHot(labels, network.spec.numClasses).toFloat() as tf.Tensor2D;
+    const { heads } = this.model;
     let h = input;
     let parent = inputParent;
     const stats: tf.Tensor1D[] = [];
@@ -83,13 +82,8 @@ export class SllTrainer implements Trainer {
       const { grads } = tf.variableGrads(() => {
         const hi = applyUnit(unit, stopGradient(h), true);
         const vi = heads[i].project(hi, step);
-        const loss = unitLoss(vi, targets, parent, this.lambdas[k]);
-        const correct = tf.sum(tf.cast(tf.equal(tf.argMax(vi, 1), labels), 'float32'));
-        out = {
-          h: tf.keep(hi),
-          v: tf.keep(vi),
-          stats: tf.keep(tf.stack([loss.prediction, loss.alignment, loss.total, correct]) as tf.Tensor1D),
-        };
+        const loss = unitLossStats(vi, labels, parent, this.lambdas[k]);
+        out = { h: tf.keep(hi), v: tf.keep(vi), stats: loss.stats };
         return loss.total;
       }, unitVariables(unit));
       this.optimizers[k].applyGradients(grads);
@@ -101,7 +95,6 @@ export class SllTrainer implements Trainer {
       parent = out.v;
       stats.push(out.stats);
     }
-    targets.dispose();
     const table = tf.stack(stats) as tf.Tensor2D;
     tf.dispose(stats);
     return { h, v: parent!, stats: table };
