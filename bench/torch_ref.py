@@ -4,6 +4,10 @@ PyTorch (float32, CPU). Run with Debian's interpreter, which has python3-torch (
 
     /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit|vit-unit [--threads T] [--steps S] [--warmup W]
 
+The mlp cases also run on a GPU for bench/gpu.sh: `--device cuda [--batch B]` times them there (masks drawn on
+the GPU), and `--device cuda --memory-depths 2,4,8,16` prints the peak CUDA memory of one step at each depth
+instead ({case, engine, device, batch, depth, method, peak_bytes, held_bytes, activation_peak_bytes}).
+
 Thread counts: torch.set_num_threads(T) here; OMP_NUM_THREADS and OPENBLAS_NUM_THREADS must be set by the
 caller before the process starts (OpenBLAS reads them at load), as bench/speed.ts does: OMP_NUM_THREADS=T,
 OPENBLAS_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE (GNU OpenMP's spin-waiting makes 2 threads 5-10x slower
@@ -57,7 +61,8 @@ def head(d, gen):
 
 
 def masked(r, gen):
-    return r * ((torch.rand(r.shape, generator=gen) < KEEP).float() / KEEP)
+    """r under a fresh Bernoulli(KEEP) mask, drawn where r lives (gen is a generator on r's device)."""
+    return r * ((torch.rand(r.shape, generator=gen, device=r.device) < KEEP).float() / KEEP)
 
 
 def unit_loss(v, y, parent):
@@ -90,14 +95,20 @@ def linear(fan_in, fan_out, init="he"):
     return layer
 
 
-def mlp_sll(batch=128, width=1024, depth=3):
+def device_generator(device):
+    """The generator of the masks: on the GPU for CUDA, so that no mask is uploaded per step."""
+    return torch.Generator(device=device).manual_seed(1)
+
+
+def mlp_sll(batch=128, width=1024, depth=3, device="cpu"):
     gen = torch.Generator().manual_seed(0)
     dims = [784] + [width] * depth
-    layers = [linear(dims[i], dims[i + 1]) for i in range(depth)]
-    heads = [head(width, gen) for _ in range(depth)]
+    layers = [linear(dims[i], dims[i + 1]).to(device) for i in range(depth)]
+    heads = [head(width, gen).to(device) for _ in range(depth)]
     opts = [make_adam(l.parameters()) for l in layers]
-    x = torch.randn(batch, 28, 28, 1, generator=gen)
-    y = labels(batch, 2)
+    x = torch.randn(batch, 28, 28, 1, generator=gen).to(device)
+    y = labels(batch, 2).to(device)
+    gen = device_generator(device)
 
     def step(_):
         h = x.reshape(batch, -1)
@@ -118,16 +129,16 @@ def mlp_sll(batch=128, width=1024, depth=3):
     return step
 
 
-def mlp_bp(batch=128, width=1024, depth=3):
+def mlp_bp(batch=128, width=1024, depth=3, device="cpu"):
     gen = torch.Generator().manual_seed(0)
     dims = [784] + [width] * depth
     mods = []
     for i in range(depth):
         mods += [linear(dims[i], dims[i + 1]), torch.nn.ReLU()]
-    net = torch.nn.Sequential(*mods, linear(width, K, init="glorot"))
+    net = torch.nn.Sequential(*mods, linear(width, K, init="glorot")).to(device)
     opt = make_adam(net.parameters())
-    x = torch.randn(batch, 28, 28, 1, generator=gen)
-    y = labels(batch, 2)
+    x = torch.randn(batch, 28, 28, 1, generator=gen).to(device)
+    y = labels(batch, 2).to(device)
 
     def step(_):
         logits = net(x.reshape(batch, -1))
@@ -218,22 +229,56 @@ def vit_unit(batch=128, size=32, channels=3, patch=4, dim=192, heads=3, mlp_rati
 CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit": vit_unit}
 
 
+MLP_CASES = ("mlp-sll", "mlp-bp")
+
+
+def cuda_memory(case, depth, batch, device, warmup):
+    """Peak CUDA memory of one step after `warmup` steps (optimizer state made), as `sll bench memory` rows."""
+    step = CASES[case](batch=batch, depth=depth, device=device)
+    for i in range(warmup):
+        step(i)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step(warmup)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    return {"case": case, "engine": "torch", "device": torch.cuda.get_device_name(), "batch": batch, "depth": depth,
+            "method": case.split("-")[1], "peak_bytes": peak, "held_bytes": before, "activation_peak_bytes": peak - before}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", required=True, choices=sorted(CASES))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="mlp cases only: run on the GPU")
+    ap.add_argument("--batch", type=int, help="mlp cases: the batch size (default 128)")
+    ap.add_argument("--memory-depths", help="cuda, mlp cases: print the peak memory of one step at each depth "
+                    "(comma-separated unit counts) instead of timing")
     ap.add_argument("--json", action="store_true", help="accepted for symmetry; the output is always JSON")
     args = ap.parse_args()
+    mlp = args.case in MLP_CASES
+    if (args.device != "cpu" or args.batch or args.memory_depths) and not mlp:
+        ap.error("--device, --batch and --memory-depths apply to the mlp cases only")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("torch_ref.py: --device cuda, but torch.cuda.is_available() is False")
+    if args.memory_depths and args.device != "cuda":
+        ap.error("--memory-depths measures CUDA memory: it needs --device cuda")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    tag = f"[{args.case} torch t{args.threads} omp={os.environ.get('OMP_NUM_THREADS')} blas={os.environ.get('OPENBLAS_NUM_THREADS')}]"
-    step = CASES[args.case]()
+    kwargs = {"batch": args.batch or 128, "device": args.device} if mlp else {}
+    if args.memory_depths:
+        for depth in (int(d) for d in args.memory_depths.split(",")):
+            print(json.dumps(cuda_memory(args.case, depth, kwargs["batch"], args.device, args.warmup)), flush=True)
+        return
+    tag = f"[{args.case} torch {args.device} t{args.threads} omp={os.environ.get('OMP_NUM_THREADS')} blas={os.environ.get('OPENBLAS_NUM_THREADS')}]"
+    step = CASES[args.case](**kwargs)
     times, first = [], []
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        losses = step(i)
+        losses = step(i)  # .item() on each loss waits for the GPU: the step is whole when it returns
         ms = (time.perf_counter() - t0) * 1000
         if i == 0:
             first = losses
@@ -244,6 +289,8 @@ def main():
               file=sys.stderr, flush=True)
     row = {"case": args.case, "engine": "torch", "threads": args.threads, "torch_threads": torch.get_num_threads(),
            "steps_ms": times, "first_loss": first}
+    if mlp:
+        row.update(device=torch.cuda.get_device_name() if args.device == "cuda" else "cpu", batch=kwargs["batch"])
     print(json.dumps(row), flush=True)
 
 

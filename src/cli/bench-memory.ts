@@ -23,7 +23,8 @@ export const benchMemoryCommand: Command = {
   summary:
     'Measures the tensor memory of one training step (after two warm-up steps, so optimizer state exists) at each depth, ' +
     'SLL beside BP: peak_bytes (all tensors alive at the peak), param_bytes (parameters + optimizer state), ' +
-    'activation_peak_bytes (peak minus what was held before the step).',
+    'activation_peak_bytes (peak minus what was held before the step); on --backend webgpu also gpu_pool_bytes (the GPU ' +
+    'buffers tfjs-webgpu holds after the step: its high-water mark).',
   usage: '[--model mlp|conv|vit] [--depths 2,4,8,16] [--method sll,bp] [--unit-layers I] [--width W] [--batch-size B] [--image-size S] [--json]',
   flags: {
     model: { kind: 'string', values: ['mlp', 'conv', 'vit'], default: 'mlp', description: 'an MLP on 28x28x1 inputs, a stack of conv3x3 units without pooling on SxSx3, or a ViT on SxSx3 (depth: blocks)' },

@@ -17,6 +17,13 @@ export interface StepBytes {
   param_bytes: number;
   /** Peak minus what was held before the step: activations, gradients and temporaries. */
   activation_peak_bytes: number;
+  /**
+   * On the `webgpu` backend only: bytes of GPU buffers its buffer pool holds after the step. The pool keeps
+   * every buffer it ever allocated for reuse, so this is the high-water mark of the GPU memory tfjs took
+   * (buffers rounded to their pooled sizes) since the backend started: measure one configuration per process
+   * for it to be that configuration's. tfjs's own accounting above counts tensors only.
+   */
+  gpu_pool_bytes?: number;
 }
 
 /** Memory of one step of `trainer` on `network` with the minibatch (x, labels), after `warmup` steps. */
@@ -27,5 +34,11 @@ export async function measureStepMemory(network: Network, trainer: Trainer, x: t
   const variables = networkVariables(network).reduce((n, v) => n + 4 * v.size, 0);
   const states = await Promise.all(trainer.optimizers.map(optimizerState));
   const slots = states.reduce((n, s) => n + s.slots.reduce((m, slot) => m + slot.values.byteLength, 0), 0);
-  return { peak_bytes: info.peakBytes, param_bytes: variables + slots, activation_peak_bytes: info.peakBytes - before };
+  const pool = (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU;
+  return {
+    peak_bytes: info.peakBytes,
+    param_bytes: variables + slots,
+    activation_peak_bytes: info.peakBytes - before,
+    ...(tf.getBackend() === 'webgpu' && pool !== undefined ? { gpu_pool_bytes: pool } : {}),
+  };
 }
