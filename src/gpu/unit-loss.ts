@@ -16,6 +16,16 @@ import { computePipeline, recordDispatch, releaseAfterSubmit, tensorBuffer, unif
 
 const WORKGROUP = 256;
 
+/** WGSL: logsumexp over row `o` (n entries) of the storage array `array` (WGSL functions cannot take it). */
+const logSumExp = (suffix: string, array: string) => `
+fn logSumExp${suffix}(o: u32, n: u32) -> f32 {
+  var m = ${array}[o];
+  for (var k = 1u; k < n; k++) { m = max(m, ${array}[o + k]); }
+  var s = 0.0;
+  for (var k = 0u; k < n; k++) { s += exp(${array}[o + k] - m); }
+  return m + log(s);
+}`;
+
 export const UNIT_LOSS_WGSL = /* wgsl */ `
 struct Params { rows: u32, classes: u32, lambda: f32, hasParent: u32 };
 @group(0) @binding(0) var<storage, read> v: array<f32>;
@@ -30,22 +40,8 @@ var<workgroup> ce: array<f32, ${WORKGROUP}>;
 var<workgroup> al: array<f32, ${WORKGROUP}>;
 var<workgroup> ok: array<f32, ${WORKGROUP}>;
 
-fn logSumExpV(o: u32, n: u32) -> f32 {
-  var m = v[o];
-  for (var k = 1u; k < n; k++) { m = max(m, v[o + k]); }
-  var s = 0.0;
-  for (var k = 0u; k < n; k++) { s += exp(v[o + k] - m); }
-  return m + log(s);
-}
-
-fn logSumExpParent(o: u32, n: u32) -> f32 {
-  var m = parent[o];
-  for (var k = 1u; k < n; k++) { m = max(m, parent[o + k]); }
-  var s = 0.0;
-  for (var k = 0u; k < n; k++) { s += exp(parent[o + k] - m); }
-  return m + log(s);
-}
-
+${logSumExp('V', 'v')}
+${logSumExp('Parent', 'parent')}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(local_invocation_index) t: u32) {
   let K = P.classes;

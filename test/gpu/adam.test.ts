@@ -5,23 +5,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { useBackend } from '../../src/backend.js';
 import { WebGpuAdamOptimizer } from '../../src/gpu/adam.js';
-import { installWebGpu } from '../../src/gpu/webgpu-node.js';
 import { optimizerState, restoreOptimizerState } from '../../src/train/optimizers.js';
+import { webGpuForTests } from './setup.js';
 
-let reason: string | null = null;
-let dispatches: () => number = () => 0;
-try {
-  const { counters } = await installWebGpu({ swiftShader: true, counters: true });
-  await useBackend('webgpu');
-  dispatches = () => counters!.read().dispatches;
-} catch (e) {
-  reason = `no WebGPU adapter: ${(e as Error).message}`;
-}
-if (reason && process.env.CI === 'true') throw new Error(`CI must run the WebGPU Adam tests; ${reason}`);
-if (reason) console.log(`# skipping the WebGPU Adam tests: ${reason}`);
-const skip = reason ?? false;
+const { skip, dispatches } = await webGpuForTests('the WebGPU Adam tests');
 
 const LR = 0.01;
 const B1 = 0.9;

@@ -8,21 +8,10 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
 import { webGpuUnitLossStats } from '../../src/gpu/unit-loss.js';
-import { installWebGpu } from '../../src/gpu/webgpu-node.js';
 import { unitLossStats } from '../../src/objectives/unit-loss.js';
+import { webGpuForTests } from './setup.js';
 
-let reason: string | null = null;
-let dispatches: () => number = () => 0;
-try {
-  const { counters } = await installWebGpu({ swiftShader: true, counters: true });
-  await useBackend('webgpu');
-  dispatches = () => counters!.read().dispatches;
-} catch (e) {
-  reason = `no WebGPU adapter: ${(e as Error).message}`;
-}
-if (reason && process.env.CI === 'true') throw new Error(`CI must run the WebGPU unit-loss tests; ${reason}`);
-if (reason) console.log(`# skipping the WebGPU unit-loss tests: ${reason}`);
-const skip = reason ?? false;
+const { skip, dispatches } = await webGpuForTests('the WebGPU unit-loss tests');
 
 /** Eq. (5) and its gradient in float64: [prediction, alignment, total, correct] and dL/dv. */
 function reference(v: number[][], labels: number[], parent: number[][] | null, lambda: number): { stats: number[]; grad: number[][] } {
