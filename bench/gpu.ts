@@ -13,8 +13,8 @@
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
  * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: so far Adam in one
- * dispatch per variable, src/gpu/adam.ts, and the unit loss with its stats and gradient in one dispatch per
- * unit, src/gpu/unit-loss.ts). --engines picks them (default both).
+ * dispatch per variable, the unit loss with its stats and gradient in one per unit, the masked projection
+ * with its mask drawn on the GPU: src/gpu/kernels.ts). --engines picks them (default both).
  *
  * The adapter: the GPU that Vulkan's loader finds (VK_DRIVER_FILES names a driver); with none found and
  * no driver named, SwiftShader (Debian's chromium) when present. SwiftShader runs on the CPU: its counts
@@ -31,10 +31,7 @@ import { describeAdapter, installWebGpu } from '../src/gpu/webgpu-node.js';
 import type { GpuCounters } from '../src/gpu/counters.js';
 import { resolveOptions } from '../src/recipe/options.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
-import { WebGpuAdamOptimizer } from '../src/gpu/adam.js';
-import { webGpuUnitLossStats } from '../src/gpu/unit-loss.js';
-import { registerUnitLossStats } from '../src/objectives/unit-loss.js';
-import { registerAdam } from '../src/train/optimizers.js';
+import { useWebGpuKernels } from '../src/gpu/kernels.js';
 import { disposeHeaded } from '../src/train/model.js';
 
 const CASES = ['mlp-sll', 'mlp-bp'] as const;
@@ -42,11 +39,6 @@ type CaseName = (typeof CASES)[number];
 const ENGINES = ['tfjs-stock', 'sll'] as const;
 type Engine = (typeof ENGINES)[number];
 
-/** tfjs's own Adam and unit loss ops (tfjs-stock), or the library's WebGPU kernels for them (sll). */
-function useEngine(engine: Engine): void {
-  registerUnitLossStats('webgpu', engine === 'sll' ? webGpuUnitLossStats : null);
-  registerAdam('webgpu', engine === 'sll' ? (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps) : (lr, b1, b2, eps) => tf.train.adam(lr, b1, b2, eps));
-}
 
 /** One row of the bench. */
 export interface GpuBenchRow {
@@ -133,7 +125,7 @@ async function main(): Promise<void> {
   for (const c of cases) {
     for (const batch of batches) {
       for (const engine of engines) {
-        useEngine(engine);
+        useWebGpuKernels(engine === 'sll');
         const log = (s: string) => process.stderr.write(`[${c} ${engine} B=${batch}] ${s}\n`);
         const m = await measure(c, batch, counters!, { steps, warmup, count: values.count! }, log);
         const row: GpuBenchRow = { case: c, engine, batch, adapter: name, ...m };

@@ -5,11 +5,9 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { WebGpuAdamOptimizer } from './gpu/adam.js';
-import { webGpuUnitLossStats } from './gpu/unit-loss.js';
+import { useWebGpuKernels } from './gpu/kernels.js';
 import { NativeAdamOptimizer } from './native/adam.js';
 import { NATIVE_BACKEND_NAME, loadNativeAddon, registerNativeBackend, setNativeThreads } from './native/backend.js';
-import { registerUnitLossStats } from './objectives/unit-loss.js';
 import { registerAdam } from './train/optimizers.js';
 import { applyWasmTrainingFixes } from './wasm/training-kernels.js';
 
@@ -51,8 +49,7 @@ async function loadWebGpu(): Promise<void> {
   }
   if (tf.findBackendFactory('webgpu')) return;
   await import('@tensorflow/tfjs-backend-webgpu');
-  registerAdam('webgpu', (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps));
-  registerUnitLossStats('webgpu', webGpuUnitLossStats);
+  useWebGpuKernels(true);
   console.error(`sll: webgpu on ${describeAdapter(adapter)}`);
 }
 

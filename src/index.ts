@@ -15,6 +15,10 @@ export {
   ProjectionHead,
   adaptiveAvgPoolMatrix,
   featureDim,
+  maskedProjection,
+  registerMaskedProjection,
+  type MaskDraw,
+  type MaskedProjectionFn,
   type MaskScale,
   type ProjectionDistribution,
   type ProjectionHeadConfig,
@@ -56,6 +60,8 @@ export { fitBp, fitSll, type BpFitConfig, type FitHistory, type FitOptions, type
 export { FusedAdamOptimizer, type AdamStep, type NamedGradients, type NamedTensor } from './train/fused-adam.js';
 export { WebGpuAdamOptimizer } from './gpu/adam.js';
 export { webGpuUnitLossStats } from './gpu/unit-loss.js';
+export { webGpuMaskedProjection } from './gpu/masked-projection.js';
+export { useWebGpuKernels } from './gpu/kernels.js';
 export { measureStepMemory, type StepBytes } from './train/memory.js';
 export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
 export {

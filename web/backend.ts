@@ -6,16 +6,12 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { WebGpuAdamOptimizer } from '../src/gpu/adam.js';
-import { webGpuUnitLossStats } from '../src/gpu/unit-loss.js';
-import { registerUnitLossStats } from '../src/objectives/unit-loss.js';
-import { registerAdam } from '../src/train/optimizers.js';
+import { useWebGpuKernels } from '../src/gpu/kernels.js';
 import { applyWasmTrainingFixes } from '../src/wasm/training-kernels.js';
 
-// On WebGPU, Adam in one dispatch per variable and the unit loss with its gradient in one per unit,
-// instead of tfjs's dozens of programs and scalar uploads.
-registerAdam('webgpu', (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps));
-registerUnitLossStats('webgpu', webGpuUnitLossStats);
+// On WebGPU, the library's fused kernels (Adam, the unit loss, the masked projection) instead of tfjs's
+// dozens of programs and scalar uploads.
+useWebGpuKernels(true);
 
 /** The backends the page offers, in the order 'auto' tries them. */
 export const PAGE_BACKENDS = ['webgpu', 'webgl', 'wasm', 'cpu'] as const;

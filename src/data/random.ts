@@ -56,3 +56,26 @@ export function mixSeed(...parts: number[]): number {
   }
   return h;
 }
+
+/**
+ * Draw `i` of the counter-based stream `key`, as 24 uniform bits (0 <= bits < 2^24): the murmur3
+ * finaliser of key + i * 0x9e3779b9 (SplitMix32's construction). Any draw is computed on its own, in
+ * 32-bit integer arithmetic only, so a GPU kernel (gpu/masked-projection.ts) gives the same bits.
+ */
+export function streamBits24(key: number, i: number): number {
+  return fmix32((key + Math.imul(i, 0x9e3779b9)) >>> 0) >>> 8;
+}
+
+/** A draw keeps its entry when its 24 bits are below this: floor(keep * 2^24) (keep 1: always). */
+export function keepThreshold(keep: number): number {
+  if (!(keep > 0 && keep <= 1)) throw new RangeError(`keep must be in (0, 1], got ${keep}`);
+  return Math.floor(keep * 2 ** 24);
+}
+
+/** `size` Bernoulli(keep) draws of stream `key`: `value` where kept, 0 elsewhere. */
+export function bernoulliMask(key: number, size: number, keep: number, value: number): Float32Array {
+  const threshold = keepThreshold(keep);
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) if (streamBits24(key, i) < threshold) out[i] = value;
+  return out;
+}

@@ -50,6 +50,12 @@ export function tensorBuffer(backend: WebGpuBackendInternals, t: tf.Tensor, writ
   return data.resource;
 }
 
+/** An uninitialised float32 tensor on the webgpu backend, for a kernel of ours to write whole. */
+export function emptyTensor(shape: number[]): tf.Tensor {
+  const backend = tf.backend() as unknown as { makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo };
+  return tf.engine().makeTensorFromTensorInfo(backend.makeTensorInfo(shape, 'float32'));
+}
+
 /**
  * A uniform buffer from the backend's pool holding `values`. It stays the caller's until handed back with
  * {@link releaseAfterSubmit} after its last dispatch is recorded: the backend may submit in between (every

@@ -12,7 +12,7 @@
  * (the first unit, or lambda 0) A is 0 and so is its gradient, as unitLoss has it.
  */
 import * as tf from '@tensorflow/tfjs';
-import { computePipeline, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
+import { computePipeline, emptyTensor, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
 const WORKGROUP = 256;
 
@@ -102,12 +102,6 @@ fn main(@builtin(local_invocation_index) t: u32) {
   }
 }
 `;
-
-/** An uninitialised float32 tensor on the webgpu backend, for a kernel of ours to write. */
-function emptyTensor(shape: number[]): tf.Tensor {
-  const backend = tf.backend() as unknown as { makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo };
-  return tf.engine().makeTensorFromTensorInfo(backend.makeTensorInfo(shape, 'float32'));
-}
 
 /**
  * The unit loss of logits `v` [B, K] against `labels` [B] (int32) and the `parent` logits (or none), and the

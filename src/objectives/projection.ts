@@ -5,7 +5,7 @@
  * R_i is sampled once and never trained: it is a plain tensor, never a tf.Variable, so no optimizer sees it.
  */
 import * as tf from '@tensorflow/tfjs';
-import { mixSeed } from '../data/random.js';
+import { bernoulliMask, mixSeed } from '../data/random.js';
 import { poolTokens, type TokenPooling } from '../models/tokens.js';
 
 /** The sub-Gaussian distributions R_i's entries may be drawn from: N(0, 1), or +-1 with probability 1/2 each. */
@@ -45,6 +45,34 @@ export interface ProjectionHeadConfig {
   maskScale: MaskScale;
   scale: ProjectionScale;
   seed: number;
+}
+
+/** One step's Bernoulli mask: entry i of stream `key` is kept with probability `keep`, as `value`. */
+export interface MaskDraw {
+  key: number;
+  keep: number;
+  value: number;
+}
+
+/** M ⊙ R for one step's mask: R [d, K] with each entry kept (times the mask's value) or zeroed. */
+export type MaskedProjectionFn = (projection: tf.Tensor2D, draw: MaskDraw) => tf.Tensor2D;
+
+const maskedByBackend = new Map<string, MaskedProjectionFn>();
+
+/**
+ * Makes `fn` compute {@link maskedProjection} while `backend` is tfjs's backend (webgpu draws the mask in its
+ * kernel instead of uploading it); it must give the same values. `null` goes back to the default.
+ */
+export function registerMaskedProjection(backend: string, fn: MaskedProjectionFn | null): void {
+  if (fn) maskedByBackend.set(backend, fn);
+  else maskedByBackend.delete(backend);
+}
+
+/** M ⊙ R: a backend's fused kernel when one is registered, else the mask drawn on the CPU times R. */
+export function maskedProjection(projection: tf.Tensor2D, draw: MaskDraw): tf.Tensor2D {
+  const fused = maskedByBackend.get(tf.getBackend());
+  if (fused) return fused(projection, draw);
+  return tf.tidy(() => tf.mul(projection, tf.tensor2d(bernoulliMask(draw.key, projection.size, draw.keep, draw.value), projection.shape)));
 }
 
 /** A unit's fixed random projection head: v_i = (M_i ⊙ R_i) pool(h_i) / sqrt(d'). */
@@ -96,26 +124,29 @@ export class ProjectionHead {
   }
 
   /**
-   * Logits v_i. With `step` (training) R gets the Bernoulli mask of that step, drawn from a seed derived
-   * from the head's seed and the step so that a run is reproducible and resumable; without it (evaluation)
-   * R is used as is.
+   * Logits v_i. With `step` (training) R gets the Bernoulli mask of that step, drawn from a counter-based
+   * stream keyed by the head's seed and the step, so that a run is reproducible and resumable and every
+   * backend draws the same mask; without it (evaluation) R is used as is.
    */
   project(h: tf.Tensor, step?: number): tf.Tensor2D {
     return tf.tidy(() => {
       const useMask = step !== undefined && this.config.keep < 1;
-      const r = useMask ? tf.mul(this.projection, this.mask(step)) : this.projection;
+      const r = useMask ? maskedProjection(this.projection, this.maskDraw(step)) : this.projection;
       return tf.matMul(this.features(h), r);
     });
   }
 
+  /** Which mask step `step` draws: its stream, keep, and the kept entries' value. */
+  maskDraw(step: number): MaskDraw {
+    const { keep, maskScale, seed } = this.config;
+    // tfjs's m / keep in float32: 1 / float32(keep), rounded to float32.
+    return { key: mixSeed(seed, step), keep, value: maskScale === 'inverted' ? Math.fround(1 / Math.fround(keep)) : 1 };
+  }
+
   /** M_i ~ Bernoulli(keep)^{d x K}, divided by keep under inverted scaling. */
   mask(step: number): tf.Tensor2D {
-    const { keep, maskScale, seed } = this.config;
-    return tf.tidy(() => {
-      const uniform = tf.randomUniform(this.projection.shape, 0, 1, 'float32', mixSeed(seed, step));
-      const m = tf.cast(tf.less(uniform, keep), 'float32');
-      return (maskScale === 'inverted' ? tf.div(m, keep) : m) as tf.Tensor2D;
-    });
+    const { key, keep, value } = this.maskDraw(step);
+    return tf.tensor2d(bernoulliMask(key, this.projection.size, keep, value), this.projection.shape);
   }
 
   /**
