@@ -1,8 +1,9 @@
 /**
  * The library's fused WebGPU kernels, switched on for the `webgpu` backend as a whole (browser-safe): Adam in
  * one dispatch per variable (adam.ts), the unit loss with its stats and gradient in one per unit
- * (unit-loss.ts), and the masked projection with its mask drawn on the GPU (masked-projection.ts). Each has
- * a tfjs-ops twin that other backends use and its tests compare against.
+ * (unit-loss.ts), the masked projection with its mask drawn on the GPU (masked-projection.ts), and the sum over
+ * a matrix's rows (sum.ts, every bias gradient). Each has a tfjs-ops twin that other backends use and its tests
+ * compare against.
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerUnitLossStats } from '../objectives/unit-loss.js';
@@ -10,14 +11,17 @@ import { registerMaskedProjection } from '../objectives/projection.js';
 import { registerAdam } from '../train/optimizers.js';
 import { WebGpuAdamOptimizer } from './adam.js';
 import { webGpuMaskedProjection } from './masked-projection.js';
+import { useColumnSum } from './sum.js';
 import { webGpuUnitLossStats } from './unit-loss.js';
 
 /**
  * Makes `webgpu` training use the fused kernels (`on`, what loading the backend does), or tfjs's own ops and
- * tf.train.adam (what `bench:gpu` measures as tfjs-stock).
+ * tf.train.adam (what `bench:gpu` measures as tfjs-stock). Needs tfjs-backend-webgpu loaded (its Sum kernel
+ * is wrapped).
  */
 export function useWebGpuKernels(on: boolean): void {
   registerAdam('webgpu', on ? (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps) : (lr, b1, b2, eps) => tf.train.adam(lr, b1, b2, eps));
   registerUnitLossStats('webgpu', on ? webGpuUnitLossStats : null);
   registerMaskedProjection('webgpu', on ? webGpuMaskedProjection : null);
+  useColumnSum(on);
 }

@@ -42,10 +42,10 @@ export function webGpuBackend(): WebGpuBackendInternals {
  * will change the buffer in place, so any copy of the values tfjs cached on the CPU (after a read) is
  * dropped, and reads see the new values.
  */
-export function tensorBuffer(backend: WebGpuBackendInternals, t: tf.Tensor, writes = false): GPUBuffer {
+export function tensorBuffer(backend: WebGpuBackendInternals, t: tf.TensorInfo, writes = false): GPUBuffer {
   backend.uploadToGPU(t.dataId);
   const data = backend.tensorMap.get(t.dataId);
-  if (!data || !(data.resource instanceof GPUBuffer)) throw new Error(`tensor ${t.id} is not held in a GPU buffer`);
+  if (!data || !(data.resource instanceof GPUBuffer)) throw new Error(`a tensor of shape [${t.shape}] is not held in a GPU buffer`);
   if (writes) data.values = null;
   return data.resource;
 }
@@ -81,7 +81,7 @@ export function recordDispatch(
   backend: WebGpuBackendInternals,
   pipeline: GPUComputePipeline,
   buffers: GPUBuffer[],
-  tensors: tf.Tensor[],
+  tensors: tf.TensorInfo[],
   workgroups: [number, number?, number?],
 ): void {
   const bindGroup = backend.device.createBindGroup({

@@ -104,6 +104,16 @@ fn main(@builtin(local_invocation_index) t: u32) {
 `;
 
 /**
+ * A scalar's value when tfjs-webgpu still holds it on the CPU (as the gradient's seed dy = 1 that tf.grad
+ * makes), else null: reading it then costs nothing, and using it on the GPU would cost an upload.
+ */
+function cpuValue(t: tf.Tensor): number | null {
+  if (t.size !== 1) return null;
+  const data = webGpuBackend().tensorMap.get(t.dataId);
+  return data && data.resource == null && data.values != null ? Number((data.values as ArrayLike<number>)[0]) : null;
+}
+
+/**
  * The unit loss of logits `v` [B, K] against `labels` [B] (int32) and the `parent` logits (or none), and the
  * stats row [prediction, alignment, total, correct], in one dispatch on the `webgpu` backend. `total` is
  * differentiable with respect to `v` (its gradient is computed with it); the stats are not (kept: the
@@ -131,7 +141,7 @@ export function webGpuUnitLossStats(v: tf.Tensor2D, labels: tf.Tensor1D, parent:
     recordDispatch(backend, computePipeline(backend.device, 'sll-unit-loss', UNIT_LOSS_WGSL), buffers, [...inputs, total, stats, grad], [1]);
     releaseAfterSubmit(backend, uniforms);
     save([grad]);
-    return { value: total, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]) };
+    return { value: total, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => (cpuValue(dy) === 1 ? tf.clone(saved[0]) : tf.mul(dy, saved[0])) };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   const total = lossOf(v) as tf.Scalar;
   return { total, stats };
