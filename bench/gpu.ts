@@ -4,12 +4,13 @@
  * What one training step costs on the `webgpu` backend, counted at the WebGPU API (src/gpu/counters.ts):
  * compute dispatches, tensor-data uploads, uniform/parameter writes and readbacks per step, and (without
  * --count) milliseconds per step. Cases, built with the library's own code path (buildModel + makeTrainer,
- * one `trainer.step` and the read of its [units, 4] stats, as SequentialEngine does every step):
+ * steps run by SequentialEngine as training runs them: on webgpu the [units, 4] stats of 16 steps are read
+ * together, so a readback comes once per 16 steps, at the logging point):
  *   mlp-sll  one SLL step of the MLP 784-1024x3 (3 local units, K = 10, keep 0.5, lambda 1, Adam 1e-3)
  *   mlp-bp   the same MLP + a linear classifier, end-to-end backprop, Adam
  * at each batch size. The minibatch is uploaded once before the steps (a training run uploads one per
- * step, on top of the counts here). After W warm-up steps (shader compilation, buffer pools), S steps are
- * counted and timed; the counts are per step (totals / S).
+ * step, on top of the counts here). After W warm-up steps (shader compilation, buffer pools), S steps
+ * (default 16) are counted and timed; the counts are per step (totals / S).
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
  * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: so far Adam in one
@@ -22,7 +23,7 @@
  *
  * Output: a table on stdout; with --json, one JSON object per row instead:
  * {case, engine, batch, adapter, dispatches_per_step, uploads_per_step, uniform_writes_per_step,
- * readbacks_per_step, ms_per_step}. Progress goes to stderr.
+ * readbacks_per_step, read_every, ms_per_step}. Progress goes to stderr.
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -32,6 +33,7 @@ import type { GpuCounters } from '../src/gpu/counters.js';
 import { resolveOptions } from '../src/recipe/options.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { useWebGpuKernels } from '../src/gpu/kernels.js';
+import { SequentialEngine, type StepBatch } from '../src/train/engine.js';
 import { disposeHeaded } from '../src/train/model.js';
 
 const CASES = ['mlp-sll', 'mlp-bp'] as const;
@@ -50,6 +52,8 @@ export interface GpuBenchRow {
   uploads_per_step: number;
   uniform_writes_per_step: number;
   readbacks_per_step: number;
+  /** Steps per read of the stats (SequentialEngine on this backend): one readback per that many steps. */
+  read_every: number;
   ms_per_step: number | null;
 }
 
@@ -63,19 +67,21 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
   trainer.setEpoch(0);
   const x = tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1);
   const labels = tf.tensor1d(Int32Array.from({ length: batch }, (_, i) => (i * 7) % 10), 'int32');
-  const step = async (i: number) => {
-    const stats = trainer.step(x, labels, i);
-    await stats.data();
-    stats.dispose();
-  };
+  // Steps as training runs them (SequentialEngine): the stats read every `readEvery` steps, not every step.
+  const engine = new SequentialEngine(trainer);
+  async function* batches(from: number, count: number): AsyncGenerator<StepBatch> {
+    // Clones share x's data: the engine disposes each step's batch, no upload is made.
+    for (let i = from; i < from + count; i++) yield { step: i, x: tf.clone(x), labels: tf.clone(labels), n: batch };
+  }
+  const run = (from: number, count: number) => engine.run(batches(from, count), async () => {}, () => true);
   for (let i = 0; i < o.warmup; i++) {
     const t0 = performance.now();
-    await step(i);
+    await run(i, 1);
     log(`warm-up ${i + 1}/${o.warmup}: ${(performance.now() - t0).toFixed(0)} ms`);
   }
   counters.reset();
   const t0 = performance.now();
-  for (let i = o.warmup; i < o.warmup + o.steps; i++) await step(i);
+  await run(o.warmup, o.steps);
   const ms = (performance.now() - t0) / o.steps;
   const c = counters.read();
   trainer.dispose();
@@ -88,6 +94,7 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
     uploads_per_step: per(c.uploads),
     uniform_writes_per_step: per(c.uniformWrites),
     readbacks_per_step: per(c.readbacks),
+    read_every: engine.readEvery,
     ms_per_step: o.count ? null : Math.round(ms * 100) / 100,
   };
 }
@@ -110,7 +117,7 @@ async function main(): Promise<void> {
   for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`--engines: unknown engine '${e}'; available: ${ENGINES.join(', ')}`);
   const batches = list(values.batches!).map(Number);
   for (const b of batches) if (!Number.isInteger(b) || b < 1) throw new Error(`--batches must be positive integers, got ${values.batches}`);
-  const steps = Number(values.steps ?? (values.count ? 3 : 10));
+  const steps = Number(values.steps ?? 16);
   const warmup = Number(values.warmup);
   if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be an integer >= 1, got ${values.steps}`);
   if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be an integer >= 0, got ${values.warmup}`);
@@ -135,8 +142,8 @@ async function main(): Promise<void> {
     }
   }
   if (values.json) return;
-  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'ms/step'];
-  const table = rows.map((r) => [r.case, r.engine, String(r.batch), String(r.dispatches_per_step), String(r.uploads_per_step), String(r.uniform_writes_per_step), String(r.readbacks_per_step), r.ms_per_step === null ? '-' : r.ms_per_step.toFixed(1)]);
+  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'read every', 'ms/step'];
+  const table = rows.map((r) => [r.case, r.engine, String(r.batch), String(r.dispatches_per_step), String(r.uploads_per_step), String(r.uniform_writes_per_step), String(r.readbacks_per_step), String(r.read_every), r.ms_per_step === null ? '-' : r.ms_per_step.toFixed(1)]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
   console.log(`adapter: ${name}; per step, after ${warmup} warm-up steps, over ${steps} steps`);

@@ -40,9 +40,27 @@ export interface StepEngine {
   dispose(): Promise<void>;
 }
 
-/** Steps on this thread, on the model itself. */
+/**
+ * How many steps' stats the sequential engine reads at once on `backend`: 1 on the CPU backends (a read
+ * costs nothing there), 16 on a GPU, where each read waits for the GPU and copies back to the CPU.
+ */
+export function statsReadEvery(backend: string): number {
+  return backend === 'webgpu' || backend === 'webgl' ? 16 : 1;
+}
+
+/**
+ * Steps on this thread, on the model itself. The stats of `readEvery` steps (default:
+ * {@link statsReadEvery} of the backend in use) are read together, and `onStep` then runs for each of them
+ * in order; the pending ones are always read before `run` returns or throws, so a checkpoint written after
+ * it holds exactly the steps `onStep` saw. Callbacks that stop training take effect at the next read.
+ */
 export class SequentialEngine implements StepEngine {
-  constructor(private readonly trainer: Trainer) {}
+  constructor(
+    private readonly trainer: Trainer,
+    readonly readEvery: number = statsReadEvery(tf.getBackend()),
+  ) {
+    if (!Number.isInteger(readEvery) || readEvery < 1) throw new Error(`readEvery must be an integer >= 1, got ${readEvery}`);
+  }
 
   get statRows(): number {
     return this.trainer.statRows;
@@ -57,18 +75,29 @@ export class SequentialEngine implements StepEngine {
     onStep: (step: number, n: number, rows: number[][]) => Promise<void>,
     more: () => boolean,
   ): Promise<void> {
-    for await (const b of batches) {
-      if (!more()) {
+    const pending: { step: number; n: number; stats: tf.Tensor2D }[] = [];
+    // Read asynchronously: tfjs-backend-webgpu cannot read synchronously in Node (it needs OffscreenCanvas).
+    const read = async () => {
+      const done = pending.splice(0);
+      if (done.length === 0) return;
+      const stacked = done.length === 1 ? done[0].stats : tf.stack(done.map((p) => p.stats));
+      const values = await stacked.array();
+      tf.dispose([stacked, ...done.map((p) => p.stats)]);
+      const rows = (done.length === 1 ? [values] : values) as number[][][];
+      for (const [i, p] of done.entries()) await onStep(p.step, p.n, rows[i]);
+    };
+    try {
+      for await (const b of batches) {
+        if (!more()) {
+          tf.dispose([b.x, b.labels]);
+          return;
+        }
+        pending.push({ step: b.step, n: b.n, stats: this.trainer.step(b.x, b.labels, b.step) });
         tf.dispose([b.x, b.labels]);
-        return;
+        if (pending.length >= this.readEvery) await read();
       }
-      const stats = this.trainer.step(b.x, b.labels, b.step);
-      tf.dispose([b.x, b.labels]);
-      // A [units, 4] read per step: what the divergence guard needs to name the step that failed. Read
-      // asynchronously: tfjs-backend-webgpu cannot read synchronously in Node (it needs OffscreenCanvas).
-      const rows = (await stats.array()) as number[][];
-      stats.dispose();
-      await onStep(b.step, b.n, rows);
+    } finally {
+      await read();
     }
   }
 
