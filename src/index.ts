@@ -41,7 +41,7 @@ export { BpTrainer } from './train/bp.js';
 export { callbackList, type CallbackParams, type TfCallback, type TfCallbacks } from './train/callbacks.js';
 export * from './train/config.js';
 export { DivergenceError, assertFiniteStats, assertFiniteWeights } from './train/divergence.js';
-export { SequentialEngine, type StepBatch, type StepEngine } from './train/engine.js';
+export { SequentialEngine, statsReadEvery, type StepBatch, type StepEngine } from './train/engine.js';
 export { evaluate, unitActivity, type EvaluateOptions, type Evaluation, type UnitActivity } from './train/evaluate.js';
 export {
   FitInterrupted,
