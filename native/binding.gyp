@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "sll_native",
-      "sources": ["src/addon.cc", "src/kernels.cc", "src/conv.cc"],
+      "sources": ["src/addon.cc", "src/kernels.cc", "src/conv.cc", "src/fused.cc"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags": ["-O3", "-fno-math-errno"],

@@ -9,6 +9,8 @@ import { useWebGpuKernels } from './gpu/kernels.js';
 import { NativeAdamOptimizer } from './native/adam.js';
 import { NATIVE_BACKEND_NAME, loadNativeAddon, registerNativeBackend, setNativeThreads } from './native/backend.js';
 import { registerAdam } from './train/optimizers.js';
+import { registerUnitLossStats } from './objectives/unit-loss.js';
+import { nativeUnitLossStats } from './native/unit-loss.js';
 import { applyWasmTrainingFixes } from './wasm/training-kernels.js';
 
 /**
@@ -25,12 +27,13 @@ export class BackendError extends Error {
 }
 
 /**
- * Registers the `native` backend (OpenBLAS addon) and its fused Adam, which 'adam' then means while it
- * is in use. False, without throwing, when the addon is not built (loadNativeAddon() says why).
+ * Registers the `native` backend (OpenBLAS addon), its fused Adam, which 'adam' then means while it is in
+ * use, and its fused unit loss. False, without throwing, when the addon is not built (loadNativeAddon() says why).
  */
 export function registerNative(): boolean {
   if (!registerNativeBackend()) return false;
   registerAdam(NATIVE_BACKEND_NAME, (lr, b1, b2, eps) => new NativeAdamOptimizer(lr, b1, b2, eps));
+  registerUnitLossStats(NATIVE_BACKEND_NAME, nativeUnitLossStats);
   return true;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "conv.h"
+#include "fused.h"
 #include "kernels.h"
 
 namespace {
@@ -680,6 +681,61 @@ napi_value Pool2dBackprop(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
+// ---- Fused SLL kernels (fused.h) ------------------------------------------------------------------
+
+// unitLoss(v, labels, parent, B, K, lambda, total, stats, grad): eq. (5) of one unit with its stats row
+// [prediction, alignment, total, correct] and dtotal/dv; parent null: no alignment term.
+napi_value UnitLoss(napi_env env, napi_callback_info info) {
+  Args a(env, info, 9, "unitLoss");
+  int64_t lenV, lenL, lenP = 0, lenT, lenS, lenG;
+  float* V = a.f32(0, &lenV);
+  int32_t* L = a.i32(1, &lenL);
+  float* P = nullptr;
+  if (!a.isNullish(2)) P = a.f32(2, &lenP);
+  const int64_t B = a.index(3), K = a.index(4);
+  const double lambda = a.num(5);
+  float* T = a.f32(6, &lenT);
+  float* S = a.f32(7, &lenS);
+  float* G = a.f32(8, &lenG);
+  if (!a.ok()) return nullptr;
+  if (K < 1) {
+    a.fail("K must be at least 1", true);
+    return nullptr;
+  }
+  a.within("v", 0, B * K, lenV);
+  a.within("labels", 0, B, lenL);
+  if (P != nullptr) a.within("parent", 0, B * K, lenP);
+  a.within("total", 0, 1, lenT);
+  a.within("stats", 0, 4, lenS);
+  a.within("grad", 0, B * K, lenG);
+  if (!a.ok()) return nullptr;
+  if (!sll::unit_loss(V, L, P, B, K, lambda, T, S, G)) {
+    a.fail("labels must lie in [0, K)", true);
+    return nullptr;
+  }
+  return undefinedValue(env);
+}
+
+// reluBiasGrad(dy, y, dz, db, rows, cols): dz = dy where y > 0 (else 0), db = dz summed over rows (db may be null).
+napi_value ReluBiasGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, 6, "reluBiasGrad");
+  int64_t lenDy, lenY, lenDz, lenDb = 0;
+  float* Dy = a.f32(0, &lenDy);
+  float* Y = a.f32(1, &lenY);
+  float* Dz = a.f32(2, &lenDz);
+  float* Db = nullptr;
+  if (!a.isNullish(3)) Db = a.f32(3, &lenDb);
+  const int64_t rows = a.index(4), cols = a.index(5);
+  if (!a.ok()) return nullptr;
+  a.within("dy", 0, rows * cols, lenDy);
+  a.within("y", 0, rows * cols, lenY);
+  a.within("dz", 0, rows * cols, lenDz);
+  if (Db != nullptr) a.within("db", 0, cols, lenDb);
+  if (!a.ok()) return nullptr;
+  sll::relu_bias_grad(Dy, Y, Dz, Db, rows, cols);
+  return undefinedValue(env);
+}
+
 napi_value Config(napi_env env, napi_callback_info) {
   napi_value r;
   const char* cfg = sll::blas_config();
@@ -705,6 +761,7 @@ NAPI_MODULE_INIT() {
       {"pool2d", Pool2d},       {"pool2dBackprop", Pool2dBackprop},
       {"layerNorm", LayerNorm}, {"layerNormGrad", LayerNormGrad},
       {"gelu", Gelu},           {"geluGrad", GeluGrad},
+      {"unitLoss", UnitLoss},   {"reluBiasGrad", ReluBiasGrad},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -292,9 +292,12 @@ void unary_serial(int op, const float* x, float* out, int64_t n, float alpha) {
 // Elementwise work below this many elements runs on the calling thread only.
 constexpr int64_t kParallelElements = int64_t(1) << 20;
 
-int elementwise_threads(int64_t n) {
+// Adam's update (a square root and two divisions an element) gains from threads on smaller arrays.
+constexpr int64_t kParallelAdam = int64_t(1) << 16;
+
+int elementwise_threads(int64_t n, int64_t atLeast = kParallelElements) {
   const int t = get_threads();
-  return (t > 1 && n >= kParallelElements) ? t : 1;
+  return (t > 1 && n >= atLeast) ? t : 1;
 }
 }  // namespace
 
@@ -651,13 +654,25 @@ void adam(const float* p, const float* m, const float* v, const float* g, float*
   bool distinct = inputsApart && apart(pOut, mOut) && apart(pOut, vOut) && apart(mOut, vOut);
   for (const float* in : ins)
     for (const float* out : outs) distinct = distinct && apart(in, out);
-  if (inplace) {
-    adam_inplace(pOut, mOut, vOut, g, n, nlr, b1, omb1, b2, omb2, feps, bc1, bc2);
-  } else if (distinct) {
-    adam_noalias(p, m, v, g, pOut, mOut, vOut, n, nlr, b1, omb1, b2, omb2, feps, bc1, bc2);
-  } else {
-    adam_alias(p, m, v, g, pOut, mOut, vOut, n, nlr, b1, omb1, b2, omb2, feps, bc1, bc2);
-  }
+  // Each element's update is on its own: threads split the array (the same bits at any thread count),
+  // except when outputs overlap inputs in other ways than in place, which stays serial.
+  const int T = (inplace || distinct) ? elementwise_threads(n, kParallelAdam) : 1;
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(n / 16, t, T, &lo, &hi);
+    lo *= 16;
+    hi = t == T - 1 ? n : hi * 16;
+    const int64_t len = hi - lo;
+    if (len <= 0) return;
+    if (inplace) {
+      adam_inplace(pOut + lo, mOut + lo, vOut + lo, g + lo, len, nlr, b1, omb1, b2, omb2, feps, bc1, bc2);
+    } else if (distinct) {
+      adam_noalias(p + lo, m + lo, v + lo, g + lo, pOut + lo, mOut + lo, vOut + lo, len, nlr, b1, omb1, b2,
+                   omb2, feps, bc1, bc2);
+    } else {
+      adam_alias(p, m, v, g, pOut, mOut, vOut, n, nlr, b1, omb1, b2, omb2, feps, bc1, bc2);
+    }
+  });
 }
 
 }  // namespace sll

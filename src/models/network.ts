@@ -5,6 +5,7 @@
  * its own worker).
  */
 import * as tf from '@tensorflow/tfjs';
+import { applyFused } from './fused-layers.js';
 import { mixSeed } from '../data/random.js';
 import { LAYER_NORM_EPSILON } from './transformer-ops.js';
 import { TokenPool, type TokenPooling } from './tokens.js';
@@ -62,9 +63,9 @@ export function startsUnit(layer: tf.layers.Layer): boolean {
   return layer.trainableWeights.length > 0 && !NORMALIZATION_LAYERS.has(layer.getClassName());
 }
 
-/** h_i = f_i(h_{i-1}). */
+/** h_i = f_i(h_{i-1}): each layer through the backend's fused kernels where they apply (fused-layers.ts). */
 export function applyUnit(unit: Unit, input: tf.Tensor, training: boolean): tf.Tensor {
-  return unit.layers.reduce((h, layer) => layer.apply(h, { training }) as tf.Tensor, input);
+  return unit.layers.reduce((h, layer) => applyFused(layer, h) ?? (layer.apply(h, { training }) as tf.Tensor), input);
 }
 
 /** The trainable variables of a unit: what its own optimizer updates, and nothing else. */

@@ -19,11 +19,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
+import type { backend_util } from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { GELU_GRAD_KERNEL, GELU_KERNEL, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../models/transformer-ops.js';
+import { ACTIVATION_BIAS_GRAD_KERNEL, CONV2D_KERNEL, DENSE_KERNEL } from '../models/fused-layers.js';
 
 export const NATIVE_BACKEND_NAME = 'native';
 
@@ -70,6 +72,16 @@ export interface NativeAddon {
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, cols: number,
   ): void;
   gelu(x: Float32Array, y: Float32Array): void;
+  /**
+   * Eq. (5) of one unit: logits v [B, K], labels [B], parent logits [B, K] or null; writes total [1], the stats
+   * row [prediction, alignment, total, correct] [4] and dtotal/dv [B, K] (native/src/fused.h).
+   */
+  unitLoss(
+    v: Float32Array, labels: Int32Array, parent: Float32Array | null, B: number, K: number, lambda: number,
+    total: Float32Array, stats: Float32Array, grad: Float32Array,
+  ): void;
+  /** dz = dy where y > 0 (else 0) over [rows, cols]; db (or null) = dz summed over rows. */
+  reluBiasGrad(dy: Float32Array, y: Float32Array, dz: Float32Array, db: Float32Array | null, rows: number, cols: number): void;
   geluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
   adam(
     param: Float32Array, m: Float32Array, v: Float32Array, grad: Float32Array,
@@ -145,11 +157,143 @@ export function nativeThreads(): number {
 
 // ---- The backend ---------------------------------------------------------------------------------
 
+/** Arrays this long (128 KiB) and longer are recycled by the backend's pool; shorter ones come from malloc cheaply. */
+const POOL_MIN_LENGTH = 32 * 1024;
+/** At most this many bytes of free arrays are kept for reuse, per backend (per worker thread). */
+const POOL_MAX_BYTES = 512 * 1024 * 1024;
+/** At most this many free arrays of one length. */
+const POOL_MAX_PER_LENGTH = 16;
+
+/**
+ * tfjs's cpu backend with the native kernels, and a pool of the large Float32Arrays those kernels write.
+ *
+ * Why the pool: a fresh multi-megabyte array costs a page fault per 4 KiB page the first time a kernel writes
+ * it (a 4 MiB weight gradient: ~2 ms; with two threads writing, the faults serialise), and a training step
+ * makes the same arrays every step. So the kernels take their outputs from `allocFloat32`, and an array goes
+ * back to the pool when the last tensor whose storage is in its buffer is disposed.
+ *
+ * Safety: only arrays the pool made are ever recycled (never one a user passed to `tf.tensor`); a buffer is
+ * counted once per data entry that holds it or a view of it (a cpu kernel's slice may be a subarray of its
+ * input), and recycled when that count falls to zero; an array handed out by `read`/`readSync` (`dataSync`,
+ * `data`, `bufferSync`) is never recycled, since its holder may keep it past the tensor's disposal.
+ */
 export class NativeBackend extends MathBackendCPU {
+  /** Free arrays by length. */
+  private readonly pool = new Map<number, Float32Array[]>();
+  /**
+   * Buffers the pool made and may recycle -> data entries holding them (or views of them). Weak: an array a
+   * kernel took but never stored (a fallback after all) is garbage-collected as any other.
+   */
+  private owners = new WeakMap<ArrayBufferLike, number>();
+  private pooledBytes = 0;
+
   constructor() {
     super();
     // MathBackendCPU prints a "use tfjs-node" banner on first write; this backend is the answer to it.
     (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+
+  /**
+   * A Float32Array of length n for a kernel's output: recycled (its contents are left over from earlier
+   * use: the kernel must write every element) or new. Use `allocZeroedFloat32` where a kernel relies on zeros.
+   */
+  allocFloat32(n: number): Float32Array {
+    if (n < POOL_MIN_LENGTH) return new Float32Array(n);
+    const free = this.pool.get(n);
+    const reused = free?.pop();
+    if (reused) {
+      this.pooledBytes -= reused.byteLength;
+      this.owners.set(reused.buffer, 0);
+      return reused;
+    }
+    const made = new Float32Array(n);
+    this.owners.set(made.buffer, 0);
+    return made;
+  }
+
+  /** allocFloat32, filled with zeros. */
+  allocZeroedFloat32(n: number): Float32Array {
+    const a = this.allocFloat32(n);
+    if (n >= POOL_MIN_LENGTH) a.fill(0);
+    return a;
+  }
+
+  /** Bytes of free arrays the pool holds now. */
+  pooledByteCount(): number {
+    return this.pooledBytes;
+  }
+
+  /** Drops every free array (they are garbage-collected as usual). */
+  emptyPool(): void {
+    this.pool.clear();
+    this.pooledBytes = 0;
+  }
+
+  override write(values: backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
+    const id = super.write(values, shape, dtype);
+    this.retain(values);
+    return id;
+  }
+
+  override move(dataId: tf.DataId, values: backend_util.BackendValues, shape: number[], dtype: tf.DataType, refCount: number): void {
+    const before = this.data.get(dataId)?.values;
+    super.move(dataId, values, shape, dtype, refCount);
+    if (before !== values) {
+      this.release(before);
+      this.retain(values);
+    }
+  }
+
+  override disposeData(dataId: tf.DataId, force = false): boolean {
+    const values = this.data.get(dataId)?.values;
+    const done = super.disposeData(dataId, force);
+    if (values !== undefined && !this.data.has(dataId)) this.release(values);
+    return done;
+  }
+
+  override readSync(dataId: tf.DataId): backend_util.BackendValues {
+    this.expose(this.data.get(dataId)?.values);
+    return super.readSync(dataId);
+  }
+
+  override read(dataId: tf.DataId): Promise<backend_util.BackendValues> {
+    this.expose(this.data.get(dataId)?.values);
+    return super.read(dataId);
+  }
+
+  override dispose(): void {
+    this.emptyPool();
+    this.owners = new WeakMap();
+    super.dispose();
+  }
+
+  private retain(values: backend_util.BackendValues | undefined | null): void {
+    if (!ArrayBuffer.isView(values)) return;
+    const n = this.owners.get(values.buffer);
+    if (n !== undefined) this.owners.set(values.buffer, n + 1);
+  }
+
+  private release(values: backend_util.BackendValues | undefined | null): void {
+    if (!ArrayBuffer.isView(values)) return;
+    const buffer = values.buffer;
+    const n = this.owners.get(buffer);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.owners.set(buffer, n - 1);
+      return;
+    }
+    this.owners.delete(buffer);
+    const whole = new Float32Array(buffer);
+    const free = this.pool.get(whole.length) ?? [];
+    if (free.length >= POOL_MAX_PER_LENGTH || this.pooledBytes + whole.byteLength > POOL_MAX_BYTES) return;
+    free.push(whole);
+    this.pool.set(whole.length, free);
+    this.pooledBytes += whole.byteLength;
+  }
+
+  /** Values handed out of the backend stay their holder's: never recycled. */
+  private expose(values: backend_util.BackendValues | undefined | null): void {
+    if (ArrayBuffer.isView(values)) this.owners.delete(values.buffer);
   }
 }
 
@@ -179,8 +323,8 @@ export function registerNativeBackend(): boolean {
       kernelFunc: make ? make(config.kernelFunc) : config.kernelFunc,
     });
   }
-  // Kernels of sll's own ops (transformer-ops.ts), which tfjs-cpu does not have: no fallback.
-  for (const [kernelName, kernelFunc] of transformerKernels()) {
+  // Kernels of sll's own ops (transformer-ops.ts, fused-layers.ts), which tfjs-cpu does not have.
+  for (const [kernelName, kernelFunc] of [...transformerKernels(), ...fusedLayerKernels()]) {
     if (tf.getKernel(kernelName, NATIVE_BACKEND_NAME) == null) tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND_NAME, kernelFunc });
   }
   registered = true;
@@ -314,6 +458,7 @@ function makePlan(aShape: readonly number[], bShape: readonly number[]): Broadca
 
 /** a op b with broadcasting on raw arrays; null when the shapes need the fallback. */
 function binaryValues(
+  backend: NativeBackend,
   op: number,
   a: Float32Array,
   aShape: readonly number[],
@@ -322,7 +467,7 @@ function binaryValues(
 ): { values: Float32Array; shape: number[] } | null {
   const plan = broadcastPlan(aShape, bShape);
   if (plan == null) return null;
-  const out = new Float32Array(plan.size);
+  const out = backend.allocFloat32(plan.size);
   const { d, sa, sb } = plan;
   addon!.binary(op, a, b, out, d[0], d[1], d[2], d[3], sa[0], sa[1], sa[2], sa[3], sb[0], sb[1], sb[2], sb[3]);
   return { values: out, shape: plan.outShape };
@@ -335,7 +480,7 @@ function binaryKernel(op: number): NativeImpl {
     const av = float32Values(backend, a);
     const bv = float32Values(backend, b);
     if (av == null || bv == null) return null;
-    const r = binaryValues(op, av, a.shape, bv, b.shape);
+    const r = binaryValues(backend, op, av, a.shape, bv, b.shape);
     return r && output(backend, r.shape, r.values);
   };
 }
@@ -371,7 +516,7 @@ function unaryKernel(op: number): NativeImpl {
     const xv = float32Values(backend, x);
     if (xv == null) return null;
     const alpha = Number((args.attrs as { alpha?: number } | undefined)?.alpha ?? 0);
-    const out = new Float32Array(xv.length);
+    const out = backend.allocFloat32(xv.length);
     addon!.unary(op, xv, out, alpha);
     return output(backend, x.shape.slice(), out);
   };
@@ -404,7 +549,7 @@ function reduceKernel(op: number, axisAttr: string): NativeImpl {
     const red = sizeOf(shape.slice(lo, hi + 1));
     const post = sizeOf(shape.slice(hi + 1));
     if (red === 0) return null;
-    const out = new Float32Array(pre * post);
+    const out = backend.allocFloat32(pre * post);
     addon!.reduce(op, xv, out, pre, red, post);
     const outShape = attrs.keepDims
       ? shape.map((d, i) => (i >= lo && i <= hi ? 1 : d))
@@ -422,7 +567,7 @@ const softmaxKernel: NativeImpl = (args) => {
   const xv = float32Values(backend, logits);
   if (xv == null) return null;
   const cols = logits.shape[rank - 1];
-  const out = new Float32Array(xv.length);
+  const out = backend.allocFloat32(xv.length);
   if (cols > 0) addon!.softmax(xv, out, xv.length / cols, cols, false);
   return output(backend, logits.shape.slice(), out);
 };
@@ -443,9 +588,9 @@ function transformerKernels(): [string, KernelFunc][] {
     const { epsilon } = args.attrs as { epsilon: number };
     const cols = x.shape[x.shape.length - 1];
     const rows = sizeOf(x.shape) / cols;
-    const y = new Float32Array(rows * cols);
-    const mean = new Float32Array(rows);
-    const rstd = new Float32Array(rows);
+    const y = backend.allocFloat32(rows * cols);
+    const mean = backend.allocFloat32(rows);
+    const rstd = backend.allocFloat32(rows);
     addon!.layerNorm(requireFloat32(backend, x, 'x'), requireFloat32(backend, gamma, 'gamma'), requireFloat32(backend, beta, 'beta'), y, mean, rstd, rows, cols, epsilon);
     return [output(backend, x.shape.slice(), y), output(backend, [rows], mean), output(backend, [rows], rstd)];
   };
@@ -454,9 +599,9 @@ function transformerKernels(): [string, KernelFunc][] {
     const { dy, x, gamma, mean, rstd } = args.inputs as Record<'dy' | 'x' | 'gamma' | 'mean' | 'rstd', TensorInfo>;
     const cols = x.shape[x.shape.length - 1];
     const rows = sizeOf(x.shape) / cols;
-    const dx = new Float32Array(rows * cols);
-    const dgamma = new Float32Array(cols);
-    const dbeta = new Float32Array(cols);
+    const dx = backend.allocFloat32(rows * cols);
+    const dgamma = backend.allocFloat32(cols);
+    const dbeta = backend.allocFloat32(cols);
     const f = (t: TensorInfo, what: string) => requireFloat32(backend, t, what);
     addon!.layerNormGrad(f(dy, 'dy'), f(x, 'x'), f(gamma, 'gamma'), f(mean, 'mean'), f(rstd, 'rstd'), dx, dgamma, dbeta, rows, cols);
     return [output(backend, x.shape.slice(), dx), output(backend, [cols], dgamma), output(backend, [cols], dbeta)];
@@ -464,14 +609,14 @@ function transformerKernels(): [string, KernelFunc][] {
   const gelu: KernelFunc = (args) => {
     const backend = backendOf(args);
     const { x } = args.inputs as { x: TensorInfo };
-    const y = new Float32Array(sizeOf(x.shape));
+    const y = backend.allocFloat32(sizeOf(x.shape));
     addon!.gelu(requireFloat32(backend, x, 'x'), y);
     return output(backend, x.shape.slice(), y);
   };
   const geluGrad: KernelFunc = (args) => {
     const backend = backendOf(args);
     const { dy, x } = args.inputs as { dy: TensorInfo; x: TensorInfo };
-    const dx = new Float32Array(sizeOf(x.shape));
+    const dx = backend.allocFloat32(sizeOf(x.shape));
     addon!.geluGrad(requireFloat32(backend, dy, 'dy'), requireFloat32(backend, x, 'x'), dx);
     return output(backend, x.shape.slice(), dx);
   };
@@ -480,6 +625,46 @@ function transformerKernels(): [string, KernelFunc][] {
     [LAYER_NORM_GRAD_KERNEL, layerNormGrad],
     [GELU_KERNEL, gelu],
     [GELU_GRAD_KERNEL, geluGrad],
+  ];
+}
+
+// ---- Fused layers (models/fused-layers.ts) ---------------------------------------------------------
+
+/**
+ * The fused Dense and Conv2D of a unit are tfjs's _FusedMatMul and FusedConv2D under names of their own
+ * (whose gradients fused-layers.ts registers), with the cpu kernels as fallbacks; and the backward pass of
+ * their activation and bias in one pass.
+ */
+function fusedLayerKernels(): [string, KernelFunc][] {
+  const cpu = (name: string): KernelFunc => {
+    const k = tf.getKernel(name, 'cpu');
+    if (k == null) throw new Error(`no cpu kernel ${name}`);
+    return k.kernelFunc;
+  };
+  const activationBiasGrad: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { dy, y } = args.inputs as { dy: TensorInfo; y: TensorInfo };
+    const { activation } = args.attrs as { activation: string };
+    if (!tf.util.arraysEqual(dy.shape, y.shape)) throw new Error(`${ACTIVATION_BIAS_GRAD_KERNEL}: dy [${dy.shape}] and y [${y.shape}] differ`);
+    const cols = dy.shape.length > 0 ? dy.shape[dy.shape.length - 1] : 1;
+    const rows = cols > 0 ? sizeOf(dy.shape) / cols : 0;
+    const dyv = requireFloat32(backend, dy, 'dy');
+    const db = backend.allocFloat32(cols);
+    if (activation === 'linear') {
+      // dz is dy itself (shared storage, as Identity does); db its column sums.
+      addon!.reduce(REDUCE_OPS.Sum.op, dyv, db, 1, rows, cols);
+      backend.incRef(dy.dataId);
+      return [{ dataId: dy.dataId, shape: dy.shape.slice(), dtype: 'float32' }, output(backend, [cols], db)];
+    }
+    if (activation !== 'relu') throw new Error(`${ACTIVATION_BIAS_GRAD_KERNEL}: activation '${activation}' is not fused`);
+    const dz = backend.allocFloat32(rows * cols);
+    addon!.reluBiasGrad(dyv, requireFloat32(backend, y, 'y'), dz, db, rows, cols);
+    return [output(backend, dy.shape.slice(), dz), output(backend, [cols], db)];
+  };
+  return [
+    [DENSE_KERNEL, withFallback(fusedMatMulKernel)(cpu('_FusedMatMul'))],
+    [CONV2D_KERNEL, withFallback(fusedConv2dKernel)(cpu('FusedConv2D'))],
+    [ACTIVATION_BIAS_GRAD_KERNEL, activationBiasGrad],
   ];
 }
 
@@ -579,6 +764,12 @@ function runMatmul(p: MatmulPlan, out: Float32Array, bias: Float32Array | null, 
   if (biasMode !== BIAS_NONE || act !== 0) addon!.epilogue(out, batch, M, N, bias, biasMode, act, alpha);
 }
 
+/** The output array of a product: recycled, or zeros when K = 0 (a GEMM then writes nothing). */
+function matmulOutput(backend: NativeBackend, p: MatmulPlan): Float32Array {
+  const n = p.batch * p.M * p.N;
+  return p.K === 0 ? backend.allocZeroedFloat32(n) : backend.allocFloat32(n);
+}
+
 function padShape(shape: readonly number[], rank: number): number[] {
   return [...new Array(rank - shape.length).fill(1), ...shape];
 }
@@ -589,7 +780,7 @@ const batchMatMulKernel: NativeImpl = (args) => {
   const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
   const p = planMatmul(backend, a, b, !!transposeA, !!transposeB);
   if (p == null) return null;
-  const out = new Float32Array(p.batch * p.M * p.N);
+  const out = matmulOutput(backend, p);
   runMatmul(p, out, null, BIAS_NONE, 0, 0);
   return output(backend, [...p.batchShape, p.M, p.N], out);
 };
@@ -629,16 +820,16 @@ const fusedMatMulKernel: NativeImpl = (args) => {
     const m = biasMode(bias.shape, p.batchShape.length + 2, p.M, p.N);
     if (m == null) {
       // Any other broadcastable bias: product, then a broadcasting add, then the activation.
-      const prod = new Float32Array(p.batch * p.M * p.N);
+      const prod = matmulOutput(backend, p);
       runMatmul(p, prod, null, BIAS_NONE, 0, 0);
-      const sum = binaryValues(BINARY_OPS.Add, prod, [...p.batchShape, p.M, p.N], biasValues, bias.shape);
+      const sum = binaryValues(backend, BINARY_OPS.Add, prod, [...p.batchShape, p.M, p.N], biasValues, bias.shape);
       if (sum == null) return null;
       if (act.unary >= 0) addon!.unary(act.unary, sum.values, sum.values, alpha);
       return output(backend, sum.shape, sum.values);
     }
     mode = m;
   }
-  const out = new Float32Array(p.batch * p.M * p.N);
+  const out = matmulOutput(backend, p);
   runMatmul(p, out, biasValues, mode, act.act, alpha);
   return output(backend, [...p.batchShape, p.M, p.N], out);
 };
@@ -702,7 +893,7 @@ const conv2dKernel: NativeImpl = (args) => {
   const xv = float32Values(backend, x);
   const wv = float32Values(backend, filter);
   if (geom == null || xv == null || wv == null) return null;
-  const out = new Float32Array(sizeOf(info!.outShape));
+  const out = backend.allocFloat32(sizeOf(info!.outShape));
   addon!.conv2d(xv, wv, out, geom, null, BIAS_NONE, 0, 0);
   return output(backend, info!.outShape.slice(), out);
 };
@@ -731,16 +922,16 @@ const fusedConv2dKernel: NativeImpl = (args) => {
     const m = convBiasMode(bias.shape, info!.outChannels);
     if (m == null) {
       // A bias broadcast over more than the channels: convolution, broadcasting add, activation.
-      const conv = new Float32Array(sizeOf(outShape));
+      const conv = backend.allocFloat32(sizeOf(outShape));
       addon!.conv2d(xv, wv, conv, geom, null, BIAS_NONE, 0, 0);
-      const sum = binaryValues(BINARY_OPS.Add, conv, outShape, biasValues, bias.shape);
+      const sum = binaryValues(backend, BINARY_OPS.Add, conv, outShape, biasValues, bias.shape);
       if (sum == null) return null;
       if (act.unary >= 0) addon!.unary(act.unary, sum.values, sum.values, alpha);
       return output(backend, sum.shape, sum.values);
     }
     mode = m;
   }
-  const out = new Float32Array(sizeOf(outShape));
+  const out = backend.allocFloat32(sizeOf(outShape));
   addon!.conv2d(xv, wv, out, geom, biasValues, mode, act.act, alpha);
   return output(backend, outShape, out);
 };
@@ -755,7 +946,7 @@ const conv2dBackpropInputKernel: NativeImpl = (args) => {
   const dyv = float32Values(backend, dy);
   const wv = float32Values(backend, filter);
   if (geom == null || dyv == null || wv == null) return null;
-  const dx = new Float32Array(sizeOf(info.inShape));
+  const dx = backend.allocFloat32(sizeOf(info.inShape));
   addon!.conv2dBackpropInput(dyv, wv, dx, geom);
   return output(backend, info.inShape.slice(), dx);
 };
@@ -770,7 +961,7 @@ const conv2dBackpropFilterKernel: NativeImpl = (args) => {
   const xv = float32Values(backend, x);
   const dyv = float32Values(backend, dy);
   if (geom == null || xv == null || dyv == null) return null;
-  const dw = new Float32Array(sizeOf(info.filterShape));
+  const dw = backend.allocFloat32(sizeOf(info.filterShape));
   addon!.conv2dBackpropFilter(xv, dyv, dw, geom);
   return output(backend, info.filterShape.slice(), dw);
 };
@@ -801,7 +992,7 @@ function poolKernel(op: number): NativeImpl {
     const geom = info && convGeometry(info);
     const xv = float32Values(backend, x);
     if (geom == null || xv == null) return null;
-    const out = new Float32Array(sizeOf(info!.outShape));
+    const out = backend.allocFloat32(sizeOf(info!.outShape));
     addon!.pool2d(op, xv, out, geom);
     return output(backend, info!.outShape.slice(), out);
   };
@@ -835,7 +1026,7 @@ function poolGradKernel(op: number): NativeImpl {
     const dyv = float32Values(backend, dy);
     const xv = op === POOL_MAX ? float32Values(backend, input) : null;
     if (geom == null || dyv == null || (op === POOL_MAX && xv == null)) return null;
-    const dx = new Float32Array(sizeOf(input.shape));
+    const dx = backend.allocFloat32(sizeOf(input.shape));
     addon!.pool2dBackprop(op, xv, dyv, dx, geom);
     return output(backend, input.shape.slice(), dx);
   };
@@ -857,7 +1048,7 @@ function tileKernel(args: KernelArgs): TensorInfo | null {
   const shape = x.shape;
   const rank = shape.length;
   const outShape = shape.map((d, i) => d * reps[i]);
-  const out = new Float32Array(sizeOf(outShape));
+  const out = backend.allocFloat32(sizeOf(outShape));
   if (rank === 0 || out.length === 0) return output(backend, outShape, out.length ? xv.slice() : out);
   // inner[k]: elements of the input below dim k; block[k]: elements of the output below dim k.
   const inner = new Array<number>(rank + 1).fill(1);
@@ -888,7 +1079,7 @@ function transposeKernel(args: KernelArgs): TensorInfo | null {
   const rank = x.shape.length;
   if (xv == null || rank > 4 || perm.length !== rank) return null;
   const outShape = perm.map((p) => x.shape[p]);
-  const out = new Float32Array(xv.length);
+  const out = backend.allocFloat32(xv.length);
   if (xv.length === 0) return output(backend, outShape, out);
   const strides = new Array<number>(rank).fill(1);
   for (let k = rank - 2; k >= 0; k--) strides[k] = strides[k + 1] * x.shape[k + 1];
@@ -946,7 +1137,7 @@ function sliceKernel(args: KernelArgs): TensorInfo | null {
   if (xv == null || rank === 0 || begin.length !== rank || size.length !== rank) return null;
   const extent = size.map((d, i) => (d === -1 ? x.shape[i] - begin[i] : d));
   if (extent.some((d, i) => d < 0 || begin[i] < 0 || begin[i] + d > x.shape[i])) return null;
-  const out = new Float32Array(sizeOf(extent));
+  const out = backend.allocFloat32(sizeOf(extent));
   copyBlock(xv, x.shape, begin, out, extent, new Array<number>(rank).fill(0), extent);
   return output(backend, extent, out);
 }
@@ -959,8 +1150,8 @@ function padKernel(args: KernelArgs): TensorInfo | null {
   const rank = x.shape.length;
   if (xv == null || rank === 0 || paddings.length !== rank) return null;
   const outShape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
-  const out = new Float32Array(sizeOf(outShape));
-  if (constantValue !== 0) out.fill(constantValue);
+  const out = backend.allocFloat32(sizeOf(outShape));
+  out.fill(constantValue);
   copyBlock(xv, x.shape, new Array<number>(rank).fill(0), out, outShape, paddings.map((p) => p[0]), x.shape);
   return output(backend, outShape, out);
 }
