@@ -2,8 +2,11 @@
  * One measurement of `npm run bench:speed`: times training steps of one case on one tfjs engine, in a
  * process of its own so that the engine's thread settings start clean. Run by bench/speed.ts; by hand:
  *
- *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit|vit-unit --engine native|wasm|cpu
- *     [--threads T] [--steps S] [--warmup W] [--json]
+ *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp --engine native|wasm|cpu
+ *     [--threads T] [--steps S] [--warmup W] [--json] [--profile]
+ *
+ * --profile: after the timed steps, one more step under tf.profile, its kernels summed by name and listed
+ * by time on stderr (where a step's time goes; the kernels' own times, without the JS between them).
  *
  * Cases (bench/torch_ref.py does the same math in PyTorch):
  * - mlp-sll: one SLL step of the library's MLP 784-1024-1024-1024 (3 ReLU units), K = 10, batch 128,
@@ -13,8 +16,11 @@
  * - conv-unit: one conv unit: input 64x32x32x64 (NHWC), conv3x3 64->64 'same' + bias + ReLU, the head
  *   pools the 32x32x64 activation to 2x2x64 = 256 features (average pooling 16x16, stride 16) and applies
  *   the fixed, masked R (256 x 10); loss CE + BC against fixed random parent logits; Adam over kernel and
- *   bias. The library has no conv unit yet, so it is written here with tf ops and the library's unitLoss,
- *   ProjectionHead and makeOptimizer.
+ *   bias: the library's convstack unit, applyUnit, ProjectionHead, unitLossStats and makeOptimizer.
+ * - vgg11-step: one SLL step of the library's VGG-11 at half width (`--width-mult 0.5`: 32-64-128-128-256-256-
+ *   256-256 channels, 8 units) on 28x28x1 inputs, batch 128, keep 0.5, lambda 1, Adam 1e-3 per unit; every head
+ *   pools its unit's output to s x s x C with s*s*C <= 4096. vgg11-bp: the same network and a linear classifier,
+ *   end-to-end backprop, one Adam.
  * - vit-unit: one SLL^{2+} unit of the library's ViT: patch embedding (4x4 patches of 32x32x3 images: 64
  *   tokens + the class token) and two pre-norm blocks, width 192, 3 heads, MLP 4x, head on the class token,
  *   keep 0.5, K = 10, batch 128, Adam 1e-3 (buildModel + makeTrainer(...).step, the real code path).
@@ -29,10 +35,13 @@ import { resolveOptions, type RunOptions } from '../src/recipe/options.js';
 import { disposeHeaded } from '../src/train/model.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { ProjectionHead } from '../src/objectives/projection.js';
-import { unitLoss } from '../src/objectives/unit-loss.js';
+import { unitLossStats } from '../src/objectives/unit-loss.js';
+import { stopGradient } from '../src/objectives/stop-gradient.js';
+import { applyUnit, unitVariables } from '../src/models/network.js';
+import { buildConvStack } from '../src/models/conv.js';
 import { makeOptimizer } from '../src/train/optimizers.js';
 
-export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit'] as const;
+export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp'] as const;
 export type CaseName = (typeof CASES)[number];
 
 /** One timed training step; returns the per-unit total losses as a tensor the caller reads and disposes. */
@@ -84,6 +93,11 @@ function mlpCase(method: 'sll' | 'bp', backend: BackendName, threads: number): S
   return libraryCase({ layers: 3, width: 1024, backend, method, threads }, [28, 28, 1]);
 }
 
+/** VGG-11 at half width on 28x28x1 inputs (the Fashion-MNIST recipe's network), batch 128. */
+function vggCase(method: 'sll' | 'bp', backend: BackendName, threads: number): Setup {
+  return libraryCase({ model: 'vgg11', widthMult: 0.5, backend, method, threads }, [28, 28, 1]);
+}
+
 function vitCase(backend: BackendName, threads: number): Setup {
   const v = VIT_UNIT;
   return libraryCase(
@@ -103,43 +117,21 @@ export interface ConvShape {
 export const CONV_SHAPE: ConvShape = { batch: 64, size: 32, channels: 64, grid: 2 };
 
 /**
- * The conv unit's step as a function of its tensors, so that a test can check it on small shapes:
- * h = relu(conv3x3(x, W) + b), v = avgPool(h) flattened (NHWC order) times the masked R,
- * L = CE(v, y) + lambda * BC(v, parent); returns L and its gradients w.r.t. W and b (no update).
+ * The conv unit's step through the library's own code path: a convstack unit (tf.layers.conv2d 3x3 'same'
+ * + bias + ReLU, run by applyUnit, so through the backend's fused kernels where it has them), its input
+ * stop-gradient, the head pooling the [size, size, C] activation to grid x grid x C features (average pooling)
+ * and the fixed, masked R, the unit loss (eq. 5) against fixed parent logits, and one Adam over the unit.
  */
-export function convUnitLoss(
-  x: tf.Tensor4D,
-  kernel: tf.Variable,
-  bias: tf.Variable,
-  head: ProjectionHead,
-  targets: tf.Tensor2D,
-  parent: tf.Tensor2D,
-  step: number,
-  grid: number,
-  lambda = 1,
-): { value: tf.Scalar; grads: tf.NamedTensorMap } {
-  if (x.shape[1] % grid !== 0 || x.shape[2] % grid !== 0) throw new Error(`input ${x.shape} does not pool to ${grid}x${grid}`);
-  const pool: [number, number] = [x.shape[1] / grid, x.shape[2] / grid];
-  return tf.variableGrads(() => {
-    const h = tf.relu(tf.add(tf.conv2d(x, kernel as tf.Tensor4D, 1, 'same'), bias));
-    const pooled = tf.avgPool(h as tf.Tensor4D, pool, pool, 'valid');
-    const v = head.project(tf.reshape(pooled, [x.shape[0], -1]), step);
-    return unitLoss(v, targets, parent, lambda).total;
-  }, [kernel, bias]);
-}
-
 export function convCase(shape: ConvShape = CONV_SHAPE): Setup {
   const { batch, size, channels, grid } = shape;
-  const features = grid * grid * channels;
+  const inputShape = [size, size, channels];
+  const network = buildConvStack({ inputShape, numClasses: 10, seed: 3, batchNorm: false, layers: 1, channels });
+  const unit = network.units[0];
   const x = tf.randomNormal([batch, size, size, channels], 0, 1, 'float32', 1) as tf.Tensor4D;
-  const fanIn = 3 * 3 * channels;
-  const limit = Math.sqrt(6 / fanIn);
-  const kernel = tf.variable(tf.randomUniform([3, 3, channels, channels], -limit, limit, 'float32', 3), true, 'conv_kernel');
-  const bias = tf.variable(tf.zeros([channels]), true, 'conv_bias');
   const head = new ProjectionHead({
-    inputShape: [features],
+    inputShape,
     numClasses: 10,
-    poolDim: null,
+    poolDim: grid * grid * channels,
     distribution: 'gaussian',
     keep: 0.5,
     maskScale: 'inverted',
@@ -148,19 +140,27 @@ export function convCase(shape: ConvShape = CONV_SHAPE): Setup {
   });
   const parent = tf.randomNormal([batch, 10], 0, 1, 'float32', 5) as tf.Tensor2D;
   const y = labels(batch, 10, 2);
-  const targets = tf.tidy(() => tf.oneHot(y, 10).toFloat() as tf.Tensor2D);
   const optimizer = makeOptimizer({ optimizer: 'adam', lr: 1e-3, lrSchedule: 'constant', momentum: 0.9 });
   return {
     step: (step) =>
       tf.tidy(() => {
-        const { value, grads } = convUnitLoss(x, kernel, bias, head, targets, parent, step, grid);
+        let stats!: tf.Tensor1D;
+        const { grads } = tf.variableGrads(() => {
+          const h = applyUnit(unit, stopGradient(x), true);
+          const loss = unitLossStats(head.project(h, step), y, parent, 1);
+          stats = loss.stats;
+          return loss.total;
+        }, unitVariables(unit));
         optimizer.applyGradients(grads);
-        return tf.reshape(value, [1]);
+        const total = tf.slice(stats, [2], [1]);
+        stats.dispose();
+        return total;
       }),
     dispose: () => {
       optimizer.dispose();
       head.dispose();
-      tf.dispose([x, kernel, bias, parent, y, targets]);
+      network.model.dispose();
+      tf.dispose([x, parent, y]);
     },
   };
 }
@@ -179,6 +179,7 @@ async function main(): Promise<void> {
       steps: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
     },
   });
   const name = values.case as CaseName;
@@ -192,7 +193,11 @@ async function main(): Promise<void> {
 
   const backend = await useBackend(engine, threads);
   const log = (s: string) => process.stderr.write(`[${name} ${engine} t${threads}] ${s}\n`);
-  const setup = name === 'conv-unit' ? convCase() : name === 'vit-unit' ? vitCase(engine, threads) : mlpCase(name === 'mlp-bp' ? 'bp' : 'sll', engine, threads);
+  const setup =
+    name === 'conv-unit' ? convCase()
+    : name === 'vit-unit' ? vitCase(engine, threads)
+    : name === 'vgg11-step' || name === 'vgg11-bp' ? vggCase(name === 'vgg11-bp' ? 'bp' : 'sll', engine, threads)
+    : mlpCase(name === 'mlp-bp' ? 'bp' : 'sll', engine, threads);
   const times: number[] = [];
   let firstLoss: number[] = [];
   for (let i = 0; i < warmup + steps; i++) {
@@ -204,6 +209,22 @@ async function main(): Promise<void> {
     if (i === 0) firstLoss = values;
     if (i >= warmup) times.push(ms);
     log(`${i < warmup ? 'warm-up' : 'step'} ${i + 1}/${warmup + steps}: ${ms.toFixed(1)} ms, loss ${values.map((v) => v.toFixed(4)).join(' ')}`);
+  }
+  if (values.profile) {
+    const t0 = performance.now();
+    const info = await tf.profile(() => setup.step(warmup + steps).dispose());
+    const wall = performance.now() - t0;
+    const byName = new Map<string, { ms: number; calls: number }>();
+    for (const k of info.kernels) {
+      const e = byName.get(k.name) ?? { ms: 0, calls: 0 };
+      e.ms += Number(k.kernelTimeMs) || 0;
+      e.calls++;
+      byName.set(k.name, e);
+    }
+    const rows = [...byName.entries()].sort((a, b) => b[1].ms - a[1].ms);
+    const inKernels = rows.reduce((s, [, e]) => s + e.ms, 0);
+    log(`profile: ${info.kernels.length} kernels, ${inKernels.toFixed(1)} ms in kernels of ${wall.toFixed(1)} ms (profiled step)`);
+    for (const [k, e] of rows) log(`  ${k.padEnd(28)} ${e.ms.toFixed(2).padStart(8)} ms  ${String(e.calls).padStart(4)} calls`);
   }
   setup.dispose();
   const row = { case: name, engine, threads, backend: tf.getBackend(), steps_ms: times, first_loss: firstLoss };

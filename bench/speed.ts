@@ -1,7 +1,7 @@
 /**
  * npm run bench:speed [-- --json] [--repeats R] [--steps S] [--warmup W] [--threads 1,2]
- *   [--cases mlp-sll,mlp-bp,conv-unit,vit-unit] [--engines native,wasm,torch] [--timeout SECONDS]
- *   [--torch-blas-threads 1|same] [--omp-wait-policy PASSIVE|ACTIVE] [--python /usr/bin/python3] [--verbose]
+ *   [--cases mlp-sll,mlp-bp,conv-unit,vit-unit,vgg11-step,vgg11-bp] [--engines native,wasm,torch] [--timeout SECONDS]
+ *   [--torch-blas-threads best|1|same] [--omp-wait-policy PASSIVE|ACTIVE] [--python /usr/bin/python3] [--verbose]
  *
  * Milliseconds per training step of our engines (`native`, `wasm`) against PyTorch on the same math
  * (cases: see bench/speed-step.ts and bench/torch_ref.py):
@@ -9,6 +9,9 @@
  *   mlp-bp     the same MLP + a linear classifier, end-to-end backprop, Adam
  *   conv-unit  one conv unit: 64x32x32x64, conv3x3 64->64 + ReLU, pooled 2x2x64 head, CE + BC, Adam
  *   vit-unit   one SLL^{2+} ViT unit: patch embedding + 2 blocks, width 192, 3 heads, 65 tokens, batch 128, Adam
+ *   vgg11-step one SLL step of VGG-11 at half width on 28x28x1 (8 local units), batch 128, Adam per unit
+ *   vgg11-bp   the same VGG-11 + a linear classifier, end-to-end backprop, Adam
+ * The default cases are all but vit-unit (which takes minutes per measurement: --cases vit-unit).
  *
  * Every measurement (case, engine, threads) runs in a fresh child process so that thread settings start
  * clean: `node dist/bench/speed-step.js ...` for ours, `/usr/bin/python3 bench/torch_ref.py ...` for torch.
@@ -18,12 +21,13 @@
  *
  * Threads: ours on `native` get T BLAS threads (useBackend('native', T); OMP_NUM_THREADS and
  * OPENBLAS_NUM_THREADS = T too); `wasm` is single-threaded in Node and runs at T = 1 only. torch gets
- * torch.set_num_threads(T) and OMP_NUM_THREADS = T; OPENBLAS_NUM_THREADS is 1 by default
- * (--torch-blas-threads 1) because with both OpenMP and OpenBLAS at 2 threads PyTorch oversubscribes the
- * 2 cores here; `--torch-blas-threads same` gives OpenBLAS T threads instead (measured within noise of 1 on
- * mlp-sll). Every child also gets OMP_WAIT_POLICY=PASSIVE (--omp-wait-policy): with other jobs on the
- * cores, GNU OpenMP's default spin-waiting made PyTorch at 2 threads 5-10x slower (mlp-sll 180-310 ms
- * against 33-36 ms passive; 1 thread: 35-38 ms either way). Our engines use no OpenMP today.
+ * torch.set_num_threads(T) and OMP_NUM_THREADS = T, and PyTorch at its best: Debian's PyTorch does its
+ * matmuls through the system OpenBLAS (its convolutions through oneDNN, on OpenMP), which reads
+ * OPENBLAS_NUM_THREADS, so by default (--torch-blas-threads best) every torch measurement at T > 1 runs twice
+ * per round, with OPENBLAS_NUM_THREADS = 1 and = T, and the faster setting's median is torch's time (the
+ * table says which: "torch BLAS"). `1` or `same` (= T) pin one setting. Every child also gets
+ * OMP_WAIT_POLICY=PASSIVE (--omp-wait-policy): with other jobs on the cores, GNU OpenMP's default
+ * spin-waiting made PyTorch at 2 threads 5-10x slower (mlp-sll 180-310 ms against 33-36 ms passive).
  *
  * A measurement that fails, or runs past --timeout seconds (default 120: e.g. conv-unit on an engine
  * without native conv kernels, or wasm, which has no Conv2DBackpropFilter), is skipped for the rest of the
@@ -39,7 +43,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit'] as const;
+const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp'] as const;
 const ENGINES = ['native', 'wasm', 'torch'] as const;
 type Engine = (typeof ENGINES)[number];
 
@@ -50,10 +54,10 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
     threads: { type: 'string', default: '1,2' },
-    cases: { type: 'string', default: CASES.join(',') },
+    cases: { type: 'string', default: CASES.filter((c) => c !== 'vit-unit').join(',') },
     engines: { type: 'string', default: ENGINES.join(',') },
     timeout: { type: 'string', default: '120' },
-    'torch-blas-threads': { type: 'string', default: '1' },
+    'torch-blas-threads': { type: 'string', default: 'best' },
     'omp-wait-policy': { type: 'string', default: 'PASSIVE' },
     python: { type: 'string', default: '/usr/bin/python3' },
     verbose: { type: 'boolean', default: false },
@@ -86,7 +90,10 @@ const engines = list('engines', values.engines, ENGINES);
 const timeoutS = Number(values.timeout);
 if (!(timeoutS > 0)) fail(`--timeout must be > 0 seconds, got ${values.timeout}`);
 const torchBlas = values['torch-blas-threads'];
-if (torchBlas !== 'same') positiveInt('torch-blas-threads', torchBlas);
+if (torchBlas !== 'same' && torchBlas !== 'best') positiveInt('torch-blas-threads', torchBlas);
+/** The OPENBLAS_NUM_THREADS values torch is measured with at T threads. */
+const torchBlasSettings = (t: number): number[] =>
+  torchBlas === 'best' ? [...new Set([1, t])] : [torchBlas === 'same' ? t : Number(torchBlas)];
 const ompWait = values['omp-wait-policy'].toUpperCase();
 if (!['PASSIVE', 'ACTIVE'].includes(ompWait)) fail(`--omp-wait-policy must be PASSIVE or ACTIVE, got ${values['omp-wait-policy']}`);
 const json = values.json;
@@ -108,7 +115,7 @@ interface ChildRow {
 type Outcome = { ok: true; row: ChildRow } | { ok: false; reason: string };
 
 /** One measurement in a fresh process; never hangs longer than the timeout. */
-function measure(caseName: string, engine: Engine, threads: number): Promise<Outcome> {
+function measure(caseName: string, engine: Engine, threads: number, torchBlasThreads = 1): Promise<Outcome> {
   const common = ['--case', caseName, '--threads', String(threads), '--steps', String(steps), '--warmup', String(warmup)];
   const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(threads), OMP_WAIT_POLICY: ompWait };
   let command: string;
@@ -116,7 +123,7 @@ function measure(caseName: string, engine: Engine, threads: number): Promise<Out
   if (engine === 'torch') {
     command = values.python;
     args = [torchScript, ...common];
-    env.OPENBLAS_NUM_THREADS = torchBlas === 'same' ? String(threads) : torchBlas;
+    env.OPENBLAS_NUM_THREADS = String(torchBlasThreads);
   } else {
     command = process.execPath;
     args = [stepScript, ...common, '--engine', engine, '--json'];
@@ -164,7 +171,8 @@ function measure(caseName: string, engine: Engine, threads: number): Promise<Out
   });
 }
 
-const key = (c: string, e: Engine, t: number) => `${c}|${e}|${t}`;
+/** A measurement's key; torch's carries its OPENBLAS_NUM_THREADS (`torch@B`). */
+const key = (c: string, e: Engine, t: number, blas?: number) => `${c}|${e}${blas == null ? '' : `@${blas}`}|${t}`;
 const rounds = new Map<string, number[]>();
 const firstLoss = new Map<string, number[]>();
 const skipped = new Map<string, string>();
@@ -175,36 +183,56 @@ const applies = (e: Engine, t: number) => e !== 'wasm' || t === 1;
 log(
   `bench:speed: cases ${cases.join(',')}; engines ${engines.join(',')}; threads ${threadList.join(',')}; ` +
     `${repeats} rounds of ${warmup} warm-up + ${steps} timed steps; timeout ${timeoutS} s per measurement; ` +
-    `torch OPENBLAS_NUM_THREADS=${torchBlas === 'same' ? 'T' : torchBlas}; OMP_WAIT_POLICY=${ompWait}`,
+    `torch OPENBLAS_NUM_THREADS=${torchBlas === 'best' ? '1 and T, the faster' : torchBlas === 'same' ? 'T' : torchBlas}; OMP_WAIT_POLICY=${ompWait}`,
 );
 for (const c of cases) {
   for (let r = 0; r < repeats; r++) {
     for (const t of threadList) {
       const order = r % 2 === 0 ? engines : [...engines].reverse();
       for (const e of order) {
-        const k = key(c, e, t);
-        if (!applies(e, t) || skipped.has(k)) continue;
-        const started = performance.now();
-        const out = await measure(c, e, t);
-        const wall = ((performance.now() - started) / 1000).toFixed(1);
-        if (!out.ok) {
-          skipped.set(k, out.reason);
-          log(`round ${r + 1}/${repeats} ${c} ${e} t${t}: SKIPPED (${out.reason}); not retried in later rounds`);
-          continue;
+        for (const blas of e === 'torch' ? torchBlasSettings(t) : [undefined]) {
+          const k = key(c, e, t, blas);
+          const label = `${e}${blas == null ? '' : ` (BLAS ${blas})`}`;
+          if (!applies(e, t) || skipped.has(k)) continue;
+          const started = performance.now();
+          const out = await measure(c, e, t, blas);
+          const wall = ((performance.now() - started) / 1000).toFixed(1);
+          if (!out.ok) {
+            skipped.set(k, out.reason);
+            log(`round ${r + 1}/${repeats} ${c} ${label} t${t}: SKIPPED (${out.reason}); not retried in later rounds`);
+            continue;
+          }
+          const ms = median(out.row.steps_ms);
+          rounds.set(k, [...(rounds.get(k) ?? []), ms]);
+          if (!firstLoss.has(k)) firstLoss.set(k, out.row.first_loss);
+          const backend = out.row.backend && out.row.backend !== e ? ` (backend ${out.row.backend})` : '';
+          log(`round ${r + 1}/${repeats} ${c} ${label}${backend} t${t}: ${ms.toFixed(1)} ms/step (median of ${out.row.steps_ms.length}; ${wall} s wall)`);
         }
-        const ms = median(out.row.steps_ms);
-        rounds.set(k, [...(rounds.get(k) ?? []), ms]);
-        if (!firstLoss.has(k)) firstLoss.set(k, out.row.first_loss);
-        const backend = out.row.backend && out.row.backend !== e ? ` (backend ${out.row.backend})` : '';
-        log(`round ${r + 1}/${repeats} ${c} ${e}${backend} t${t}: ${ms.toFixed(1)} ms/step (median of ${out.row.steps_ms.length}; ${wall} s wall)`);
       }
     }
   }
 }
 
-const result = (c: string, e: Engine, t: number): number | null => {
-  const xs = rounds.get(key(c, e, t));
+const medianOf = (k: string): number | null => {
+  const xs = rounds.get(k);
   return xs && xs.length > 0 ? median(xs) : null;
+};
+
+/** torch's OPENBLAS_NUM_THREADS of its fastest setting at (case, T), or null when none was measured. */
+const torchBest = (c: string, t: number): number | null => {
+  let best: number | null = null;
+  for (const b of torchBlasSettings(t)) {
+    const v = medianOf(key(c, 'torch', t, b));
+    if (v != null && (best == null || v < medianOf(key(c, 'torch', t, best))!)) best = b;
+  }
+  return best;
+};
+
+/** The median over rounds; torch's is that of its faster OPENBLAS_NUM_THREADS setting. */
+const result = (c: string, e: Engine, t: number): number | null => {
+  if (e !== 'torch') return medianOf(key(c, e, t));
+  const b = torchBest(c, t);
+  return b == null ? null : medianOf(key(c, 'torch', t, b));
 };
 
 const lines: string[] = [];
@@ -214,13 +242,14 @@ const cell = (c: string, e: Engine, t: number) => {
   const v = result(c, e, t);
   return v == null ? 'skipped' : v.toFixed(1);
 };
-const header = ['case', 'threads', 'native ms', 'wasm ms', 'torch ms', 'native/torch'];
+const header = ['case', 'threads', 'native ms', 'wasm ms', 'torch ms', 'torch BLAS', 'native/torch'];
 const rows: string[][] = [];
 for (const c of cases) {
   for (const t of threadList) {
     const n = result(c, 'native', t);
     const p = result(c, 'torch', t);
-    rows.push([c, String(t), cell(c, 'native', t), cell(c, 'wasm', t), cell(c, 'torch', t), n != null && p != null ? `${(n / p).toFixed(2)}x` : '-']);
+    const b = engines.includes('torch') ? torchBest(c, t) : null;
+    rows.push([c, String(t), cell(c, 'native', t), cell(c, 'wasm', t), cell(c, 'torch', t), b == null ? '-' : String(b), n != null && p != null ? `${(n / p).toFixed(2)}x` : '-']);
   }
 }
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -228,6 +257,7 @@ const fmt = (r: string[]) => r.map((s, i) => (i === 0 ? s.padEnd(widths[i]) : s.
 lines.push(`ms per training step, median over ${repeats} rounds (each the median of ${steps} steps after ${warmup} warm-up)`);
 lines.push(fmt(header));
 rows.forEach((r) => lines.push(fmt(r)));
+if (engines.includes('torch')) lines.push("torch BLAS: the OPENBLAS_NUM_THREADS of torch's faster setting (see --torch-blas-threads).");
 const sanity = [...firstLoss.entries()].filter(([k]) => k.startsWith('mlp-sll|'));
 if (sanity.length > 0) {
   lines.push('mlp-sll first-step loss per unit (CE starts near ln 10 = 2.30; units 2-3 add the BC term):');
@@ -248,7 +278,10 @@ if (json) {
       for (const e of engines) {
         const v = result(c, e, t);
         if (v == null) continue;
-        console.log(JSON.stringify({ case: c, engine: e, threads: t, ms_per_step: v, rounds_ms: rounds.get(key(c, e, t)), first_loss: firstLoss.get(key(c, e, t)) }));
+        const blas = e === 'torch' ? torchBest(c, t)! : undefined;
+        const k = key(c, e, t, blas);
+        const extra = e === 'torch' ? { torch_blas_threads: blas, torch_rounds_ms: Object.fromEntries(torchBlasSettings(t).map((b) => [b, rounds.get(key(c, e, t, b)) ?? null])) } : {};
+        console.log(JSON.stringify({ case: c, engine: e, threads: t, ms_per_step: v, rounds_ms: rounds.get(k), first_loss: firstLoss.get(k), ...extra }));
       }
       const n = result(c, 'native', t);
       const p = result(c, 'torch', t);

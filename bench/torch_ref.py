@@ -2,7 +2,7 @@
 """PyTorch reference for `npm run bench:speed`: the same three cases as bench/speed-step.ts, in plain
 PyTorch (float32, CPU). Run with Debian's interpreter, which has python3-torch (1.13):
 
-    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit|vit-unit [--threads T] [--steps S] [--warmup W]
+    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp [--threads T] [--steps S] [--warmup W]
 
 The mlp cases also run on a GPU for bench/gpu.sh: `--device cuda [--batch B]` times them there (masks drawn on
 the GPU), and `--device cuda --memory-depths 2,4,8,16` prints the peak CUDA memory of one step at each depth
@@ -26,6 +26,11 @@ Cases (same shapes, masks and losses as ours; initial weights differ):
   a class token, learned positions: 65 tokens), two pre-norm blocks (LayerNorm eps 1e-6, 3-head attention
   with separate q, k, v maps, GELU MLP 768), the head R (192 x 10, masked) on the class token, CE (no parent),
   one Adam over the unit; batch 128.
+- vgg11-step: VGG-11 at half width (32-64-128-128-256-256-256-256 channels) on 28x28x1 inputs, batch 128, one
+  SLL unit per conv layer (conv3x3 + ReLU [+ 2x2 max-pool with ceil_mode, as tfjs's 'same' pooling]), each head
+  adaptive-average-pooling its unit's output to s x s x C with s*s*C <= 4096 (read whole when it fits), masked R,
+  eq. (5) against the previous unit's logits, Adam per unit. vgg11-bp: the same network, a Linear(256, 10)
+  classifier of h_8, end-to-end CE, one Adam.
 
 Prints one JSON line on stdout: {case, engine: "torch", threads, steps_ms, first_loss}; progress on stderr.
 """
@@ -177,6 +182,103 @@ def conv_unit(batch=64, size=32, channels=64, grid=2):
     return step
 
 
+VGG11_HALF = [32, "M", 64, "M", 128, 128, "M", 256, 256, "M", 256, 256, "M"]
+POOL_DIM = 4096
+
+
+def pool_side(h, w, c, pool_dim=POOL_DIM):
+    """s of the library's s x s head pooling (projection.ts, spatialPoolSide): the largest s <= min(h, w) with
+    s*s*c <= pool_dim; None when the unit's output is read whole."""
+    if h * w * c <= pool_dim:
+        return None
+    side = 1
+    while side + 1 <= min(h, w) and (side + 1) ** 2 * c <= pool_dim:
+        side += 1
+    return None if side == h and side == w else side
+
+
+def vgg_units(gen, size=28, channels=1):
+    """The library's VGG-11 at half width as units: conv3x3 'same' + ReLU [+ 2x2 max-pool rounding up, as
+    tfjs's 'same' pooling: 28-14-7-4-2-1], each with its head's pooling side and R."""
+    units, c, hw = [], channels, size
+    for i, v in enumerate(VGG11_HALF):
+        if v == "M":
+            continue
+        conv = torch.nn.Conv2d(c, v, 3, padding=1)
+        with torch.no_grad():  # He normal, as the library's heNormal
+            conv.weight.normal_(0, math.sqrt(2.0 / (9 * c)), generator=gen)
+            conv.bias.zero_()
+        pool = i + 1 < len(VGG11_HALF) and VGG11_HALF[i + 1] == "M"
+        c = v
+        if pool:
+            hw = (hw + 1) // 2
+        side = pool_side(hw, hw, c)
+        d = (side * side if side else hw * hw) * c
+        units.append({"conv": conv, "pool": pool, "side": side, "r": head(d, gen)})
+    return units, c * hw * hw
+
+
+def vgg_forward(unit, x):
+    h = F.relu(unit["conv"](x))
+    return F.max_pool2d(h, 2, 2, ceil_mode=True) if unit["pool"] else h
+
+
+def vgg_features(unit, h):
+    if unit["side"]:
+        h = F.adaptive_avg_pool2d(h, unit["side"])
+    return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)  # NHWC order, as the library flattens
+
+
+def vgg11_step(batch=128):
+    """One SLL step of VGG-11 at half width on 28x28x1: 8 local units, heads as the library's, Adam per unit."""
+    gen = torch.Generator().manual_seed(0)
+    units, _ = vgg_units(gen)
+    opts = [make_adam(u["conv"].parameters()) for u in units]
+    x = torch.randn(batch, 1, 28, 28, generator=gen)
+    y = labels(batch, 2)
+
+    def step(_):
+        h, parent, losses = x, None, []
+        for u, opt in zip(units, opts):
+            hi = vgg_forward(u, h.detach())
+            v = vgg_features(u, hi) @ masked(u["r"], gen)
+            loss = unit_loss(v, y, parent)
+            (v.detach().argmax(1) == y).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            h, parent = hi, v.detach()
+        return losses
+
+    return step
+
+
+def vgg11_bp(batch=128):
+    """The same network trained end to end through a linear classifier of h_8 (flattened), one Adam."""
+    gen = torch.Generator().manual_seed(0)
+    units, features = vgg_units(gen)
+    classifier = linear(features, K, init="glorot")
+    params = [p for u in units for p in u["conv"].parameters()] + list(classifier.parameters())
+    opt = make_adam(params)
+    x = torch.randn(batch, 1, 28, 28, generator=gen)
+    y = labels(batch, 2)
+
+    def step(_):
+        h = x
+        for u in units:
+            h = vgg_forward(u, h)
+        logits = classifier(h.permute(0, 2, 3, 1).reshape(batch, -1))
+        loss = F.cross_entropy(logits, y)
+        (logits.detach().argmax(1) == y).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return [loss.item()]
+
+    return step
+
+
 class Block(torch.nn.Module):
     """A pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)), as the library's TransformerBlock."""
 
@@ -226,7 +328,8 @@ def vit_unit(batch=128, size=32, channels=3, patch=4, dim=192, heads=3, mlp_rati
     return step
 
 
-CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit": vit_unit}
+CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit": vit_unit,
+         "vgg11-step": vgg11_step, "vgg11-bp": vgg11_bp}
 
 
 MLP_CASES = ("mlp-sll", "mlp-bp")
