@@ -5,7 +5,8 @@
  *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp --engine native|wasm|cpu
  *     [--threads T] [--steps S] [--warmup W] [--json] [--profile]
  *
- * --profile: after the timed steps, one more step under tf.profile, its kernels summed by name and listed
+ * --profile: after the timed steps, one more step under tf.profile, its kernels summed by name and listed,
+ *   then its slowest calls with their input shapes
  * by time on stderr (where a step's time goes; the kernels' own times, without the JS between them).
  *
  * Cases (bench/torch_ref.py does the same math in PyTorch):
@@ -225,6 +226,9 @@ async function main(): Promise<void> {
     const inKernels = rows.reduce((s, [, e]) => s + e.ms, 0);
     log(`profile: ${info.kernels.length} kernels, ${inKernels.toFixed(1)} ms in kernels of ${wall.toFixed(1)} ms (profiled step)`);
     for (const [k, e] of rows) log(`  ${k.padEnd(28)} ${e.ms.toFixed(2).padStart(8)} ms  ${String(e.calls).padStart(4)} calls`);
+    log('slowest calls (input shapes):');
+    const slowest = [...info.kernels].sort((a, b) => (Number(b.kernelTimeMs) || 0) - (Number(a.kernelTimeMs) || 0)).slice(0, 16);
+    for (const k of slowest) log(`  ${k.name.padEnd(28)} ${(Number(k.kernelTimeMs) || 0).toFixed(2).padStart(8)} ms  ${k.inputShapes.map((sh) => `[${sh}]`).join(' ')}`);
   }
   setup.dispose();
   const row = { case: name, engine, threads, backend: tf.getBackend(), steps_ms: times, first_loss: firstLoss };

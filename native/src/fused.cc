@@ -82,23 +82,19 @@ bool unit_loss(const float* v, const int32_t* labels, const float* parent, int64
 
 namespace {
 
-// Columns [c0, c1) of every row.
-void relu_bias_grad_cols(const float* dy, const float* y, float* dz, float* db, int64_t rows,
-                         int64_t cols, int64_t c0, int64_t c1) {
-  const int64_t n = c1 - c0;
-  std::vector<double> acc(db != nullptr ? size_t(n) : 0, 0.0);
-  for (int64_t r = 0; r < rows; r++) {
-    const float* RESTRICT d = dy + r * cols + c0;
-    const float* RESTRICT a = y + r * cols + c0;
-    float* RESTRICT o = dz + r * cols + c0;
-    for (int64_t j = 0; j < n; j++) o[j] = a[j] > 0.0f ? d[j] : 0.0f;
-    if (db != nullptr) {
-      double* RESTRICT s = acc.data();
-      for (int64_t j = 0; j < n; j++) s[j] += double(o[j]);
+// Rows [r0, r1): dz = relu'(y) * dy, and (when acc is given) acc[j] += the column sums of dz.
+void relu_bias_grad_rows(const float* dy, const float* y, float* dz, double* acc, int64_t cols, int64_t r0,
+                         int64_t r1) {
+  for (int64_t r = r0; r < r1; r++) {
+    const float* RESTRICT d = dy + r * cols;
+    const float* RESTRICT a = y + r * cols;
+    float* RESTRICT o = dz + r * cols;
+    for (int64_t j = 0; j < cols; j++) o[j] = a[j] > 0.0f ? d[j] : 0.0f;
+    if (acc != nullptr) {
+      double* RESTRICT s = acc;
+      for (int64_t j = 0; j < cols; j++) s[j] += double(o[j]);
     }
   }
-  if (db != nullptr)
-    for (int64_t j = 0; j < n; j++) db[c0 + j] = float(acc[j]);
 }
 
 }  // namespace
@@ -108,16 +104,28 @@ void relu_bias_grad(const float* dy, const float* y, float* dz, float* db, int64
     if (db != nullptr) std::fill(db, db + std::max<int64_t>(cols, 0), 0.0f);
     return;
   }
+  // Rows in fixed blocks, each block's column sums in double and the blocks' sums added in order, so the
+  // bits do not depend on the thread count; blocks split over threads, small tensors on one thread.
+  constexpr int64_t kRowBlock = 512;
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
   const int t = get_threads();
-  // Columns split in blocks of 16 (whole cache lines per row); small tensors on one thread.
-  const int64_t blocks = (cols + 15) / 16;
   const int T = (t > 1 && rows * cols >= (int64_t(1) << 18)) ? int(std::min<int64_t>(t, blocks)) : 1;
+  std::vector<double> acc(db != nullptr ? size_t(blocks) * size_t(cols) : 0, 0.0);
   parallel(T, [&](int i) {
     int64_t lo, hi;
     split(blocks, i, T, &lo, &hi);
-    const int64_t c0 = lo * 16, c1 = std::min(cols, hi * 16);
-    if (c1 > c0) relu_bias_grad_cols(dy, y, dz, db, rows, cols, c0, c1);
+    for (int64_t k = lo; k < hi; k++) {
+      double* a = db != nullptr ? acc.data() + size_t(k) * size_t(cols) : nullptr;
+      relu_bias_grad_rows(dy, y, dz, a, cols, k * kRowBlock, std::min(rows, (k + 1) * kRowBlock));
+    }
   });
+  if (db != nullptr) {
+    for (int64_t j = 0; j < cols; j++) {
+      double s = 0.0;
+      for (int64_t k = 0; k < blocks; k++) s += acc[size_t(k) * size_t(cols) + size_t(j)];
+      db[j] = float(s);
+    }
+  }
 }
 
 }  // namespace sll

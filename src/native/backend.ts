@@ -128,6 +128,11 @@ export function loadNativeAddon(): { ok: true } | { ok: false; reason: string } 
     return { ok: false, reason: loadError };
   }
   try {
+    // OpenBLAS reads this when it loads with the addon. Its idle worker threads spin for 2^28 cycles by
+    // default after every threaded GEMM, taking the core our own kernel threads run on next (a VGG-11
+    // SLL step at 2 threads: ~175 -> ~140 ms with 2^4); the MLP step, all OpenBLAS, is unchanged. A
+    // value the user sets is kept.
+    process.env.OPENBLAS_THREAD_TIMEOUT ??= '4';
     const require = createRequire(import.meta.url);
     addon = require(ADDON_PATH) as NativeAddon;
     return { ok: true };

@@ -48,7 +48,23 @@ export const CONV_CASES: ConvCase[] = [
   { n: 2, h: 12, w: 11, c: 3, co: 4, k: [7, 7], stride: [2, 2], pad: 'same' },
   { n: 1, h: 9, w: 9, c: 2, co: 3, k: [7, 7], stride: [1, 1], pad: 'valid' },
   { n: 2, h: 6, w: 6, c: 16, co: 8, k: [3, 3], stride: [1, 1], pad: 'same' },
+  // 1x1 images: one tap of the window is ever inside the input (the pointwise shortcut), also with an
+  // asymmetric pad that makes it a corner tap; 1xW: one row of taps (not the shortcut).
+  { n: 3, h: 1, w: 1, c: 5, co: 4, k: [3, 3], stride: [1, 1], pad: 'same' },
+  { n: 2, h: 1, w: 1, c: 3, co: 2, k: [3, 3], stride: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]] },
+  { n: 2, h: 1, w: 3, c: 3, co: 2, k: [3, 3], stride: [1, 1], pad: 'same' },
+  // Small images, several per GEMM block of the input gradient.
+  { n: 5, h: 2, w: 2, c: 4, co: 3, k: [3, 3], stride: [1, 1], pad: 'same' },
+  // 16+ channels with windows over the padding: the regions that skip it (corners, edges, interior; whole
+  // kernel rows or not; strided; asymmetric padding; 5x5; images smaller than the window).
+  { n: 3, h: 4, w: 4, c: 16, co: 5, k: [3, 3], stride: [1, 1], pad: 'same' },
+  { n: 2, h: 7, w: 9, c: 16, co: 6, k: [3, 5], stride: [2, 1], pad: 'same' },
+  { n: 2, h: 5, w: 5, c: 20, co: 4, k: [3, 3], stride: [1, 1], pad: [[0, 0], [2, 0], [1, 1], [0, 0]] },
+  { n: 2, h: 6, w: 6, c: 16, co: 3, k: [5, 5], stride: [1, 1], pad: 'same' },
+  { n: 2, h: 2, w: 3, c: 17, co: 3, k: [5, 5], stride: [1, 1], pad: 'same' },
   // Large enough (> 2M multiply-adds) for the multi-threaded path.
+  { n: 64, h: 1, w: 1, c: 64, co: 64, k: [3, 3], stride: [1, 1], pad: 'same' },
+  { n: 40, h: 3, w: 3, c: 32, co: 32, k: [3, 3], stride: [1, 1], pad: 'same' },
   { n: 4, h: 16, w: 16, c: 16, co: 24, k: [3, 3], stride: [1, 1], pad: 'same' },
   { n: 3, h: 17, w: 15, c: 12, co: 16, k: [3, 3], stride: [2, 2], pad: 'same' },
 ];
@@ -57,6 +73,7 @@ export const CONV_CASES: ConvCase[] = [
 export const DILATED: ConvCase[] = [
   { n: 2, h: 9, w: 9, c: 3, co: 4, k: [3, 3], stride: [1, 1], pad: 'same', dilation: [2, 2] },
   { n: 1, h: 10, w: 9, c: 2, co: 3, k: [3, 2], stride: [1, 1], pad: 'valid', dilation: [2, 3] },
+  { n: 2, h: 7, w: 8, c: 16, co: 3, k: [3, 3], stride: [1, 1], pad: 'same', dilation: [2, 3] },
 ];
 
 /** A few more cases drawn at random (seeded) over the same ranges. */

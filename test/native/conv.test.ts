@@ -131,19 +131,28 @@ test('tf.layers.conv2d with relu (forward and variableGrads) matches cpu', async
 test('the 1- and 2-thread paths agree (forward, filter and input gradients)', async () => {
   requireNative();
   const before = nativeThreads();
-  const c: ConvCase = { n: 5, h: 16, w: 16, c: 16, co: 16, k: [3, 3], stride: [1, 1], pad: 'same' };
-  const { x, w } = convInputs(c, 77);
-  const dy = input(outShape(c), 78);
-  const f = (xt: tf.Tensor, wt: tf.Tensor, dyt: tf.Tensor) => [
-    conv(c)(xt, wt),
-    ...tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(c)(a, b), dyt)))([xt, wt]),
+  // The padding-skipping regions (16x16 and 4x4 images), the direct few-channel kernel (C = 1) and the
+  // 1x1-image shortcut, each large enough to split over threads.
+  const cases: ConvCase[] = [
+    { n: 5, h: 16, w: 16, c: 16, co: 16, k: [3, 3], stride: [1, 1], pad: 'same' },
+    { n: 64, h: 4, w: 4, c: 32, co: 32, k: [3, 3], stride: [1, 1], pad: 'same' },
+    { n: 16, h: 28, w: 28, c: 1, co: 40, k: [3, 3], stride: [1, 1], pad: 'same' },
+    { n: 64, h: 1, w: 1, c: 64, co: 64, k: [3, 3], stride: [1, 1], pad: 'same' },
   ];
   try {
-    setNativeThreads(1);
-    const one = await runOn('native', [x, w, dy], f);
-    setNativeThreads(2);
-    const two = await runOn('native', [x, w, dy], f);
-    two.forEach((o, i) => assertCloseNorm(o.values, one[i].values, 1e-6, `output ${i} with 2 threads`));
+    for (const c of cases) {
+      const { x, w } = convInputs(c, 77);
+      const dy = input(outShape(c), 78);
+      const f = (xt: tf.Tensor, wt: tf.Tensor, dyt: tf.Tensor) => [
+        conv(c)(xt, wt),
+        ...tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(c)(a, b), dyt)))([xt, wt]),
+      ];
+      setNativeThreads(1);
+      const one = await runOn('native', [x, w, dy], f);
+      setNativeThreads(2);
+      const two = await runOn('native', [x, w, dy], f);
+      two.forEach((o, i) => assertCloseNorm(o.values, one[i].values, 1e-6, `${describe(c)}: output ${i} with 2 threads`));
+    }
   } finally {
     setNativeThreads(Math.max(1, before));
   }
