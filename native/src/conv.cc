@@ -300,6 +300,15 @@ inline RegionPixel region_pixel(const Region& q, int64_t n0, int64_t i) {
   return {n0 + i / per, q.oh0 + (i % per) / nw, q.ow0 + (i % per) % nw};
 }
 
+// Calls f(r, o) for r in [0, rows): o is the output row (n*OH + oh)*OW + ow of region pixel i0 + r.
+template <class F>
+void region_rows(const ConvGeom& g, const Region& q, int64_t n0, int64_t i0, int64_t rows, F f) {
+  for (int64_t r = 0; r < rows; r++) {
+    const RegionPixel p = region_pixel(q, n0, i0 + r);
+    f(r, (p.n * g.OH + p.oh) * g.OW + p.ow);
+  }
+}
+
 // col[rows, nkh*nkw*C] = the region's taps of pixels i0 .. i0 + rows - 1 (of images from n0 on).
 void region_im2col(const ConvGeom& g, const Region& q, const float* x, float* col, int64_t n0, int64_t i0,
                    int64_t rows) {
@@ -387,10 +396,9 @@ void region_forward(const ConvGeom& g, const std::vector<Region>& regions, const
           }
         }
         apply_epilogue(buf, rows, g.CO, bias, biasMode, act, alpha);
-        for (int64_t r = 0; r < rows; r++) {
-          const RegionPixel p = region_pixel(q, n0, i0 + r);
-          std::memcpy(y + ((p.n * g.OH + p.oh) * g.OW + p.ow) * g.CO, buf + r * g.CO, size_t(g.CO) * sizeof(float));
-        }
+        region_rows(g, q, n0, i0, rows, [&](int64_t r, int64_t o) {
+          std::memcpy(y + o * g.CO, buf + r * g.CO, size_t(g.CO) * sizeof(float));
+        });
       }
     }
   });
@@ -413,10 +421,9 @@ void region_backprop_filter(const ConvGeom& g, const std::vector<Region>& region
       for (int64_t i0 = 0; i0 < total; i0 += B) {
         const int64_t rows = std::min(B, total - i0);
         region_im2col(g, q, x, col, n0, i0, rows);
-        for (int64_t r = 0; r < rows; r++) {
-          const RegionPixel p = region_pixel(q, n0, i0 + r);
-          std::memcpy(buf + r * g.CO, dy + ((p.n * g.OH + p.oh) * g.OW + p.ow) * g.CO, size_t(g.CO) * sizeof(float));
-        }
+        region_rows(g, q, n0, i0, rows, [&](int64_t r, int64_t o) {
+          std::memcpy(buf + r * g.CO, dy + o * g.CO, size_t(g.CO) * sizeof(float));
+        });
         if (q.nkw() == g.KW) {
           gemm(true, false, kdr, g.CO, rows, col, kdr, buf, g.CO, 1.0f, acc + tap_row(g, q.kh0, 0) * g.CO, g.CO);
         } else {
@@ -448,10 +455,9 @@ void region_backprop_input(const ConvGeom& g, const std::vector<Region>& regions
       if (kdr == 0) continue;
       for (int64_t i0 = 0; i0 < total; i0 += B) {
         const int64_t rows = std::min(B, total - i0);
-        for (int64_t r = 0; r < rows; r++) {
-          const RegionPixel p = region_pixel(q, n0, i0 + r);
-          std::memcpy(buf + r * g.CO, dy + ((p.n * g.OH + p.oh) * g.OW + p.ow) * g.CO, size_t(g.CO) * sizeof(float));
-        }
+        region_rows(g, q, n0, i0, rows, [&](int64_t r, int64_t o) {
+          std::memcpy(buf + r * g.CO, dy + o * g.CO, size_t(g.CO) * sizeof(float));
+        });
         if (q.nkw() == g.KW) {
           gemm(false, true, rows, kdr, g.CO, buf, g.CO, w + tap_row(g, q.kh0, 0) * g.CO, g.CO, 0.0f, dcol, kdr);
         } else {
