@@ -309,46 +309,45 @@ void region_rows(const ConvGeom& g, const Region& q, int64_t n0, int64_t i0, int
   }
 }
 
-// col[rows, nkh*nkw*C] = the region's taps of pixels i0 .. i0 + rows - 1 (of images from n0 on).
-void region_im2col(const ConvGeom& g, const Region& q, const float* x, float* col, int64_t n0, int64_t i0,
-                   int64_t rows) {
+// Calls f(colOffset, inputOffset, count) for each run of `count` values (one tap's C, or a whole kernel
+// row's when DW == 1) of the region's im2col rows for pixels i0 .. i0 + rows - 1 (of images from n0 on):
+// row r of the im2col is [nkh, nkw, C], rows nkh*nkw*C apart.
+template <class F>
+void region_runs(const ConvGeom& g, const Region& q, int64_t n0, int64_t i0, int64_t rows, F f) {
   const int64_t run = q.nkw() * g.C;
   const int64_t kdr = q.nkh() * run;
   for (int64_t r = 0; r < rows; r++) {
     const RegionPixel p = region_pixel(q, n0, i0 + r);
     for (int64_t kh = q.kh0; kh < q.kh1; kh++) {
       const int64_t ih = p.oh * g.SH - g.PT + kh * g.DH;
-      const float* xr = x + ((p.n * g.H + ih) * g.W) * g.C;
-      float* c = col + r * kdr + (kh - q.kh0) * run;
+      const int64_t xr = ((p.n * g.H + ih) * g.W) * g.C;
+      const int64_t c = r * kdr + (kh - q.kh0) * run;
       if (g.DW == 1) {
-        std::memcpy(c, xr + (p.ow * g.SW - g.PL + q.kw0) * g.C, size_t(run) * sizeof(float));
+        f(c, xr + (p.ow * g.SW - g.PL + q.kw0) * g.C, run);
       } else {
         for (int64_t kw = q.kw0; kw < q.kw1; kw++)
-          std::memcpy(c + (kw - q.kw0) * g.C, xr + (p.ow * g.SW - g.PL + kw * g.DW) * g.C,
-                      size_t(g.C) * sizeof(float));
+          f(c + (kw - q.kw0) * g.C, xr + (p.ow * g.SW - g.PL + kw * g.DW) * g.C, g.C);
       }
     }
   }
 }
 
+// col[rows, nkh*nkw*C] = the region's taps of pixels i0 .. i0 + rows - 1 (of images from n0 on).
+void region_im2col(const ConvGeom& g, const Region& q, const float* x, float* col, int64_t n0, int64_t i0,
+                   int64_t rows) {
+  region_runs(g, q, n0, i0, rows, [&](int64_t c, int64_t off, int64_t count) {
+    std::memcpy(col + c, x + off, size_t(count) * sizeof(float));
+  });
+}
+
 // dx += the region's taps in dcol[rows, nkh*nkw*C] (the adjoint of region_im2col).
 void region_col2im_add(const ConvGeom& g, const Region& q, const float* dcol, float* dx, int64_t n0, int64_t i0,
                        int64_t rows) {
-  const int64_t run = q.nkw() * g.C;
-  const int64_t kdr = q.nkh() * run;
-  for (int64_t r = 0; r < rows; r++) {
-    const RegionPixel p = region_pixel(q, n0, i0 + r);
-    for (int64_t kh = q.kh0; kh < q.kh1; kh++) {
-      const int64_t ih = p.oh * g.SH - g.PT + kh * g.DH;
-      float* dr = dx + ((p.n * g.H + ih) * g.W) * g.C;
-      const float* RESTRICT s = dcol + r * kdr + (kh - q.kh0) * run;
-      for (int64_t kw = q.kw0; kw < q.kw1; kw++) {
-        float* RESTRICT d = dr + (p.ow * g.SW - g.PL + kw * g.DW) * g.C;
-        const float* RESTRICT sk = s + (kw - q.kw0) * g.C;
-        for (int64_t c = 0; c < g.C; c++) d[c] += sk[c];
-      }
-    }
-  }
+  region_runs(g, q, n0, i0, rows, [&](int64_t c, int64_t off, int64_t count) {
+    const float* RESTRICT s = dcol + c;
+    float* RESTRICT d = dx + off;
+    for (int64_t i = 0; i < count; i++) d[i] += s[i];
+  });
 }
 
 // Row offset in the filter [KH*KW*C, CO] of tap (kh, kw).
