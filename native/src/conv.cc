@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -169,20 +170,42 @@ void apply_epilogue(float* y, int64_t rows, int64_t CO, const float* bias, int b
 
 bool is_small_window(const ConvGeom& g) { return g.C < 16 && g.KH * g.KW * g.C <= 64; }
 
+// A run of a window inside the input: its first filter row, its input offset, its values.
+struct DirectSeg {
+  int64_t w, x, n;
+};
+
+// Output channels summed in registers at a time.
+constexpr int64_t kDirectChunk = 32;
+
+// o[0, m) = output channels c0 .. c0 + m - 1 of one pixel, the sum over its window's runs; m <= kDirectChunk
+// (a compile-time kDirectChunk in the main loop, so that the sums stay in registers).
+template <class Width>
+inline void direct_sums(const DirectSeg* sg, size_t count, const float* x, const float* w, int64_t CO, int64_t c0,
+                        Width m, float* o) {
+  float a[kDirectChunk] = {};
+  for (size_t s = 0; s < count; s++) {
+    const float* xs = x + sg[s].x;
+    const float* ws = w + sg[s].w * CO + c0;
+    for (int64_t j = 0; j < sg[s].n; j++) {
+      const float v = xs[j];
+      const float* RESTRICT wr = ws + j * CO;
+      for (int64_t c = 0; c < int64_t(m); c++) a[c] += v * wr[c];
+    }
+  }
+  for (int64_t c = 0; c < int64_t(m); c++) o[c] = a[c];
+}
+
 void direct_forward(const ConvGeom& g, const float* x, const float* w, float* y, const float* bias, int biasMode,
                     int act, float alpha, double work) {
   const int64_t total = g.N * g.OH * g.OW;
   const int64_t B = 256;
-  constexpr int64_t kChunk = 32;  // output channels summed in registers at a time
   const int T = threads_for(work, (total + B - 1) / B);
   parallel(T, [&](int t) {
     int64_t begin, end;
     split(total, t, T, &begin, &end);
-    struct Seg {
-      int64_t w, x, n;  // filter row, input offset, values
-    };
     const size_t perRow = size_t(g.KH * g.KW);
-    std::vector<Seg> segs(static_cast<size_t>(B) * perRow);
+    std::vector<DirectSeg> segs(static_cast<size_t>(B) * perRow);
     std::vector<size_t> counts(static_cast<size_t>(B));
     for (int64_t r0 = begin; r0 < end; r0 += B) {
       const int64_t rows = std::min(B, end - r0);
@@ -196,36 +219,12 @@ void direct_forward(const ConvGeom& g, const float* x, const float* w, float* y,
           [](int64_t, int64_t, int64_t, int64_t) {});
       for (int64_t r = 0; r < rows; r++) {
         const size_t count = counts[size_t(r)];
-        const Seg* sg = segs.data() + size_t(r) * perRow;
+        const DirectSeg* sg = segs.data() + size_t(r) * perRow;
         float* o = yb + r * g.CO;
         int64_t c0 = 0;
-        for (; c0 + kChunk <= g.CO; c0 += kChunk) {
-          float a[kChunk] = {};
-          for (size_t s = 0; s < count; s++) {
-            const float* xs = x + sg[s].x;
-            const float* ws = w + sg[s].w * g.CO + c0;
-            for (int64_t j = 0; j < sg[s].n; j++) {
-              const float v = xs[j];
-              const float* RESTRICT wr = ws + j * g.CO;
-              for (int64_t c = 0; c < kChunk; c++) a[c] += v * wr[c];
-            }
-          }
-          for (int64_t c = 0; c < kChunk; c++) o[c0 + c] = a[c];
-        }
-        if (c0 < g.CO) {
-          float* RESTRICT oc = o + c0;
-          const int64_t m = g.CO - c0;
-          std::fill(oc, oc + m, 0.0f);
-          for (size_t s = 0; s < count; s++) {
-            const float* xs = x + sg[s].x;
-            const float* ws = w + sg[s].w * g.CO + c0;
-            for (int64_t j = 0; j < sg[s].n; j++) {
-              const float v = xs[j];
-              const float* RESTRICT wr = ws + j * g.CO;
-              for (int64_t c = 0; c < m; c++) oc[c] += v * wr[c];
-            }
-          }
-        }
+        for (; c0 + kDirectChunk <= g.CO; c0 += kDirectChunk)
+          direct_sums(sg, count, x, w, g.CO, c0, std::integral_constant<int64_t, kDirectChunk>(), o + c0);
+        if (c0 < g.CO) direct_sums(sg, count, x, w, g.CO, c0, g.CO - c0, o + c0);
       }
       apply_epilogue(yb, rows, g.CO, bias, biasMode, act, alpha);
     }
