@@ -5,6 +5,7 @@
  * its own worker).
  */
 import * as tf from '@tensorflow/tfjs';
+import { applySeededDropout } from './dropout.js';
 import { applyFused } from './fused-layers.js';
 import { mixSeed } from '../data/random.js';
 import { LAYER_NORM_EPSILON } from './transformer-ops.js';
@@ -63,9 +64,16 @@ export function startsUnit(layer: tf.layers.Layer): boolean {
   return layer.trainableWeights.length > 0 && !NORMALIZATION_LAYERS.has(layer.getClassName());
 }
 
-/** h_i = f_i(h_{i-1}): each layer through the backend's fused kernels where they apply (fused-layers.ts). */
-export function applyUnit(unit: Unit, input: tf.Tensor, training: boolean): tf.Tensor {
-  return unit.layers.reduce((h, layer) => applyFused(layer, h) ?? (layer.apply(h, { training }) as tf.Tensor), input);
+/**
+ * h_i = f_i(h_{i-1}): each layer through the backend's fused kernels where they apply (fused-layers.ts).
+ * `step`, the training step, seeds the step's dropout masks (dropout.ts); layers are called with
+ * `{ training, step }`.
+ */
+export function applyUnit(unit: Unit, input: tf.Tensor, training: boolean, step?: number): tf.Tensor {
+  return unit.layers.reduce((h, layer) => {
+    const seeded = training && step !== undefined ? applySeededDropout(layer, h, step) : null;
+    return seeded ?? applyFused(layer, h) ?? (layer.apply(h, { training, step }) as tf.Tensor);
+  }, input);
 }
 
 /** The trainable variables of a unit: what its own optimizer updates, and nothing else. */
@@ -224,10 +232,10 @@ export function withClassifier(network: Network, seed: number, token: TokenPooli
   return { ...network, spec: { ...network.spec, classifier: true }, classifier: tf.sequential({ layers }) };
 }
 
-/** The BP classifier's logits for x (throws for a network without a classifier). */
-export function classify(network: Network, x: tf.Tensor, training: boolean): tf.Tensor2D {
+/** The BP classifier's logits for x (throws for a network without a classifier); `step` as in {@link applyUnit}. */
+export function classify(network: Network, x: tf.Tensor, training: boolean, step?: number): tf.Tensor2D {
   if (!network.classifier) throw new ModelError('this network has no classifier (it is trained with SLL: use its heads)');
-  const h = network.units.reduce((h, unit) => applyUnit(unit, h, training), x);
+  const h = network.units.reduce((h, unit) => applyUnit(unit, h, training, step), x);
   return network.classifier.apply(h, { training }) as tf.Tensor2D;
 }
 

@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { mixSeed } from '../data/random.js';
+import { stepDropout } from './dropout.js';
 import { ModelError, networkFromUnits, type Network } from './network.js';
 import { gelu, layerNorm, linear, selfAttention } from './transformer-ops.js';
 
@@ -155,12 +156,18 @@ export class TransformerBlock extends tf.layers.Layer {
     return inputShape as tf.Shape;
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean } = {}): tf.Tensor {
+  /** With `kwargs.step` (sll's training steps) the dropout masks are seeded by the block's seed and the step (dropout.ts). */
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: { training?: boolean; step?: number } = {}): tf.Tensor {
     return tf.tidy(() => {
       const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
       // Read as tensors: 1-d (LayerNorm scales, biases) and 2-d (kernels) alike, typed where used.
       const w = Object.fromEntries(Object.entries(this.w).map(([k, lv]) => [k, lv.read()])) as Record<BlockWeight, tf.Tensor1D & tf.Tensor2D>;
-      const drop = (t: tf.Tensor) => (kwargs.training && this.dropout > 0 ? tf.dropout(t, this.dropout) : t);
+      let site = 0;
+      const { training, step } = kwargs;
+      const drop = (t: tf.Tensor) => {
+        if (!training || this.dropout === 0) return t;
+        return step === undefined ? tf.dropout(t, this.dropout) : stepDropout(t, this.dropout, mixSeed(this.seed, 7, step, site++));
+      };
       const x1 = tf.add(x, drop(selfAttention(layerNorm(x, w.ln1Gamma, w.ln1Beta) as tf.Tensor3D, this.heads, w, drop)));
       const hidden = gelu(linear(layerNorm(x1, w.ln2Gamma, w.ln2Beta), w.fc1, w.fc1Bias));
       return tf.add(x1, drop(linear(drop(hidden), w.fc2, w.fc2Bias)));

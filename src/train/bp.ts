@@ -30,12 +30,12 @@ export class BpTrainer implements Trainer {
     return { lrs: [lr], lambdas: null };
   }
 
-  step(x: tf.Tensor, labels: tf.Tensor1D): tf.Tensor2D {
+  step(x: tf.Tensor, labels: tf.Tensor1D, step: number): tf.Tensor2D {
     return tf.tidy(() => {
       const targets = tf.oneHot(labels, this.network.spec.numClasses).toFloat() as tf.Tensor2D;
       let stats!: tf.Tensor1D;
       const { grads } = tf.variableGrads(() => {
-        const logits = classify(this.network, x, true);
+        const logits = classify(this.network, x, true, step);
         const loss = predictionLoss(logits, targets);
         const correct = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
         stats = tf.keep(tf.stack([loss, tf.zeros([]), loss, correct]) as tf.Tensor1D);

@@ -80,7 +80,7 @@ export class SllTrainer implements Trainer {
       const i = unit.index;
       let out!: { h: tf.Tensor; v: tf.Tensor2D; stats: tf.Tensor1D };
       const { grads } = tf.variableGrads(() => {
-        const hi = applyUnit(unit, stopGradient(h), true);
+        const hi = applyUnit(unit, stopGradient(h), true, step);
         const vi = heads[i].project(hi, step);
         const loss = unitLossStats(vi, labels, parent, this.lambdas[k]);
         out = { h: tf.keep(hi), v: tf.keep(vi), stats: loss.stats };
