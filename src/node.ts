@@ -51,6 +51,7 @@ export {
   gridValueText,
   meanStd,
   parseGrid,
+  recordCells,
   runSweep,
   summarizeSweep,
   sweepCells,

@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { writeFileAtomic } from '../io/model-files.js';
 import { OptionError, type RunOptions } from '../recipe/options.js';
-import { parseGrid, runSweep, type SweepSpec } from '../recipe/sweep.js';
+import { parseGrid, runSweep, summarizeSweep, type SweepSpec } from '../recipe/sweep.js';
 import { markdownTable, sweepTable, textTable } from '../report/summary.js';
 import { FitInterrupted } from '../train/fit.js';
 import type { Command } from './args.js';
@@ -14,7 +14,8 @@ export const sweepCommand: Command = {
   name: 'sweep',
   summary:
     'Trains every combination of a grid of options, once per seed, each run in its own folder OUT/<cell>; writes OUT/sweep.jsonl ' +
-    '(one line per run) and OUT/sweep.md (mean ± std over seeds per grid point). Run it again to resume: finished runs are skipped, interrupted ones continued.',
+    '(one line per run) and OUT/sweep.md (mean ± std over seeds per grid point). Run it again to resume: finished runs are skipped, interrupted ones continued. ' +
+    'Several sweeps may share OUT (one per core): a run another live sweep is training is left to it, and both files cover every finished run in OUT.',
   usage: "--grid 'NAME=V1,V2,... [NAME=...]' [--seeds S1,S2,...] [train flags] [--out DIR]",
   flags: {
     grid: {
@@ -53,7 +54,7 @@ export const sweepCommand: Command = {
         out,
         {
           onCell(cell, i, total, status) {
-            const what = status === 'skipped' ? 'finished before, skipped' : status === 'resumed' ? 'resuming' : 'training';
+            const what = { skipped: 'finished before, skipped', resumed: 'resuming', trained: 'training', busy: 'being trained by another process, left to it' }[status];
             console.log(`cell ${i + 1}/${total} ${cell.name}: ${what}`);
           },
           runCallbacks(cell) {
@@ -75,13 +76,17 @@ export const sweepCommand: Command = {
         { stopRequested: signals.stopRequested },
       );
       const table = sweepTable(result.rows);
-      writeFileAtomic(path.join(out, 'sweep.md'), markdownTable(table) + '\n');
+      // sweep.md covers every finished cell in OUT, of this sweep and of any other sharing the folder.
+      writeFileAtomic(path.join(out, 'sweep.md'), markdownTable(sweepTable(summarizeSweep(result.recorded))) + '\n');
       if (json) {
         for (const r of result.rows) {
           console.log(JSON.stringify({ ...r.point, seeds: r.seeds, test_accuracy_mean: r.mean, test_accuracy_std: r.std, unit_test_accuracy_mean: r.unitMeans, train_seconds_mean: r.trainSeconds }));
         }
       } else {
         console.log(textTable(table));
+      }
+      if (result.busy.length > 0) {
+        console.log(`${result.busy.length} cell(s) were being trained by another process (${result.busy.map((c) => c.name).join(', ')}): they join OUT/sweep.jsonl when it finishes them`);
       }
       console.log(`wrote ${path.join(out, 'sweep.jsonl')} and ${path.join(out, 'sweep.md')}`);
       return 0;

@@ -190,6 +190,13 @@ function lock(dir: string, warn: (message: string) => void): () => void {
   return release;
 }
 
+/** Who holds DIR's lock, when that is another process that still lives (or one on another host); else null. */
+export function otherLiveHolder(dir: string): { pid: number; host: string; started: string } | null {
+  const holder = readLock(path.join(dir, LOCK));
+  if (!holder || (holder.pid === process.pid && holder.host === os.hostname())) return null;
+  return holder.host !== os.hostname() || alive(holder.pid) ? holder : null;
+}
+
 function readLock(file: string): LockRecord | null {
   try {
     const r = JSON.parse(fs.readFileSync(file, 'utf8')) as LockRecord;

@@ -2,14 +2,16 @@
  * Grids of runs as one call (Node): every combination of the grid's values and the seeds is a run of its
  * own in DIR/<cell>, trained as `runTraining` trains. A sweep can be stopped and started again at will: a
  * finished cell (summary.json) is skipped, an interrupted one resumed from its newest checkpoint, and a cell
- * folder holding a run of other options is refused rather than reused. DIR/sweep.jsonl holds one line per
- * finished cell; `summarizeSweep` gives the mean and standard deviation over seeds of each grid point.
+ * folder holding a run of other options is refused rather than reused. Several sweeps may share DIR (say,
+ * one per core): a cell another live process is training is left to it, and DIR/sweep.jsonl, written under
+ * a lock, holds one line per finished cell of every sweep there; `summarizeSweep` gives the mean and
+ * standard deviation over seeds of each grid point.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, listCheckpoints } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/model-files.js';
-import { readRunRecord } from '../io/run-folder.js';
+import { RunFolderError, otherLiveHolder, readRunRecord } from '../io/run-folder.js';
 import { readRunSummary, type RunSummary } from '../io/runs.js';
 import { OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from './options.js';
 import { resumeTraining, runTraining, type RunCallbacks, type RunControl } from './run.js';
@@ -72,14 +74,19 @@ export interface SweepRow {
 
 /** The cells of a sweep, in the order they run. */
 export interface SweepResult {
+  /** This grid's finished cells (a cell another process was training is not among them). */
   cells: SweepCellResult[];
   rows: SweepRow[];
+  /** The cells of this grid that another live process was training, left to it. */
+  busy: SweepCell[];
+  /** Every line DIR/sweep.jsonl now holds: the finished cells of every sweep into DIR. */
+  recorded: SweepCellResult[];
 }
 
 /** What a sweep tells its front end. */
 export interface SweepCallbacks {
-  /** Cell `index` (0-based) of `total` starts ('trained' from scratch, 'resumed'), or is skipped as finished. */
-  onCell?(cell: SweepCell, index: number, total: number, status: CellStatus): void;
+  /** Cell `index` (0-based) of `total` starts ('trained' from scratch, 'resumed'), is skipped as finished, or is left to the live process training it ('busy'). */
+  onCell?(cell: SweepCell, index: number, total: number, status: CellStatus | 'busy'): void;
   /** The callbacks of the cell's run (progress, warnings). */
   runCallbacks?(cell: SweepCell): RunCallbacks;
   /** A cell ended (or was found finished). */
@@ -226,8 +233,8 @@ function cellResult(cell: SweepCell, summary: RunSummary, status: CellStatus): S
 
 /**
  * Runs every cell of `spec` under `outDir`, one after another: a finished cell is skipped, an interrupted
- * one resumed, the others trained. DIR/sweep.jsonl is rewritten after each cell with every finished cell
- * of this grid. A stop request (`control.stopRequested`) checkpoints the running cell and rejects with
+ * one resumed, one that another live process is training left to it ('busy'), the others trained.
+ * DIR/sweep.jsonl is rewritten after each cell (see {@link recordCells}). A stop request (`control.stopRequested`) checkpoints the running cell and rejects with
  * FitInterrupted; the same call again carries on. Throws OptionError before training anything when a cell's
  * options are bad or a cell folder holds a run of other options.
  */
@@ -247,10 +254,15 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
   });
   fs.mkdirSync(outDir, { recursive: true });
   const results: SweepCellResult[] = [];
-  const writeLines = () => writeFileAtomic(path.join(outDir, 'sweep.jsonl'), results.map((r) => JSON.stringify(r) + '\n').join(''));
+  const busy: SweepCell[] = [];
   for (const [i, cell] of cells.entries()) {
     const state = found[i];
     let result: SweepCellResult;
+    if (!state.summary && otherLiveHolder(cell.dir)) {
+      callbacks.onCell?.(cell, i, cells.length, 'busy');
+      busy.push(cell);
+      continue;
+    }
     if (state.summary) {
       callbacks.onCell?.(cell, i, cells.length, 'skipped');
       result = cellResult(cell, state.summary, 'skipped');
@@ -270,17 +282,75 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
       }
       if (!summary) {
         if (!state.started) callbacks.onCell?.(cell, i, cells.length, 'trained');
-        // The folder holds nothing, or a start of this same cell: replacing it loses nothing.
-        summary = (await runTraining(cell.options, cell.dir, run, { ...control, overwrite: true })).summary;
+        try {
+          // The folder holds nothing, or a start of this same cell: replacing it loses nothing.
+          summary = (await runTraining(cell.options, cell.dir, run, { ...control, overwrite: true })).summary;
+        } catch (e) {
+          // Another sweep took the cell between the check above and here.
+          if (!(e instanceof RunFolderError && otherLiveHolder(cell.dir))) throw e;
+          callbacks.onCell?.(cell, i, cells.length, 'busy');
+          busy.push(cell);
+          continue;
+        }
         result = cellResult(cell, summary, 'trained');
       }
     }
     results.push(result!);
-    writeLines();
+    recordCells(outDir, results);
     callbacks.onCellEnd?.(result!);
   }
-  writeLines();
-  return { cells: results, rows: summarizeSweep(results) };
+  const recorded = recordCells(outDir, results);
+  return { cells: results, rows: summarizeSweep(results), busy, recorded };
+}
+
+/**
+ * Writes DIR/sweep.jsonl, under DIR/.sweep-lock so that sweeps sharing DIR do not overwrite each other's
+ * lines: the lines already there whose cell folder still holds a finished run (a line of `cells` replacing
+ * its cell's in place), then the rest of `cells`. Returns what it wrote.
+ */
+export function recordCells(outDir: string, cells: readonly SweepCellResult[]): SweepCellResult[] {
+  const file = path.join(outDir, 'sweep.jsonl');
+  return withLock(path.join(outDir, '.sweep-lock'), () => {
+    const mine = new Map(cells.map((c) => [c.cell, c]));
+    const lines: SweepCellResult[] = [];
+    const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    for (const line of text.split('\n')) {
+      let r: SweepCellResult;
+      try {
+        r = JSON.parse(line) as SweepCellResult;
+      } catch {
+        continue;
+      }
+      if (typeof r?.cell !== 'string' || lines.some((l) => l.cell === r.cell)) continue;
+      if (mine.has(r.cell)) lines.push(mine.get(r.cell)!);
+      else if (fs.existsSync(path.join(outDir, r.cell, 'summary.json'))) lines.push(r);
+    }
+    for (const c of cells) if (!lines.some((l) => l.cell === c.cell)) lines.push(c);
+    writeFileAtomic(file, lines.map((r) => JSON.stringify(r) + '\n').join(''));
+    return lines;
+  });
+}
+
+/** Runs `fn` holding `file` (created exclusively; one older than 30 s is a dead holder's and is taken over). */
+function withLock<T>(file: string, fn: () => T): T {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const start = Date.now(); ; ) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const age = Date.now() - (fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > 30_000) fs.rmSync(file, { force: true });
+      else if (Date.now() - start > 60_000) throw new Error(`${file} has been held for a minute: if no sweep is writing, delete it`);
+      else Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
 }
 
 /** Mean and sample standard deviation (n - 1; 0 for one value). */

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { OptionError, type RunOptions } from '../../src/recipe/options.js';
 import { runTraining } from '../../src/recipe/run.js';
-import { meanStd, parseGrid, runSweep, summarizeSweep, sweepCells, type SweepCellResult, type SweepSpec } from '../../src/recipe/sweep.js';
+import { meanStd, parseGrid, recordCells, runSweep, summarizeSweep, sweepCells, type SweepCellResult, type SweepSpec } from '../../src/recipe/sweep.js';
 import { FitInterrupted } from '../../src/train/fit.js';
 
 test('parseGrid: each value of its option\'s kind, per-unit lists with "/", axes in order', () => {
@@ -147,6 +148,69 @@ test('runSweep: trains every cell, skips finished ones, resumes an interrupted o
 
     // The same folder with another recipe: refused, naming the option, before anything trains.
     await assert.rejects(runSweep({ ...spec, base: { ...BASE, lr: 3e-3 } }, out), (e: unknown) => e instanceof OptionError && /holds a run of other options \(--lr 0.001 there, 0.003 here\)/.test(e.message));
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('sweeps sharing a folder: a cell another live process trains is left to it, and sweep.jsonl keeps every sweep\'s finished cells', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-sweep-share-'));
+  const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  try {
+    const first = await runSweep({ base: BASE, grid: parseGrid('width=8'), seeds: [0] }, out);
+    assert.deepEqual(first.recorded.map((c) => c.cell), ['width=8,seed=0']);
+    // Cell width=16,seed=1 is held by another live process: this sweep leaves it alone.
+    const spec: SweepSpec = { base: BASE, grid: parseGrid('width=16'), seeds: [0, 1] };
+    const busyDir = path.join(out, 'width=16,seed=1');
+    fs.mkdirSync(busyDir);
+    fs.writeFileSync(path.join(busyDir, '.sll-lock'), JSON.stringify({ pid: holder.pid, host: os.hostname(), started: new Date().toISOString() }));
+    const seen: string[] = [];
+    const second = await runSweep(spec, out, { onCell: (c, _i, _n, status) => seen.push(`${c.name}:${status}`) });
+    assert.deepEqual(seen, ['width=16,seed=0:trained', 'width=16,seed=1:busy']);
+    assert.deepEqual(second.busy.map((c) => c.name), ['width=16,seed=1']);
+    assert.deepEqual(second.cells.map((c) => c.cell), ['width=16,seed=0']);
+    assert.ok(!fs.existsSync(path.join(busyDir, 'summary.json')));
+    // The file holds the first sweep's line as well as this one's, in the order they finished.
+    const lines = () => fs.readFileSync(path.join(out, 'sweep.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as SweepCellResult).cell);
+    assert.deepEqual(lines(), ['width=8,seed=0', 'width=16,seed=0']);
+    assert.deepEqual(second.recorded.map((c) => c.cell), lines());
+    // Once the holder is gone the cell is trained; a line whose folder was removed is dropped.
+    holder.kill();
+    await new Promise((resolve) => holder.once('exit', resolve));
+    fs.rmSync(path.join(out, 'width=8,seed=0'), { recursive: true });
+    const third = await runSweep(spec, out);
+    assert.deepEqual(third.cells.map((c) => c.status), ['skipped', 'trained']);
+    assert.deepEqual(lines(), ['width=16,seed=0', 'width=16,seed=1']);
+  } finally {
+    holder.kill();
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('recordCells waits for the lock another process holds, and takes over one left stale', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-sweep-lock-'));
+  try {
+    const line = (cell: string): SweepCellResult => ({ cell, dir: path.join(out, cell), point: {}, seed: 0, status: 'trained', test_accuracy: 0.5, unit_test_accuracy: [0.5], ensemble_test_accuracy: null, train_seconds: 1, epochs: 1 });
+    const lock = path.join(out, '.sweep-lock');
+    for (const cell of ['a', 'b']) {
+      fs.mkdirSync(path.join(out, cell));
+      fs.writeFileSync(path.join(out, cell, 'summary.json'), '{}');
+    }
+    recordCells(out, [line('a')]);
+    // A process holds the lock for 400 ms: the write waits for it and keeps line a.
+    const child = spawnSync(process.execPath, ['-e', `require('fs').writeFileSync(${JSON.stringify(lock)}, 'x'); console.log('held')`]);
+    assert.equal(child.status, 0);
+    const release = spawn(process.execPath, ['-e', `setTimeout(() => require('fs').rmSync(${JSON.stringify(lock)}), 400)`], { stdio: 'ignore' });
+    const t0 = Date.now();
+    assert.deepEqual(recordCells(out, [line('b')]).map((c) => c.cell), ['a', 'b']);
+    assert.ok(Date.now() - t0 >= 300, `waited ${Date.now() - t0} ms`);
+    release.kill();
+    // A lock a minute old is a dead holder's: taken over at once.
+    fs.writeFileSync(lock, 'x');
+    const old = (Date.now() - 60_000) / 1000;
+    fs.utimesSync(lock, old, old);
+    assert.deepEqual(recordCells(out, [line('b')]).map((c) => c.cell), ['a', 'b']);
+    assert.ok(!fs.existsSync(lock));
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
