@@ -1,5 +1,5 @@
 /** Data in memory: image data sets, seeded subsets and batches, and sources of tensor batches (browser-safe). */
-export { type Augmentation, type Batch, type BatchOptions, batches, batchesFrom, numBatches } from './batches.js';
+export { type Augmentation, type Batch, type BatchOptions, type ElasticDistortion, batches, batchesFrom, numBatches } from './batches.js';
 export {
   type DataSplits,
   type DatasetInit,

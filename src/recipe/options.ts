@@ -57,6 +57,8 @@ export interface RunOptions {
   testLimit: number | null;
   cropPadding: number;
   flip: boolean;
+  elasticAlpha: number;
+  elasticSigma: number;
   imageSize: number;
   method: Method;
   epochs: number;
@@ -127,6 +129,8 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   testLimit: { kind: 'int', nullable: true, group: 'data', description: 'evaluate on a seeded subset of this many test examples (default: all)' },
   cropPadding: { kind: 'int', min: 0, group: 'data', description: 'random-crop augmentation: pad by this many pixels, crop back to size (0: off)' },
   flip: { kind: 'boolean', group: 'data', description: 'random horizontal flip augmentation' },
+  elasticAlpha: { kind: 'number', group: 'data', description: 'elastic-distortion augmentation (Simard et al. 2003): the scale alpha of its smooth random displacement field, in pixels (0: off; their MNIST setting is 34)' },
+  elasticSigma: { kind: 'number', group: 'data', description: 'elastic distortion: the standard deviation, in pixels, of the Gaussian that smooths its field (their MNIST setting is 4)' },
   imageSize: { kind: 'int', group: 'data', description: 'imagefolder: images are resized to this size x this size' },
   method: { kind: 'string', values: METHODS, group: 'training', description: 'SLL (layer-local losses) or the backprop baseline on the same units' },
   epochs: { kind: 'int', group: 'training', description: 'epochs to train' },
@@ -178,6 +182,8 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   testLimit: null,
   cropPadding: 2,
   flip: false,
+  elasticAlpha: 0,
+  elasticSigma: 4,
   imageSize: 64,
   method: 'sll',
   epochs: LOOP_DEFAULTS.epochs,
@@ -250,6 +256,8 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   if (!(typeof o.mlpRatio === 'number' && o.mlpRatio > 0)) fail('mlpRatio', `must be > 0, got ${o.mlpRatio}`);
   if (!(typeof o.dropout === 'number' && o.dropout >= 0 && o.dropout < 1)) fail('dropout', `must be in [0, 1), got ${o.dropout}`);
   if (o.dropout > 0 && o.model !== 'mlp' && o.model !== 'vit') fail('dropout', `applies to --model mlp and vit, got --model ${o.model}`);
+  if (!(typeof o.elasticAlpha === 'number' && Number.isFinite(o.elasticAlpha) && o.elasticAlpha >= 0)) fail('elasticAlpha', `must be a number >= 0, got ${o.elasticAlpha}`);
+  if (!(typeof o.elasticSigma === 'number' && Number.isFinite(o.elasticSigma) && o.elasticSigma > 0)) fail('elasticSigma', `must be a number > 0, got ${o.elasticSigma}`);
   if (o.model === 'vit' && o.width % o.heads !== 0) fail('heads', `must divide --width (${o.width}), got ${o.heads}`);
   const layers = o.model === 'vgg11' ? VGG11_LAYERS : o.layers;
   if (o.unitLayers > layers) fail('unitLayers', `must be <= the number of layers (${layers}), got ${o.unitLayers}`);

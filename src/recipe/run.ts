@@ -276,7 +276,8 @@ async function train(
 
 /** What the fit loop needs for a run of `o`: the model, the engine, the data as batch sources (training batches augmented), the loop. */
 export function fitSetup(o: RunOptions, model: HeadedNetwork, data: DataSplits, engine: StepEngine): FitSetup {
-  const augment = o.cropPadding > 0 || o.flip ? { cropPadding: o.cropPadding, flip: o.flip } : null;
+  const elastic = o.elasticAlpha > 0 ? { elastic: { alpha: o.elasticAlpha, sigma: o.elasticSigma } } : {};
+  const augment = o.cropPadding > 0 || o.flip || o.elasticAlpha > 0 ? { cropPadding: o.cropPadding, flip: o.flip, ...elastic } : null;
   return {
     model,
     engine,

@@ -26,6 +26,8 @@ const bad: [Partial<RunOptions>, RegExp][] = [
   [{ model: 'resnet' as RunOptions['model'] }, /--model must be one of mlp, vgg11, convstack, vit, got resnet/],
   [{ model: 'vit', width: 30, heads: 4 }, /--heads must divide --width \(30\), got 4/],
   [{ dropout: 1 }, /--dropout must be in \[0, 1\), got 1/],
+  [{ elasticAlpha: -1 }, /--elastic-alpha must be a number >= 0, got -1/],
+  [{ elasticSigma: 0 }, /--elastic-sigma must be a number > 0, got 0/],
   [{ token: 'first' as RunOptions['token'] }, /--token must be one of cls, mean, got first/],
   [{ widthMult: 0 }, /--width-mult must be in \(0, 4\], got 0/],
   [{ model: 'vgg11', lambda: [1, 1, 1] }, /--lambda needs one value or one per unit \(8\), got 3/],
