@@ -89,8 +89,8 @@ export interface SweepCallbacks {
   onCell?(cell: SweepCell, index: number, total: number, status: CellStatus | 'busy'): void;
   /** The callbacks of the cell's run (progress, warnings). */
   runCallbacks?(cell: SweepCell): RunCallbacks;
-  /** A cell ended (or was found finished). */
-  onCellEnd?(result: SweepCellResult): void;
+  /** A cell ended (or was found finished); the sweep waits for what it returns before the next cell. */
+  onCellEnd?(result: SweepCellResult): void | Promise<void>;
 }
 
 /** Options a grid may not vary: the seed has --seeds; the rest name one run on a broker. */
@@ -241,7 +241,7 @@ function cellResult(cell: SweepCell, summary: RunSummary, status: CellStatus): S
 export async function runSweep(spec: SweepSpec, outDir: string, callbacks: SweepCallbacks = {}, control: Pick<RunControl, 'stopRequested'> = {}): Promise<SweepResult> {
   const cells = sweepCells(spec, outDir);
   // Every folder is checked before the first cell trains: a clash found after hours of training helps no one.
-  const found = cells.map((cell) => {
+  const inspect = (cell: SweepCell): { summary: RunSummary | null; started?: boolean } => {
     const summaryFile = path.join(cell.dir, 'summary.json');
     if (fs.existsSync(summaryFile)) {
       const summary = readRunSummary(cell.dir);
@@ -251,12 +251,14 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
     const record = fs.existsSync(cell.dir) ? readRunRecord(cell.dir) : null;
     if (record) refuseOther(cell, record.options);
     return { summary: null, started: record !== null && listCheckpoints(cell.dir).length > 0 };
-  });
+  };
+  cells.forEach(inspect);
   fs.mkdirSync(outDir, { recursive: true });
   const results: SweepCellResult[] = [];
   const busy: SweepCell[] = [];
   for (const [i, cell] of cells.entries()) {
-    const state = found[i];
+    // Looked at again when its turn comes: another sweep into DIR may have finished or started it meanwhile.
+    const state = inspect(cell);
     let result: SweepCellResult;
     if (!state.summary && otherLiveHolder(cell.dir)) {
       callbacks.onCell?.(cell, i, cells.length, 'busy');
@@ -297,7 +299,7 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
     }
     results.push(result!);
     recordCells(outDir, results);
-    callbacks.onCellEnd?.(result!);
+    await callbacks.onCellEnd?.(result!);
   }
   const recorded = recordCells(outDir, results);
   return { cells: results, rows: summarizeSweep(results), busy, recorded };

@@ -181,6 +181,18 @@ test('sweeps sharing a folder: a cell another live process trains is left to it,
     const third = await runSweep(spec, out);
     assert.deepEqual(third.cells.map((c) => c.status), ['skipped', 'trained']);
     assert.deepEqual(lines(), ['width=16,seed=0', 'width=16,seed=1']);
+    // A cell finished by someone else while this sweep trains another is skipped at its turn, not retrained.
+    const later: SweepSpec = { ...spec, seeds: [2, 3] };
+    const [, next] = sweepCells(later, out);
+    const trainedHere: string[] = [];
+    const fourth = await runSweep(later, out, {
+      runCallbacks: (c) => ({ onEpochEnd: () => void trainedHere.push(c.name) }),
+      onCellEnd: async (r) => {
+        if (r.cell === 'width=16,seed=2') await runTraining(next.options, next.dir);
+      },
+    });
+    assert.deepEqual(trainedHere, ['width=16,seed=2', 'width=16,seed=2']);
+    assert.deepEqual(fourth.cells.map((c) => c.status), ['trained', 'skipped']);
   } finally {
     holder.kill();
     fs.rmSync(out, { recursive: true, force: true });
