@@ -85,6 +85,6 @@ export { embed, representations, sharedHistograms, type Representations, type Un
 export { centredGram, ckaMatrix, ckaOfGrams, linearCka } from './report/cka.js';
 export { finiteRange, histogram, type Histogram } from './report/histogram.js';
 export { buildReport, readMemoryRows, readMetrics, type ReportFacts, type ReportInput } from './report/page.js';
-export { comparisonTable, markdownTable, sweepTable, textTable } from './report/summary.js';
+export { comparisonTable, markdownTable, sweepTable, textTable, timeToAccuracy, timeToAccuracyText, type TimeToAccuracy } from './report/summary.js';
 
 registerFileSystem();

@@ -1,7 +1,38 @@
 /** The runs side by side as a table: what `sll compare` prints and the report's summary shows. */
 import type { RunComparison } from '../io/runs.js';
+import type { UnitEpochMetrics } from '../train/fit.js';
 import { flagName } from '../recipe/options.js';
 import { gridValueText, type SweepRow } from '../recipe/sweep.js';
+
+/** When a run first reached a test accuracy: its epoch (1-based) and the training seconds up to its end. */
+export interface TimeToAccuracy {
+  epoch: number;
+  seconds: number;
+}
+
+/**
+ * The first epoch whose model accuracy on the test data reached `target` (0..1), and the training time up to
+ * the end of it (the sum of epoch_seconds, evaluation excluded): wall-clock at equal accuracy. The model's
+ * accuracy of an epoch is its last unit's (SLL's prediction; BP's classifier is its only unit). null when
+ * no epoch reached it.
+ */
+export function timeToAccuracy(metrics: readonly UnitEpochMetrics[], target: number): TimeToAccuracy | null {
+  if (!(target > 0 && target <= 1)) throw new RangeError(`the target accuracy must be in (0, 1], got ${target}`);
+  const last = new Map<number, UnitEpochMetrics>();
+  for (const m of metrics) if ((last.get(m.epoch)?.unit ?? -1) < m.unit) last.set(m.epoch, m);
+  let seconds = 0;
+  for (const epoch of [...last.keys()].sort((a, b) => a - b)) {
+    const m = last.get(epoch)!;
+    seconds += m.epoch_seconds;
+    if (m.test_accuracy !== null && m.test_accuracy >= target) return { epoch, seconds };
+  }
+  return null;
+}
+
+/** "epoch 12, 240 s", or "not reached". */
+export function timeToAccuracyText(t: TimeToAccuracy | null): string {
+  return t ? `epoch ${t.epoch}, ${t.seconds.toFixed(0)} s` : 'not reached';
+}
 
 /** Columns of their own already show these options. */
 const SHOWN = new Set(['method', 'model', 'dataset', 'epochs']);

@@ -136,4 +136,22 @@ test('sll compare lines up an SLL and a BP run: accuracies, per head, and only t
   assert.match(lines[0], /run +method +model +dataset +epochs +test acc +train time +--unit-layers +per head/);
   assert.equal(lines.length, 3);
   assert.ok(lines[1].includes(`${(summaries[0].test_accuracy * 100).toFixed(2)}%`), lines[1]);
+
+  // --target: when each run first reached a test accuracy, from its metrics.jsonl.
+  const metrics = dirs.map((d) => fs.readFileSync(path.join(d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)));
+  const reachable = Math.min(...metrics.map((m) => m[m.length - 1].test_accuracy));
+  const timed = sll('compare', ...dirs, '--json', '--target', String(reachable));
+  assert.equal(timed.code, 0, timed.stderr);
+  timed.stdout.trim().split('\n').map((l) => JSON.parse(l)).forEach((r, i) => {
+    assert.equal(r.target_accuracy, reachable);
+    assert.equal(r.epochs_to_target, 1);
+    assert.equal(r.seconds_to_target, metrics[i][metrics[i].length - 1].epoch_seconds);
+  });
+  const never = sll('compare', ...dirs, '--target', '1');
+  assert.equal(never.code, 0, never.stderr);
+  assert.match(never.stdout.split('\n')[0], /time to 100.00%/);
+  assert.match(never.stdout.split('\n')[1], /not reached/);
+  const bad = sll('compare', ...dirs, '--target', '99');
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--target must be a test accuracy in \(0, 1\], got 99/);
 });
