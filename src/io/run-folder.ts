@@ -197,6 +197,31 @@ export function otherLiveHolder(dir: string): { pid: number; host: string; start
   return holder.host !== os.hostname() || alive(holder.pid) ? holder : null;
 }
 
+/**
+ * Runs `fn` holding `file`, a lock for moments rather than a run's life (the sweep's sweep.jsonl): created
+ * exclusively, waited for while another holds it, taken over when older than 30 s (its holder died).
+ */
+export function withFileLock<T>(file: string, fn: () => T): T {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const start = Date.now(); ; ) {
+    try {
+      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const age = Date.now() - (fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+      if (age > 30_000) fs.rmSync(file, { force: true });
+      else if (Date.now() - start > 60_000) throw new Error(`${file} has been held for a minute: if no process is using it, delete it`);
+      else Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
 function readLock(file: string): LockRecord | null {
   try {
     const r = JSON.parse(fs.readFileSync(file, 'utf8')) as LockRecord;

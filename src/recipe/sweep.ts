@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, listCheckpoints } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/model-files.js';
-import { RunFolderError, otherLiveHolder, readRunRecord } from '../io/run-folder.js';
+import { RunFolderError, otherLiveHolder, readRunRecord, withFileLock } from '../io/run-folder.js';
 import { readRunSummary, type RunSummary } from '../io/runs.js';
 import { OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from './options.js';
 import { resumeTraining, runTraining, type RunCallbacks, type RunControl } from './run.js';
@@ -312,7 +312,7 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
  */
 export function recordCells(outDir: string, cells: readonly SweepCellResult[]): SweepCellResult[] {
   const file = path.join(outDir, 'sweep.jsonl');
-  return withLock(path.join(outDir, '.sweep-lock'), () => {
+  return withFileLock(path.join(outDir, '.sweep-lock'), () => {
     const mine = new Map(cells.map((c) => [c.cell, c]));
     const lines: SweepCellResult[] = [];
     const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
@@ -331,28 +331,6 @@ export function recordCells(outDir: string, cells: readonly SweepCellResult[]): 
     writeFileAtomic(file, lines.map((r) => JSON.stringify(r) + '\n').join(''));
     return lines;
   });
-}
-
-/** Runs `fn` holding `file` (created exclusively; one older than 30 s is a dead holder's and is taken over). */
-function withLock<T>(file: string, fn: () => T): T {
-  const pause = new Int32Array(new SharedArrayBuffer(4));
-  for (const start = Date.now(); ; ) {
-    try {
-      fs.writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const age = Date.now() - (fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
-      if (age > 30_000) fs.rmSync(file, { force: true });
-      else if (Date.now() - start > 60_000) throw new Error(`${file} has been held for a minute: if no sweep is writing, delete it`);
-      else Atomics.wait(pause, 0, 0, 10);
-    }
-  }
-  try {
-    return fn();
-  } finally {
-    fs.rmSync(file, { force: true });
-  }
 }
 
 /** Mean and sample standard deviation (n - 1; 0 for one value). */
