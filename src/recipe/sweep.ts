@@ -257,12 +257,17 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
   const results: SweepCellResult[] = [];
   const busy: SweepCell[] = [];
   for (const [i, cell] of cells.entries()) {
+    const leaveBusy = () => {
+      callbacks.onCell?.(cell, i, cells.length, 'busy');
+      busy.push(cell);
+    };
+    // Another sweep took the cell between the check below and the start of training here.
+    const takenMeanwhile = (e: unknown) => e instanceof RunFolderError && otherLiveHolder(cell.dir) !== null;
     // Looked at again when its turn comes: another sweep into DIR may have finished or started it meanwhile.
     const state = inspect(cell);
     let result: SweepCellResult;
     if (!state.summary && otherLiveHolder(cell.dir)) {
-      callbacks.onCell?.(cell, i, cells.length, 'busy');
-      busy.push(cell);
+      leaveBusy();
       continue;
     }
     if (state.summary) {
@@ -277,6 +282,10 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
           summary = (await resumeTraining(cell.dir, run, control, { backend: cell.options.backend })).summary;
           result = cellResult(cell, summary, 'resumed');
         } catch (e) {
+          if (takenMeanwhile(e)) {
+            leaveBusy();
+            continue;
+          }
           // Checkpoints, but none whole: the cell starts again.
           if (!(e instanceof CheckpointError)) throw e;
           run.warn?.(`${cell.dir}: ${e.message}; training the cell from the start`);
@@ -288,10 +297,8 @@ export async function runSweep(spec: SweepSpec, outDir: string, callbacks: Sweep
           // The folder holds nothing, or a start of this same cell: replacing it loses nothing.
           summary = (await runTraining(cell.options, cell.dir, run, { ...control, overwrite: true })).summary;
         } catch (e) {
-          // Another sweep took the cell between the check above and here.
-          if (!(e instanceof RunFolderError && otherLiveHolder(cell.dir))) throw e;
-          callbacks.onCell?.(cell, i, cells.length, 'busy');
-          busy.push(cell);
+          if (!takenMeanwhile(e)) throw e;
+          leaveBusy();
           continue;
         }
         result = cellResult(cell, summary, 'trained');

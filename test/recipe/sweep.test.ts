@@ -199,6 +199,36 @@ test('sweeps sharing a folder: a cell another live process trains is left to it,
   }
 });
 
+test('a cell another sweep takes between the check and the start of training (fresh or resumed) is left busy', async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-sweep-race-'));
+  const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  try {
+    const spec: SweepSpec = { base: BASE, grid: parseGrid('width=8'), seeds: [0, 1] };
+    const cells = sweepCells(spec, out);
+    // Cell seed=1 was started and interrupted: the sweep will resume it.
+    let steps = 0;
+    await assert.rejects(runTraining(cells[1].options, cells[1].dir, { onBatchEnd: () => void steps++ }, { stopRequested: () => steps >= 3 }), FitInterrupted);
+    // The other process takes each cell the moment this sweep has looked at it and announced what it does.
+    const seen: string[] = [];
+    const result = await runSweep(spec, out, {
+      onCell: (c, _i, _n, status) => {
+        seen.push(`${c.name}:${status}`);
+        if (status === 'trained' || status === 'resumed') {
+          fs.mkdirSync(c.dir, { recursive: true });
+          fs.writeFileSync(path.join(c.dir, '.sll-lock'), JSON.stringify({ pid: holder.pid, host: os.hostname(), started: new Date().toISOString() }));
+        }
+      },
+    });
+    assert.deepEqual(seen, ['width=8,seed=0:trained', 'width=8,seed=0:busy', 'width=8,seed=1:resumed', 'width=8,seed=1:busy']);
+    assert.deepEqual(result.busy.map((c) => c.name), ['width=8,seed=0', 'width=8,seed=1']);
+    assert.deepEqual(result.cells, []);
+    for (const c of cells) assert.ok(!fs.existsSync(path.join(c.dir, 'summary.json')));
+  } finally {
+    holder.kill();
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test('recordCells waits for the lock another process holds, and takes over one left stale', () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-sweep-lock-'));
   try {
