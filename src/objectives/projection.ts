@@ -44,6 +44,12 @@ export interface ProjectionHeadConfig {
   keep: number;
   maskScale: MaskScale;
   scale: ProjectionScale;
+  /**
+   * Centre the features before R: v_i = R_i (f - mean_j f_j) / sqrt(d') for the d features f of each example
+   * (not in the paper). A ReLU unit's features are all >= 0, so without it their mean m reaches every logit k
+   * as m * sum_j R_kj, a random class bias as large as the signal. Absent (saved before it existed) is false.
+   */
+  center?: boolean;
   seed: number;
 }
 
@@ -102,8 +108,18 @@ export class ProjectionHead {
     this.side = spatialPoolSide(config);
   }
 
-  /** The features R sees: h_i adaptively average-pooled when configured, then flattened ([s, s, C] order). */
+  /**
+   * The features R sees: h_i adaptively average-pooled when configured, then flattened ([s, s, C] order),
+   * each example's mean feature subtracted when the head centres.
+   */
   features(h: tf.Tensor): tf.Tensor2D {
+    return tf.tidy(() => {
+      const f = this.pooledFeatures(h);
+      return this.config.center ? tf.sub(f, tf.mean(f, 1, true)) : f;
+    });
+  }
+
+  private pooledFeatures(h: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
       const batch = h.shape[0];
       if (h.rank === 3) h = poolTokens(h as tf.Tensor3D, this.config.token ?? 'cls');
@@ -151,12 +167,12 @@ export class ProjectionHead {
 
   /**
    * The head without its mask as one linear map of the flattened h_i: the matrix W [D, K] (D the size of
-   * h_i, row-major as h_i flattens) with v_i = flatten(h_i) W, i.e. the pooling and R^T / sqrt(d') folded
-   * into one, computed in float64. A saved predictor ends in it as a frozen dense layer.
+   * h_i, row-major as h_i flattens) with v_i = flatten(h_i) W, i.e. the pooling, the centring (when the
+   * head centres) and R^T / sqrt(d') folded into one, computed in float64. A saved predictor ends in it as a frozen dense layer.
    */
   readoutMatrix(): Float32Array {
     const { inputShape, numClasses: k } = this.config;
-    const r = this.projection.dataSync();
+    const r = this.config.center ? centredColumns(this.projection.dataSync(), k) : this.projection.dataSync();
     if (inputShape.length !== 3) {
       // W = P R for the D features (P the [D, d] adaptive average pooling, or none) ...
       const dim = inputShape[inputShape.length - 1];
@@ -198,6 +214,20 @@ export class ProjectionHead {
     this.projection.dispose();
     this.pool?.dispose();
   }
+}
+
+/**
+ * R [d, K] (row-major) with each column's mean over its d rows subtracted, in float64: centring the features,
+ * (f - mean(f) 1) R = f (R - 1 mean_rows(R)), folded into R.
+ */
+function centredColumns(r: ArrayLike<number>, k: number): Float64Array {
+  const d = r.length / k;
+  const mean = new Float64Array(k);
+  for (let j = 0; j < d; j++) for (let o = 0; o < k; o++) mean[o] += r[j * k + o];
+  for (let o = 0; o < k; o++) mean[o] /= d;
+  const out = new Float64Array(r.length);
+  for (let j = 0; j < d; j++) for (let o = 0; o < k; o++) out[j * k + o] = r[j * k + o] - mean[o];
+  return out;
 }
 
 /** d, the number of features R projects. */

@@ -71,6 +71,7 @@ export interface RunOptions {
   keep: number;
   maskScale: MaskScale;
   projScale: ProjectionScale;
+  projCenter: boolean;
   projection: ProjectionDistribution;
   projDim: number | null;
   firstParent: FirstParent;
@@ -142,6 +143,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   lambda: { kind: 'numbers', group: 'training', description: 'lambda_i of eq. (5), the weight of the alignment loss: one value, or one per unit' },
   keep: { kind: 'number', group: 'projection heads', description: 'keep probability of the Bernoulli mask on R_i, fresh each step, in (0, 1] (1: no mask)' },
   maskScale: { kind: 'string', values: MASK_SCALES, group: 'projection heads', description: 'inverted: the masked R_i is divided by keep, as inverted dropout does' },
+  projCenter: { kind: 'boolean', group: 'projection heads', description: "subtract each example's mean feature before R_i, so that a ReLU unit's mean activation adds no random class bias (not in the paper)" },
   projScale: { kind: 'string', values: PROJECTION_SCALES, group: 'projection heads', description: 'the 1/sqrt(d\') of the heads: d\' = the features R_i reads, or K (JL scaling)' },
   projection: { kind: 'string', values: PROJECTION_DISTRIBUTIONS, group: 'projection heads', description: 'the sub-Gaussian distribution of R_i\'s entries' },
   projDim: { kind: 'int', nullable: true, group: 'projection heads', description: 'adaptive average pooling of h_i to this many features before R_i (default: dense units whole, conv units 4096)' },
@@ -196,6 +198,7 @@ export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
   keep: SLL_DEFAULTS.keep,
   maskScale: SLL_DEFAULTS.maskScale,
   projScale: SLL_DEFAULTS.projScale,
+  projCenter: SLL_DEFAULTS.projCenter,
   projection: SLL_DEFAULTS.projection,
   projDim: SLL_DEFAULTS.projDim,
   firstParent: SLL_DEFAULTS.firstParent,
@@ -286,8 +289,8 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
 
 /** The SLL strategy of a run. */
 export function sllStrategy(o: RunOptions) {
-  const { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projDim, firstParent, token, seed, lambda } = o;
-  return { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projDim, firstParent, token, seed, lambda };
+  const { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projCenter, projDim, firstParent, token, seed, lambda } = o;
+  return { optimizer, lr, lrSchedule, momentum, keep, maskScale, projection, projScale, projCenter, projDim, firstParent, token, seed, lambda };
 }
 
 /** The BP strategy of a run. */

@@ -71,6 +71,11 @@ export interface HeadsConfig {
    * with s*s*C <= projDim); null projects a dense unit's h_i whole and pools a conv unit's to 4096. Default null.
    */
   projDim: number | null;
+  /**
+   * Subtract each example's mean feature before R_i, so that a ReLU unit's mean activation adds no random
+   * class bias (not in the paper; ProjectionHeadConfig.center). Default false.
+   */
+  projCenter: boolean;
   /** The first unit's parent. Default 'none'. */
   firstParent: FirstParent;
   /** Units that output tokens [T, D] (ViT): the head reads the class token ('cls') or their mean. Default 'cls'. */
@@ -114,6 +119,7 @@ export const SLL_DEFAULTS: Readonly<SllStrategy> = Object.freeze({
   projection: 'gaussian',
   projScale: 'features',
   projDim: null,
+  projCenter: false,
   firstParent: 'none',
   token: 'cls',
   seed: 0,
@@ -162,6 +168,7 @@ export function resolveSllStrategy(config: Partial<SllStrategy> = {}, units?: nu
   c.oneOf('projection', PROJECTION_DISTRIBUTIONS);
   c.oneOf('projScale', PROJECTION_SCALES);
   if (s.projDim !== null) c.int('projDim', 1);
+  c.bool('projCenter');
   c.oneOf('firstParent', FIRST_PARENTS);
   c.oneOf('token', TOKEN_POOLINGS);
   c.int('seed', 0);

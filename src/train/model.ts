@@ -34,7 +34,7 @@ export function attachHeads(
   normalization: Normalization | null = null,
 ): HeadedNetwork {
   const numClasses = network.spec.numClasses;
-  const base = { numClasses, distribution: o.projection, keep: o.keep, maskScale: o.maskScale, scale: o.projScale };
+  const base = { numClasses, distribution: o.projection, keep: o.keep, maskScale: o.maskScale, scale: o.projScale, center: o.projCenter };
   const heads = network.units.map((unit) => {
     const rank = unit.outputShape.length;
     if (rank > 3) {

@@ -28,9 +28,9 @@ function trained(method: 'sll' | 'bp', extra = {}): HeadedNetwork {
   return { ...m.model, normalization };
 }
 
-for (const method of ['sll', 'bp'] as const) {
-  test(`a saved ${method} model reloads with identical weights, heads, normalisation and predictions`, async () => {
-    const model = trained(method);
+for (const [method, extra] of [['sll', {}], ['bp', {}], ['sll', { projCenter: true }]] as const) {
+  test(`a saved ${method} model${'projCenter' in extra ? ' with centring heads' : ''} reloads with identical weights, heads, normalisation and predictions`, async () => {
+    const model = trained(method, extra);
     const dir = tmpDir();
     await saveModel(dir, model);
     const loaded = await loadModel(dir);
@@ -41,6 +41,7 @@ for (const method of ['sll', 'bp'] as const) {
     for (const head of heads) assert.deepEqual(predict(loaded, x, { head }).dataSync(), predict(model, x, { head }).dataSync(), `head ${head}`);
     loaded.heads.forEach((h, i) => {
       assert.deepEqual(h.config, model.heads[i].config);
+      assert.equal(h.config.center, 'projCenter' in extra);
       assert.deepEqual(h.projection.dataSync(), model.heads[i].projection.dataSync());
     });
     assert.equal(loaded.inputHead?.config.seed, model.inputHead?.config.seed);
@@ -54,6 +55,7 @@ for (const [name, method, extra] of [
   ['an SLL MLP', 'sll', {}],
   ['a BP MLP', 'bp', {}],
   ['an SLL conv stack with pooled heads', 'sll', { model: 'convstack', width: 3, projDim: 12 }],
+  ['an SLL conv stack with pooled, centring heads', 'sll', { model: 'convstack', width: 3, projDim: 12, projCenter: true }],
 ] as const) {
   test(`model.json of ${name} is a plain tfjs model: tf.loadLayersModel gives class probabilities from raw pixels`, async () => {
     const model = trained(method, extra);

@@ -72,6 +72,35 @@ test('training projection applies the mask; evaluation projection is h R with no
   assert.deepEqual(unmasked.project(h, 5).arraySync(), unmasked.project(h).arraySync(), 'keep 1 means no mask');
 });
 
+test('a centring head projects each example\'s features minus their mean, masked in training, against float64', () => {
+  const head = new ProjectionHead({ ...config, center: true });
+  const d = config.inputShape[0];
+  const h = tf.randomUniform([4, d], 0, 3, 'float32', 2);
+  const hv = h.dataSync();
+  const r = head.projection.dataSync();
+  const m = head.mask(5).dataSync();
+  const got = head.project(h, 5).dataSync();
+  for (let b = 0; b < 4; b++) {
+    let mean = 0;
+    for (let j = 0; j < d; j++) mean += hv[b * d + j];
+    mean /= d;
+    for (let k = 0; k < 10; k++) {
+      let v = 0;
+      for (let j = 0; j < d; j++) v += (hv[b * d + j] - mean) * r[j * 10 + k] * m[j * 10 + k];
+      assert.ok(Math.abs(v - got[b * 10 + k]) < 1e-4 * Math.max(1, Math.abs(v)), `example ${b}, class ${k}: ${v} vs ${got[b * 10 + k]}`);
+    }
+  }
+  // What centring is for: a common shift of every feature moves no logit (it moves the plain head's).
+  const shifted = tf.add(h, 5);
+  const plain = new ProjectionHead(config);
+  const moved = (hd: ProjectionHead) => Math.max(...tf.sub(hd.project(shifted), hd.project(h)).abs().dataSync());
+  assert.ok(moved(head) < 1e-4, `centred: ${moved(head)}`);
+  assert.ok(moved(plain) > 0.1, `plain: ${moved(plain)}`);
+  tf.dispose([h, shifted]);
+  head.dispose();
+  plain.dispose();
+});
+
 test('adaptive average pooling matches a plain loop over PyTorch-style bins', () => {
   for (const [n, d] of [[10, 3], [1024, 64], [7, 7], [5, 1]]) {
     const x = Array.from({ length: n }, (_, i) => Math.sin(i + 1));
@@ -134,6 +163,9 @@ const readoutCases: [string, ProjectionHeadConfig][] = [
   ['conv maps 8x8x3 pooled in equal 2x2 bins', { ...unmasked, inputShape: [8, 8, 3], poolDim: 48 }],
   ['conv maps 14x14x2 pooled to 11x11 (unequal bins)', { ...unmasked, inputShape: [14, 14, 2], poolDim: 242 }],
   ['conv maps 5x7x4 projected whole', { ...unmasked, inputShape: [5, 7, 4], poolDim: null }],
+  ['centred features of a dense input pooled 400 -> 64', { ...unmasked, inputShape: [400], poolDim: 64, center: true }],
+  ['centred features of conv maps 14x14x2 pooled to 11x11', { ...unmasked, inputShape: [14, 14, 2], poolDim: 242, center: true }],
+  ['centred features of tokens 5x12 read by their mean', { ...unmasked, inputShape: [5, 12], token: 'mean', poolDim: null, center: true }],
 ];
 
 for (const [name, cfg] of readoutCases) {
