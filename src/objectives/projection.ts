@@ -168,7 +168,8 @@ export class ProjectionHead {
   /**
    * The head without its mask as one linear map of the flattened h_i: the matrix W [D, K] (D the size of
    * h_i, row-major as h_i flattens) with v_i = flatten(h_i) W, i.e. the pooling, the centring (when the
-   * head centres) and R^T / sqrt(d') folded into one, computed in float64. A saved predictor ends in it as a frozen dense layer.
+   * head centres) and R^T / sqrt(d') folded into one, computed in float64. A saved predictor ends in it
+   * as a frozen dense layer.
    */
   readoutMatrix(): Float32Array {
     const { inputShape, numClasses: k } = this.config;
