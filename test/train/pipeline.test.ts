@@ -63,8 +63,10 @@ test('a pipelined run leaks nothing: tensor counts (main thread, every stage) an
   assert.ok(stages.length > 6, 'checkpoints inside epochs too');
   for (const n of main.slice(1)) assert.equal(n, main[0], `main thread: ${main}`);
   for (const s of stages.slice(1)) assert.deepEqual(s, stages[0], `stages: ${JSON.stringify(stages)}`);
-  const growth = (buffers[5] - buffers[1]) / 2 ** 20;
-  assert.ok(growth < 1.5, `array buffers grew ${growth.toFixed(2)} MiB from epoch 2 to 6: ${buffers.map((b) => (b / 2 ** 20).toFixed(2))}`);
+  // A leak of a sync's weights (~1.6 MB an epoch) shows at every later epoch; a one-off allocation that
+  // outlives one reading (CI once saw 2 MiB at epoch 6 only) does not, so take the least of epochs 4-6.
+  const growth = (Math.min(...buffers.slice(3)) - buffers[1]) / 2 ** 20;
+  assert.ok(growth < 1.5, `array buffers grew ${growth.toFixed(2)} MiB from epoch 2 to epochs 4-6: ${buffers.map((b) => (b / 2 ** 20).toFixed(2))}`);
   await engine.dispose();
   disposeHeaded(piped.model);
 });
