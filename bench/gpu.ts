@@ -1,5 +1,5 @@
 /**
- * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--engines tfjs-stock,sll] [--batches 128,1024] [--steps S] [--warmup W]
+ * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--engines tfjs-stock,sll] [--batches 128,1024] [--width N] [--steps S] [--warmup W]
  *
  * What one training step costs on the `webgpu` backend, counted at the WebGPU API (src/gpu/counters.ts):
  * compute dispatches, tensor-data uploads, uniform/parameter writes and readbacks per step, and (without
@@ -8,6 +8,7 @@
  * together, so a readback comes once per 16 steps, at the logging point):
  *   mlp-sll  one SLL step of the MLP 784-1024x3 (3 local units, K = 10, keep 0.5, lambda 1, Adam 1e-3)
  *   mlp-bp   the same MLP + a linear classifier, end-to-end backprop, Adam
+ * (--width N: N units a layer instead of 1024; the counts do not depend on it)
  * at each batch size. The minibatch is uploaded once before the steps (a training run uploads one per
  * step, on top of the counts here). After W warm-up steps (shader compilation, buffer pools), S steps
  * (default 16) are counted and timed; the counts are per step (totals / S).
@@ -22,8 +23,14 @@
  * are right, its times mean nothing (--count skips timing: ms_per_step is null).
  *
  * Output: a table on stdout; with --json, one JSON object per row instead:
- * {case, engine, batch, adapter, dispatches_per_step, uploads_per_step, uniform_writes_per_step,
- * readbacks_per_step, read_every, ms_per_step}. Progress goes to stderr.
+ * {case, engine, batch, width, adapter, dispatches_per_step, uploads_per_step, uniform_writes_per_step,
+ * readbacks_per_step, read_every, ms_per_step, host_ms_per_step}. Progress goes to stderr.
+ *
+ * host_ms_per_step is the time per step spent in the step's synchronous part: tfjs, the library and Dawn
+ * recording and submitting the step's GPU work (garbage collection included), which the GPU then runs
+ * asynchronously; the waits for the stats are not in it. On any card a step can go no faster than this, so
+ * it is the part of ms_per_step that can be measured and cut without a GPU (on SwiftShader too, best at a
+ * small --width, where the driver's threads take least of the two cores from the main thread).
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -47,6 +54,7 @@ export interface GpuBenchRow {
   case: CaseName;
   engine: Engine;
   batch: number;
+  width: number;
   adapter: string;
   dispatches_per_step: number;
   uploads_per_step: number;
@@ -55,16 +63,27 @@ export interface GpuBenchRow {
   /** Steps per read of the stats (SequentialEngine on this backend): one readback per that many steps. */
   read_every: number;
   ms_per_step: number | null;
+  /** Milliseconds per step in the step's synchronous part, recording its GPU work (see the module's documentation). */
+  host_ms_per_step: number;
 }
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 
 /** Counts (and times, unless `count`) `steps` steps of `name` at `batch` after `warmup` steps. */
-async function measure(name: CaseName, batch: number, counters: GpuCounters, o: { steps: number; warmup: number; count: boolean }, log: (s: string) => void) {
-  const opts = resolveOptions({ layers: 3, width: 1024, batchSize: batch, cropPadding: 0, method: name === 'mlp-bp' ? 'bp' : 'sll', backend: 'webgpu' });
+async function measure(name: CaseName, batch: number, counters: GpuCounters, o: { width: number; steps: number; warmup: number; count: boolean }, log: (s: string) => void) {
+  const opts = resolveOptions({ layers: 3, width: o.width, batchSize: batch, cropPadding: 0, method: name === 'mlp-bp' ? 'bp' : 'sll', backend: 'webgpu' });
   const model = buildModel(opts, [28, 28, 1], 10);
   const trainer = makeTrainer(model, opts);
   trainer.setEpoch(0);
+  // The host's share: the time inside trainer.step, which records the step's GPU work and returns.
+  let hostMs = 0;
+  const step = trainer.step.bind(trainer);
+  trainer.step = (...args) => {
+    const t = performance.now();
+    const stats = step(...args);
+    hostMs += performance.now() - t;
+    return stats;
+  };
   const x = tf.randomNormal([batch, 28, 28, 1], 0, 1, 'float32', 1);
   const labels = tf.tensor1d(Int32Array.from({ length: batch }, (_, i) => (i * 7) % 10), 'int32');
   // Steps as training runs them (SequentialEngine): the stats read every `readEvery` steps, not every step.
@@ -80,15 +99,17 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
     log(`warm-up ${i + 1}/${o.warmup}: ${(performance.now() - t0).toFixed(0)} ms`);
   }
   counters.reset();
+  hostMs = 0;
   const t0 = performance.now();
   await run(o.warmup, o.steps);
   const ms = (performance.now() - t0) / o.steps;
+  const host = hostMs / o.steps;
   const c = counters.read();
   trainer.dispose();
   tf.dispose([x, labels]);
   disposeHeaded(model);
   const per = (n: number) => Math.round((n / o.steps) * 10) / 10;
-  log(`${o.steps} steps: ${ms.toFixed(0)} ms/step, ${per(c.dispatches)} dispatches, ${per(c.uploads)} uploads, ${per(c.uniformWrites)} uniform writes, ${per(c.readbacks)} readbacks, ${per(c.submits)} submits per step`);
+  log(`${o.steps} steps: ${ms.toFixed(0)} ms/step (host ${host.toFixed(1)}), ${per(c.dispatches)} dispatches, ${per(c.uploads)} uploads, ${per(c.uniformWrites)} uniform writes, ${per(c.readbacks)} readbacks, ${per(c.submits)} submits per step`);
   return {
     dispatches_per_step: per(c.dispatches),
     uploads_per_step: per(c.uploads),
@@ -96,6 +117,7 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
     readbacks_per_step: per(c.readbacks),
     read_every: engine.readEvery,
     ms_per_step: o.count ? null : Math.round(ms * 100) / 100,
+    host_ms_per_step: Math.round(host * 100) / 100,
   };
 }
 
@@ -107,6 +129,7 @@ async function main(): Promise<void> {
       cases: { type: 'string', default: CASES.join(',') },
       engines: { type: 'string', default: ENGINES.join(',') },
       batches: { type: 'string', default: '128,1024' },
+      width: { type: 'string', default: '1024' },
       steps: { type: 'string' },
       warmup: { type: 'string', default: '2' },
     },
@@ -117,6 +140,8 @@ async function main(): Promise<void> {
   for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`--engines: unknown engine '${e}'; available: ${ENGINES.join(', ')}`);
   const batches = list(values.batches!).map(Number);
   for (const b of batches) if (!Number.isInteger(b) || b < 1) throw new Error(`--batches must be positive integers, got ${values.batches}`);
+  const width = Number(values.width);
+  if (!Number.isInteger(width) || width < 1) throw new Error(`--width must be a positive integer, got ${values.width}`);
   const steps = Number(values.steps ?? 16);
   const warmup = Number(values.warmup);
   if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be an integer >= 1, got ${values.steps}`);
@@ -134,19 +159,20 @@ async function main(): Promise<void> {
       for (const engine of engines) {
         useWebGpuKernels(engine === 'sll');
         const log = (s: string) => process.stderr.write(`[${c} ${engine} B=${batch}] ${s}\n`);
-        const m = await measure(c, batch, counters!, { steps, warmup, count: values.count! }, log);
-        const row: GpuBenchRow = { case: c, engine, batch, adapter: name, ...m };
+        const m = await measure(c, batch, counters!, { width, steps, warmup, count: values.count! }, log);
+        const row: GpuBenchRow = { case: c, engine, batch, width, adapter: name, ...m };
         rows.push(row);
         if (values.json) console.log(JSON.stringify(row));
       }
     }
   }
   if (values.json) return;
-  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'read every', 'ms/step'];
-  const table = rows.map((r) => [r.case, r.engine, String(r.batch), String(r.dispatches_per_step), String(r.uploads_per_step), String(r.uniform_writes_per_step), String(r.readbacks_per_step), String(r.read_every), r.ms_per_step === null ? '-' : r.ms_per_step.toFixed(1)]);
+  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'read every', 'ms/step', 'host ms/step'];
+  const ms = (x: number | null) => (x === null ? '-' : x.toFixed(1));
+  const table = rows.map((r) => [r.case, r.engine, String(r.batch), String(r.dispatches_per_step), String(r.uploads_per_step), String(r.uniform_writes_per_step), String(r.readbacks_per_step), String(r.read_every), ms(r.ms_per_step), ms(r.host_ms_per_step)]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
-  console.log(`adapter: ${name}; per step, after ${warmup} warm-up steps, over ${steps} steps`);
+  console.log(`adapter: ${name}; width ${width}; per step, after ${warmup} warm-up steps, over ${steps} steps`);
   [header, ...table].forEach((r) => console.log(fmt(r)));
 }
 
