@@ -1,9 +1,9 @@
 /**
  * The library's fused WebGPU kernels, switched on for the `webgpu` backend as a whole (browser-safe): Adam in
  * one dispatch per variable (adam.ts), the unit loss with its stats and gradient in one per unit
- * (unit-loss.ts), the masked projection with its mask drawn on the GPU (masked-projection.ts), and the sum over
- * a matrix's rows (sum.ts, every bias gradient). Each has a tfjs-ops twin that other backends use and its tests
- * compare against.
+ * (unit-loss.ts), the masked projection with its mask drawn on the GPU (masked-projection.ts), a unit's Dense
+ * and Conv2D layers with bias and ReLU in one dispatch forward and one backward (fused-layers.ts), and the sum
+ * over a matrix's rows (sum.ts). Each has a tfjs-ops twin that other backends use and its tests compare against.
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerUnitLossStats } from '../objectives/unit-loss.js';
@@ -11,6 +11,7 @@ import { registerMaskedProjection } from '../objectives/projection.js';
 import { registerAdam } from '../train/optimizers.js';
 import { WebGpuAdamOptimizer } from './adam.js';
 import { webGpuMaskedProjection } from './masked-projection.js';
+import { useFusedLayers } from './fused-layers.js';
 import { useColumnSum } from './sum.js';
 import { webGpuUnitLossStats } from './unit-loss.js';
 
@@ -24,4 +25,5 @@ export function useWebGpuKernels(on: boolean): void {
   registerUnitLossStats('webgpu', on ? webGpuUnitLossStats : null);
   registerMaskedProjection('webgpu', on ? webGpuMaskedProjection : null);
   useColumnSum(on);
+  useFusedLayers(on);
 }

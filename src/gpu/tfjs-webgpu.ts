@@ -68,9 +68,66 @@ export function uniformBuffer(backend: WebGpuBackendInternals, values: ArrayBuff
   return buffer;
 }
 
+const constants = new WeakMap<GPUDevice, Map<string, GPUBuffer>>();
+/** Past this many constant uniform buffers on a device the cache starts anew (those in use stay valid). */
+const CONSTANT_UNIFORMS = 1024;
+
+/**
+ * A uniform buffer holding `values` that is never written again: one per distinct content on a device, made
+ * and written the first time, then bound as it is (no write per dispatch, and the same buffer every time, so
+ * the dispatch's bind group is found again). For parameters that repeat from step to step (shapes, a unit's
+ * lambda); values that change every step go in a {@link uniformBuffer}. Not to be released.
+ */
+export function constantUniformBuffer(backend: WebGpuBackendInternals, values: ArrayBuffer): GPUBuffer {
+  let cache = constants.get(backend.device);
+  if (!cache) constants.set(backend.device, (cache = new Map()));
+  const key = new Uint32Array(values).join(',');
+  let buffer = cache.get(key);
+  if (!buffer) {
+    if (cache.size >= CONSTANT_UNIFORMS) cache.clear();
+    buffer = backend.device.createBuffer({ size: values.byteLength, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.UNIFORM });
+    backend.queue.writeBuffer(buffer, 0, values);
+    cache.set(key, buffer);
+  }
+  return buffer;
+}
+
 /** Returns a {@link uniformBuffer} to the pool once the work recorded so far is submitted. */
 export function releaseAfterSubmit(backend: WebGpuBackendInternals, buffer: GPUBuffer): void {
   backend.uniformPendingDisposal.push(buffer);
+}
+
+/** Bind groups made for a pipeline, by the buffers they bind (see {@link bindGroup}). */
+const bindGroups = new WeakMap<GPUComputePipeline, Map<string, GPUBindGroup>>();
+/** A number for each buffer ever bound, naming it in bindGroups' keys. */
+const bufferIds = new WeakMap<GPUBuffer, number>();
+let buffersNamed = 0;
+/** Past this many bind groups a pipeline's are dropped and made anew, so that the cache stays bounded. */
+const BIND_GROUPS_PER_PIPELINE = 256;
+
+/**
+ * The bind group of `buffers` at bindings 0, 1, ... for `pipeline`, made once per set of buffers. A bind
+ * group only names buffers, so one made for the same buffers serves again, whatever they hold now; tfjs's
+ * buffer pool hands the same buffers out step after step, so a training step's groups are made in its
+ * first steps and then found (each made anew costs the host tens of microseconds).
+ */
+function bindGroup(device: GPUDevice, pipeline: GPUComputePipeline, buffers: GPUBuffer[]): GPUBindGroup {
+  let cache = bindGroups.get(pipeline);
+  if (!cache) bindGroups.set(pipeline, (cache = new Map()));
+  const key = buffers
+    .map((b) => {
+      let id = bufferIds.get(b);
+      if (id === undefined) bufferIds.set(b, (id = buffersNamed++));
+      return id;
+    })
+    .join(',');
+  let group = cache.get(key);
+  if (!group) {
+    if (cache.size >= BIND_GROUPS_PER_PIPELINE) cache.clear();
+    group = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) });
+    cache.set(key, group);
+  }
+  return group;
 }
 
 /**
@@ -84,15 +141,12 @@ export function recordDispatch(
   tensors: tf.TensorInfo[],
   workgroups: [number, number?, number?],
 ): void {
-  const bindGroup = backend.device.createBindGroup({
-    layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-  });
+  const group = bindGroup(backend.device, pipeline, buffers);
   for (const t of tensors) backend.commandQueueOwnedIds.add(t.dataId);
   backend.ensureCommandEncoderReady();
   backend.computePassEncoder ??= backend.commandEncoder!.beginComputePass({});
   backend.computePassEncoder.setPipeline(pipeline);
-  backend.computePassEncoder.setBindGroup(0, bindGroup);
+  backend.computePassEncoder.setBindGroup(0, group);
   backend.computePassEncoder.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
   backend.dispatchCountInPass++;
   if (backend.dispatchCountInPass >= tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE')) {

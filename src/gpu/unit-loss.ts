@@ -12,7 +12,7 @@
  * (the first unit, or lambda 0) A is 0 and so is its gradient, as unitLoss has it.
  */
 import * as tf from '@tensorflow/tfjs';
-import { computePipeline, emptyTensor, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
+import { computePipeline, constantUniformBuffer, emptyTensor, recordDispatch, tensorBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
 const WORKGROUP = 256;
 
@@ -135,11 +135,10 @@ export function webGpuUnitLossStats(v: tf.Tensor2D, labels: tf.Tensor1D, parent:
     new Uint32Array(params, 0, 2).set([B, K]);
     new Float32Array(params, 8, 1)[0] = lambda;
     new Uint32Array(params, 12, 1)[0] = withParent ? 1 : 0;
-    const uniforms = uniformBuffer(backend, params);
+    const uniforms = constantUniformBuffer(backend, params);
     const inputs = [logits, labels, withParent ? parent : logits] as tf.Tensor[];
     const buffers = [...inputs.map((t) => tensorBuffer(backend, t)), ...[total, stats, grad].map((t) => tensorBuffer(backend, t, true)), uniforms];
     recordDispatch(backend, computePipeline(backend.device, 'sll-unit-loss', UNIT_LOSS_WGSL), buffers, [...inputs, total, stats, grad], [1]);
-    releaseAfterSubmit(backend, uniforms);
     save([grad]);
     return { value: total, gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => (cpuValue(dy) === 1 ? tf.clone(saved[0]) : tf.mul(dy, saved[0])) };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

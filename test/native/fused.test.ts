@@ -13,6 +13,7 @@ import { nativeAddon, setNativeThreads } from '../../src/native/backend.js';
 import { stopGradient } from '../../src/objectives/stop-gradient.js';
 import { unitLossStats } from '../../src/objectives/unit-loss.js';
 import { assertNear, runUnitLoss, UNIT_LOSS_CASES, unitLossInputs, unitLossReference } from '../objectives/unit-loss-reference.js';
+import { FUSED_LAYER_CASES, LAYER_RUN_OUTPUTS, layerRun } from '../models/fused-layer-cases.js';
 import { assertCloseNorm, countAddonCalls, randomArray, use } from './helpers.js';
 
 for (const [B, withParent, lambda] of UNIT_LOSS_CASES) {
@@ -43,50 +44,14 @@ test('native unit loss: labels outside [0, K) are an error, not a read out of bo
   tf.dispose([v, labels]);
 });
 
-interface LayerCase {
-  name: string;
-  make: () => tf.layers.Layer;
-  inputShape: number[];
-}
-
-const LAYERS: LayerCase[] = [
-  { name: 'dense relu + bias', make: () => tf.layers.dense({ units: 24, activation: 'relu', kernelInitializer: 'glorotUniform' }), inputShape: [9, 40] },
-  { name: 'dense linear, no bias', make: () => tf.layers.dense({ units: 7, useBias: false }), inputShape: [5, 12] },
-  { name: 'conv 3x3 same relu', make: () => tf.layers.conv2d({ filters: 6, kernelSize: 3, padding: 'same', activation: 'relu' }), inputShape: [3, 9, 9, 4] },
-  { name: 'conv 3x3 valid stride 2 linear', make: () => tf.layers.conv2d({ filters: 5, kernelSize: 3, strides: 2, padding: 'valid' }), inputShape: [2, 11, 10, 3] },
-  { name: 'conv 1x1 relu, no bias', make: () => tf.layers.conv2d({ filters: 8, kernelSize: 1, activation: 'relu', useBias: false }), inputShape: [2, 5, 5, 6] },
-];
-
-/** The layer's output and the gradients of sum(output * c) w.r.t. its input and weights, on one backend. */
-async function layerRun(backend: 'native' | 'cpu', c: LayerCase, fused: boolean): Promise<Float32Array[]> {
-  await use(backend);
-  const layer = c.make();
-  layer.build(c.inputShape);
-  const weights = layer.getWeights().map((w, i) => tf.tensor(randomArray(w.size, 10 + i, -0.6, 0.6), w.shape));
-  layer.setWeights(weights);
-  const x = tf.variable(tf.tensor(randomArray(c.inputShape.reduce((a, b) => a * b, 1), 3), c.inputShape));
-  const vars = [x, ...layer.trainableWeights.map((w) => w.read() as tf.Variable)];
-  let y!: tf.Tensor;
-  const { grads } = tf.variableGrads(() => {
-    const out = fused ? applyFused(layer, x) : (layer.apply(x) as tf.Tensor);
-    assert.ok(out != null, 'the fused path applies');
-    y = tf.keep(out);
-    const weight = tf.tensor(randomArray(out.size, 7), out.shape);
-    return tf.sum(tf.mul(out, weight)) as tf.Scalar;
-  }, vars);
-  const result = [y, ...vars.map((v) => grads[v.name])].map((t) => Float32Array.from(t.dataSync()));
-  tf.dispose([y, x, ...weights, ...Object.values(grads)]);
-  layer.weights.forEach((w) => w.dispose());
-  return result;
-}
-
-for (const c of LAYERS) {
+for (const c of FUSED_LAYER_CASES) {
   test(`fused ${c.name}: output and gradients (input, kernel, bias) match tfjs-layers on cpu`, async () => {
-    const want = await layerRun('cpu', c, false);
-    const got = await layerRun('native', c, true);
+    await use('cpu');
+    const want = await layerRun(c, false);
+    await use('native');
+    const got = await layerRun(c, true);
     assert.equal(got.length, want.length);
-    const names = ['output', 'dx', 'dW', 'db'];
-    got.forEach((g, i) => assertCloseNorm(g, want[i], 1e-5, `${c.name} ${names[i]}`));
+    got.forEach((g, i) => assertCloseNorm(g, want[i], 1e-5, `${c.name} ${LAYER_RUN_OUTPUTS[i]}`));
   });
 }
 
