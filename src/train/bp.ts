@@ -3,7 +3,7 @@
  * CE(classifier(h_L), y) by one optimizer over all weights.
  */
 import * as tf from '@tensorflow/tfjs';
-import { predictionLoss } from '../objectives/unit-loss.js';
+import { unitLossStats } from '../objectives/unit-loss.js';
 import { classify, networkVariables, type Network } from '../models/network.js';
 import type { BpStrategy } from './config.js';
 import { learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
@@ -32,14 +32,13 @@ export class BpTrainer implements Trainer {
 
   step(x: tf.Tensor, labels: tf.Tensor1D, step: number): tf.Tensor2D {
     return tf.tidy(() => {
-      const targets = tf.oneHot(labels, this.network.spec.numClasses).toFloat() as tf.Tensor2D;
       let stats!: tf.Tensor1D;
       const { grads } = tf.variableGrads(() => {
-        const logits = classify(this.network, x, true, step);
-        const loss = predictionLoss(logits, targets);
-        const correct = tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), labels), 'float32'));
-        stats = tf.keep(tf.stack([loss, tf.zeros([]), loss, correct]) as tf.Tensor1D);
-        return loss;
+        // CE at the classifier: eq. (5) without a parent, so its stats row is [CE, 0, CE, correct] and a
+        // backend's fused loss kernel serves BP too.
+        const loss = unitLossStats(classify(this.network, x, true, step), labels, null, 0);
+        stats = loss.stats;
+        return loss.total;
       }, networkVariables(this.network));
       this.optimizers[0].applyGradients(grads);
       tf.dispose(grads);
