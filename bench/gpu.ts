@@ -14,9 +14,10 @@
  * (default 16) are counted and timed; the counts are per step (totals / S).
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
- * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: so far Adam in one
+ * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: Adam in one
  * dispatch per variable, the unit loss with its stats and gradient in one per unit, the masked projection
- * with its mask drawn on the GPU: src/gpu/kernels.ts). --engines picks them (default both).
+ * with its mask drawn on the GPU, the layers with bias and ReLU in one dispatch forward and one backward:
+ * src/gpu/kernels.ts). --engines picks them (default both).
  *
  * The adapter: the GPU that Vulkan's loader finds (VK_DRIVER_FILES names a driver); with none found and
  * no driver named, SwiftShader (Debian's chromium) when present. SwiftShader runs on the CPU: its counts
