@@ -59,6 +59,7 @@ export {
 export { fitBp, fitSll, type BpFitConfig, type FitHistory, type FitOptions, type SllFitConfig } from './train/fit-model.js';
 export { FusedAdamOptimizer, type AdamStep, type NamedGradients, type NamedTensor } from './train/fused-adam.js';
 export { WebGpuAdamOptimizer } from './gpu/adam.js';
+export { WebGpuMomentumOptimizer } from './gpu/momentum.js';
 export { webGpuUnitLossStats } from './gpu/unit-loss.js';
 export { webGpuMaskedProjection } from './gpu/masked-projection.js';
 export { useWebGpuKernels } from './gpu/kernels.js';
@@ -70,9 +71,11 @@ export {
   makeOptimizer,
   optimizerState,
   registerAdam,
+  registerMomentum,
   restoreOptimizerState,
   setLearningRate,
   type AdamFactory,
+  type MomentumFactory,
   type OptimizerState,
 } from './train/optimizers.js';
 export { predict } from './train/predict.js';

@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FusedAdamOptimizer, type AdamStep } from '../train/fused-adam.js';
-import { computePipeline, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
+import { computePipeline, ownStorage, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
 const WORKGROUP = 256;
 const MAX_WORKGROUPS = 65535;
@@ -50,14 +50,7 @@ export class WebGpuAdamOptimizer extends FusedAdamOptimizer {
       const s = [-step.lr, step.beta1, 1 - step.beta1, step.beta2, 1 - step.beta2, step.epsilon, step.bc1, step.bc2];
       this.stepUniforms = uniformBuffer(backend, Float32Array.from(s).buffer);
     }
-    // Updating in place must not change another tensor that shares the storage.
-    for (const t of [value, m, v]) {
-      if (backend.refCount(t.dataId) > 1) {
-        const own = tf.tidy(() => tf.add(t, tf.zerosLike(t)));
-        t.assign(own);
-        own.dispose();
-      }
-    }
+    ownStorage(backend, [value, m, v]);
     const buffers = [tensorBuffer(backend, value, true), tensorBuffer(backend, m, true), tensorBuffer(backend, v, true), tensorBuffer(backend, gradient)];
     const bytes = 4 * value.size;
     if (buffers.some((b) => b.size !== bytes)) throw new Error(`WebGpuAdamOptimizer: ${value.name}'s buffers are not ${bytes} bytes each`);

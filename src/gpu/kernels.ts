@@ -1,27 +1,30 @@
 /**
- * The library's fused WebGPU kernels, switched on for the `webgpu` backend as a whole (browser-safe): Adam in
- * one dispatch per variable (adam.ts), the unit loss with its stats and gradient in one per unit
- * (unit-loss.ts), the masked projection with its mask drawn on the GPU (masked-projection.ts), a unit's Dense
- * and Conv2D layers with bias and ReLU in one dispatch forward and one backward (fused-layers.ts), and the sum
- * over a matrix's rows (sum.ts). Each has a tfjs-ops twin that other backends use and its tests compare against.
+ * The library's fused WebGPU kernels, switched on for the `webgpu` backend as a whole (browser-safe): Adam and
+ * SGD with momentum in one dispatch per variable (adam.ts, momentum.ts), the unit loss with its stats and
+ * gradient in one per unit (unit-loss.ts), the masked projection with its mask drawn on the GPU
+ * (masked-projection.ts), a unit's Dense and Conv2D layers with bias and ReLU in one dispatch forward and one
+ * backward (fused-layers.ts), and the sum over a matrix's rows (sum.ts). Each has a tfjs-ops twin that other
+ * backends use and its tests compare against.
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerUnitLossStats } from '../objectives/unit-loss.js';
 import { registerMaskedProjection } from '../objectives/projection.js';
-import { registerAdam } from '../train/optimizers.js';
+import { registerAdam, registerMomentum } from '../train/optimizers.js';
 import { WebGpuAdamOptimizer } from './adam.js';
+import { WebGpuMomentumOptimizer } from './momentum.js';
 import { webGpuMaskedProjection } from './masked-projection.js';
 import { useFusedLayers } from './fused-layers.js';
 import { useColumnSum } from './sum.js';
 import { webGpuUnitLossStats } from './unit-loss.js';
 
 /**
- * Makes `webgpu` training use the fused kernels (`on`, what loading the backend does), or tfjs's own ops and
- * tf.train.adam (what `bench:gpu` measures as tfjs-stock). Needs tfjs-backend-webgpu loaded (its Sum kernel
- * is wrapped).
+ * Makes `webgpu` training use the fused kernels (`on`, what loading the backend does), or tfjs's own ops,
+ * tf.train.adam and tf.train.momentum (what `bench:gpu` measures as tfjs-stock). Needs tfjs-backend-webgpu
+ * loaded (its kernels are wrapped).
  */
 export function useWebGpuKernels(on: boolean): void {
   registerAdam('webgpu', on ? (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps) : (lr, b1, b2, eps) => tf.train.adam(lr, b1, b2, eps));
+  registerMomentum('webgpu', on ? (lr, momentum) => new WebGpuMomentumOptimizer(lr, momentum) : (lr, momentum) => tf.train.momentum(lr, momentum));
   registerUnitLossStats('webgpu', on ? webGpuUnitLossStats : null);
   registerMaskedProjection('webgpu', on ? webGpuMaskedProjection : null);
   useColumnSum(on);

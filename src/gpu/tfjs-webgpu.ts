@@ -50,6 +50,20 @@ export function tensorBuffer(backend: WebGpuBackendInternals, t: tf.TensorInfo, 
   return data.resource;
 }
 
+/**
+ * Gives each of `variables` storage of its own before a kernel updates it in place, so that no other tensor
+ * sharing that storage (a clone, or a tensor the variable was assigned from) changes with it.
+ */
+export function ownStorage(backend: WebGpuBackendInternals, variables: tf.Variable[]): void {
+  for (const v of variables) {
+    if (backend.refCount(v.dataId) > 1) {
+      const own = tf.tidy(() => tf.add(v, tf.zerosLike(v)));
+      v.assign(own);
+      own.dispose();
+    }
+  }
+}
+
 /** An uninitialised float32 tensor on the webgpu backend, for a kernel of ours to write whole. */
 export function emptyTensor(shape: number[]): tf.Tensor {
   const backend = tf.backend() as unknown as { makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo };

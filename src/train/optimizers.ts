@@ -17,11 +17,23 @@ export function registerAdam(backend: string, factory: AdamFactory): void {
   adamByBackend.set(backend, factory);
 }
 
+/** Makes an SGD-with-momentum optimizer from its learning rate and momentum. */
+export type MomentumFactory = (lr: number, momentum: number) => tf.Optimizer;
+const momentumByBackend = new Map<string, MomentumFactory>();
+
+/**
+ * Makes `factory` the SGD with momentum that 'sgd' means while `backend` is tfjs's backend (webgpu
+ * registers a fused one); elsewhere 'sgd' is tf.train.momentum.
+ */
+export function registerMomentum(backend: string, factory: MomentumFactory): void {
+  momentumByBackend.set(backend, factory);
+}
+
 /** The optimizer `o` names for unit `unit` (0-based), at the unit's peak learning rate. */
 export function makeOptimizer(o: OptimizerConfig, unit = 0): tf.Optimizer {
   if (typeof o.optimizer === 'function') return o.optimizer(unit);
   const lr = perUnit(o.lr, unit);
-  if (o.optimizer === 'sgd') return tf.train.momentum(lr, o.momentum);
+  if (o.optimizer === 'sgd') return (momentumByBackend.get(tf.getBackend()) ?? ((l, m) => tf.train.momentum(l, m)))(lr, o.momentum);
   const adam = adamByBackend.get(tf.getBackend()) ?? tf.train.adam;
   return adam(lr, 0.9, 0.999, ADAM_EPSILON);
 }
