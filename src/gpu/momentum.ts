@@ -43,6 +43,7 @@ interface MomentumInternals {
 
 /** tf.train.momentum with its update fused, two variables to a WebGPU dispatch (same state, same checkpoints). */
 export class WebGpuMomentumOptimizer extends tf.MomentumOptimizer {
+  /** tfjs's momentum step for every variable of `variableGradients`, recorded as one dispatch per two variables. */
   override applyGradients(variableGradients: NamedGradients): void {
     const self = this as unknown as MomentumInternals;
     const backend = webGpuBackend();
