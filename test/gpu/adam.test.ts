@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { WebGpuAdamOptimizer } from '../../src/gpu/adam.js';
 import { optimizerState, restoreOptimizerState } from '../../src/train/optimizers.js';
+import { checkOptimizerSteps } from './optimizer-steps.js';
 import { webGpuForTests } from './setup.js';
 
 const { skip, dispatches } = await webGpuForTests('the WebGPU Adam tests');
@@ -32,35 +33,10 @@ function adam64(p: number[], grads: number[][]): number[] {
   return out;
 }
 
-/** A deterministic gradient for step s. */
-const gradient = (n: number, s: number) => Array.from({ length: n }, (_, i) => Math.sin(0.37 * i + 1.3 * s) * (1 + (i % 5)));
-
 test('WebGpuAdamOptimizer matches float64 Adam over 6 steps, two variables to a dispatch, reads see the update', { skip }, async () => {
-  const shapes = [[37, 11], [300], [1]];
-  const inits = shapes.map((sh, k) => Array.from({ length: sh.reduce((a, b) => a * b, 1) }, (_, i) => Math.cos(i + k)));
-  const vars = shapes.map((sh, k) => tf.variable(tf.tensor(inits[k], sh), true, `adam-test-${k}`));
   const opt = new WebGpuAdamOptimizer(LR, B1, B2, EPS);
-  const grads: number[][][] = vars.map(() => []);
-  for (let s = 0; s < 6; s++) {
-    const named = vars.map((v, k) => {
-      grads[k].push(gradient(v.size, s));
-      return { name: v.name, tensor: tf.tensor(grads[k][s], v.shape) };
-    });
-    // A read of values already on the GPU caches them on the CPU: the in-place update must drop that copy.
-    if (s === 3) await Promise.all(vars.map((v) => v.data()));
-    const before = dispatches();
-    opt.applyGradients(named);
-    // From step 1 on (step 0 also makes the zero moments).
-    if (s > 0) assert.equal(dispatches() - before, Math.ceil(vars.length / 2), 'two variables to a dispatch');
-    tf.dispose(named.map((g) => g.tensor));
-  }
-  for (let k = 0; k < vars.length; k++) {
-    const got = await vars[k].data();
-    const want = adam64(inits[k], grads[k]);
-    for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * Math.max(1, Math.abs(want[i])), `${vars[k].name}[${i}]: ${got[i]} vs ${want[i]}`);
-  }
+  await checkOptimizerSteps(opt, { name: 'adam-test', dispatches, reference: (init, grads) => adam64(init, grads) });
   opt.dispose();
-  tf.dispose(vars);
 });
 
 test('WebGpuAdamOptimizer: a tensor sharing the variable keeps its values; state round-trips; no tensor leaks', { skip }, async () => {

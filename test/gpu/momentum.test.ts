@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
 import { WebGpuMomentumOptimizer } from '../../src/gpu/momentum.js';
-import { makeOptimizer, optimizerState, restoreOptimizerState, setLearningRate } from '../../src/train/optimizers.js';
+import { makeOptimizer, optimizerState, restoreOptimizerState } from '../../src/train/optimizers.js';
+import { checkOptimizerSteps } from './optimizer-steps.js';
 import { webGpuForTests } from './setup.js';
 
 const { skip, dispatches } = await webGpuForTests('the WebGPU momentum tests');
@@ -29,41 +30,13 @@ function momentum64(p: number[], grads: number[][], lrs: number[], nesterov: boo
   return out;
 }
 
-/** A deterministic gradient for step s. */
-const gradient = (n: number, s: number) => Array.from({ length: n }, (_, i) => Math.sin(0.37 * i + 1.3 * s) * (1 + (i % 5)));
-
 for (const nesterov of [false, true]) {
   test(`WebGpuMomentumOptimizer${nesterov ? ' (Nesterov)' : ''} matches float64 over 6 steps with a learning-rate change, two variables to a dispatch`, { skip }, async () => {
     await useBackend('webgpu');
-    const shapes = [[37, 11], [300], [1]];
-    const inits = shapes.map((sh, k) => Array.from({ length: sh.reduce((a, b) => a * b, 1) }, (_, i) => Math.cos(i + k)));
-    const vars = shapes.map((sh, k) => tf.variable(tf.tensor(inits[k], sh), true, `momentum-test-${nesterov}-${k}`));
     const opt = new WebGpuMomentumOptimizer(LR, M, nesterov);
-    const grads: number[][][] = vars.map(() => []);
-    const lrs: number[] = [];
-    for (let s = 0; s < 6; s++) {
-      const lr = s < 3 ? LR : LR / 2;
-      setLearningRate(opt, lr);
-      lrs.push(Math.fround(lr));
-      const named = vars.map((v, k) => {
-        grads[k].push(gradient(v.size, s));
-        return { name: v.name, tensor: tf.tensor(grads[k][s], v.shape) };
-      });
-      // A read of values already on the GPU caches them on the CPU: the in-place update must drop that copy.
-      if (s === 3) await Promise.all(vars.map((v) => v.data()));
-      const before = dispatches();
-      opt.applyGradients(named);
-      // From step 1 on (step 0 also makes the zero accumulations).
-      if (s > 0) assert.equal(dispatches() - before, Math.ceil(vars.length / 2), 'two variables to a dispatch');
-      tf.dispose(named.map((g) => g.tensor));
-    }
-    for (let k = 0; k < vars.length; k++) {
-      const got = await vars[k].data();
-      const want = momentum64(inits[k], grads[k], lrs, nesterov);
-      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * Math.max(1, Math.abs(want[i])), `${vars[k].name}[${i}]: ${got[i]} vs ${want[i]}`);
-    }
+    const lrAt = (s: number) => (s < 3 ? LR : LR / 2);
+    await checkOptimizerSteps(opt, { name: `momentum-test-${nesterov}`, dispatches, lrAt, reference: (init, grads, lrs) => momentum64(init, grads, lrs, nesterov) });
     opt.dispose();
-    tf.dispose(vars);
   });
 }
 
