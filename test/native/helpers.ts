@@ -66,12 +66,16 @@ export async function runOn(
   f: (...xs: tf.Tensor[]) => tf.Tensor | tf.Tensor[],
 ): Promise<{ values: Float32Array; shape: number[]; dtype: string }[]> {
   await use(backend);
-  return tf.tidy(() => {
+  const results: { values: Float32Array; shape: number[]; dtype: string }[] = [];
+  // Collected outside tidy's return value: tidy walks what it returns element by element, typed arrays too
+  // (over a minute for the 4M values of the large-op test).
+  tf.tidy(() => {
     const xs = inputs.map((i) => tf.tensor(i.values.slice(), i.shape, i.dtype ?? 'float32'));
     const out = f(...xs);
     const outs = Array.isArray(out) ? out : [out];
-    return outs.map((t) => ({ values: Float32Array.from(t.dataSync() as ArrayLike<number>), shape: t.shape, dtype: t.dtype }));
+    for (const t of outs) results.push({ values: Float32Array.from(t.dataSync() as ArrayLike<number>), shape: t.shape, dtype: t.dtype });
   });
+  return results;
 }
 
 /**
