@@ -14,8 +14,8 @@
  * (default 16) are counted and timed; the counts are per step (totals / S).
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
- * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: Adam in one
- * dispatch per variable, the unit loss with its stats and gradient in one per unit, the masked projection
+ * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: Adam with a
+ * unit's two variables in one dispatch, the unit loss with its stats and gradient in one per unit, the masked projection
  * with its mask drawn on the GPU, the layers with bias and ReLU in one dispatch forward and one backward:
  * src/gpu/kernels.ts). --engines picks them (default both).
  *
