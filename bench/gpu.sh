@@ -120,9 +120,9 @@ with open(os.path.join(out, "gpu.json"), "w") as f:
     json.dump(summary, f, indent=2)
 fmt = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"
 print(f"card: {summary['card']}; adapter: {summary['adapter']}")
-print(f"{'case':8} {'engine':11} {'batch':>5} {'dispatches':>10} {'uploads':>7} {'uniform':>7} {'reads':>5} {'ours ms':>8} {'host ms':>7} {'torch ms':>8} {'ours/torch':>10}")
+print(f"{'case':8} {'engine':15} {'batch':>5} {'dispatches':>10} {'uploads':>7} {'uniform':>7} {'reads':>5} {'ours ms':>8} {'host ms':>7} {'torch ms':>8} {'ours/torch':>10}")
 for s in steps:
-    print(f"{s['case']:8} {s['engine']:11} {s['batch']:5} {s['dispatches_per_step']:10} {s['uploads_per_step']:7} {s['uniform_writes_per_step']:7} "
+    print(f"{s['case']:8} {s['engine']:15} {s['batch']:5} {s['dispatches_per_step']:10} {s['uploads_per_step']:7} {s['uniform_writes_per_step']:7} "
           f"{s['readbacks_per_step']:5} {fmt(s['ms_per_step']):>8} {fmt(s.get('host_ms_per_step')):>7} {fmt(s['torch_ms_per_step'], 2):>8} {fmt(s['ours_over_torch'], 2):>10}")
 mb = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
 print(f"{'engine':11} {'method':6} {'depth':>5} {'activation peak MiB':>19} {'GPU pool MiB':>12}")

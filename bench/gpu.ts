@@ -1,5 +1,5 @@
 /**
- * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--engines tfjs-stock,sll] [--batches 128,1024] [--width N] [--steps S] [--warmup W]
+ * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--engines tfjs-stock,sll-tfjs-matmul,sll] [--batches 128,1024] [--width N] [--steps S] [--warmup W]
  *
  * What one training step costs on the `webgpu` backend, counted at the WebGPU API (src/gpu/counters.ts):
  * compute dispatches, tensor-data uploads, uniform/parameter writes and readbacks per step, and (without
@@ -15,9 +15,11 @@
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
  * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: Adam with a
- * unit's two variables in one dispatch, the unit loss with its stats and gradient in one per unit, the masked projection
- * with its mask drawn on the GPU, the layers with bias and ReLU in one dispatch forward and one backward:
- * src/gpu/kernels.ts). --engines picks them (default both).
+ * unit's two variables in one dispatch, the unit loss with its stats and gradient in one per unit, the
+ * layers with bias and ReLU in one dispatch forward and one backward, the matrix products as our own
+ * kernel with the head's mask drawn inside its product: src/gpu/kernels.ts);
+ * "sll-tfjs-matmul" is "sll" with tfjs-backend-webgpu's matmul programs instead of ours (and the mask as
+ * its own dispatch), to tell on a GPU what each matmul costs. --engines picks them (default all three).
  *
  * The adapter: the GPU that Vulkan's loader finds (VK_DRIVER_FILES names a driver); with none found and
  * no driver named, SwiftShader (Debian's chromium) when present. SwiftShader runs on the CPU: its counts
@@ -46,7 +48,7 @@ import { disposeHeaded } from '../src/train/model.js';
 
 const CASES = ['mlp-sll', 'mlp-bp'] as const;
 type CaseName = (typeof CASES)[number];
-const ENGINES = ['tfjs-stock', 'sll'] as const;
+const ENGINES = ['tfjs-stock', 'sll-tfjs-matmul', 'sll'] as const;
 type Engine = (typeof ENGINES)[number];
 
 
@@ -109,7 +111,8 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
   trainer.dispose();
   tf.dispose([x, labels]);
   disposeHeaded(model);
-  const per = (n: number) => Math.round((n / o.steps) * 10) / 10;
+  // Three decimals, so that a count over the S steps can be read back: 1 read in 16 steps is 0.063.
+  const per = (n: number) => Math.round((n / o.steps) * 1000) / 1000;
   log(`${o.steps} steps: ${ms.toFixed(0)} ms/step (host ${host.toFixed(1)}), ${per(c.dispatches)} dispatches, ${per(c.uploads)} uploads, ${per(c.uniformWrites)} uniform writes, ${per(c.readbacks)} readbacks, ${per(c.submits)} submits per step`);
   return {
     dispatches_per_step: per(c.dispatches),
@@ -158,7 +161,7 @@ async function main(): Promise<void> {
   for (const c of cases) {
     for (const batch of batches) {
       for (const engine of engines) {
-        useWebGpuKernels(engine === 'sll');
+        useWebGpuKernels(engine !== 'tfjs-stock', { matMul: engine === 'sll' });
         const log = (s: string) => process.stderr.write(`[${c} ${engine} B=${batch}] ${s}\n`);
         const m = await measure(c, batch, counters!, { width, steps, warmup, count: values.count! }, log);
         const row: GpuBenchRow = { case: c, engine, batch, width, adapter: name, ...m };
@@ -170,7 +173,19 @@ async function main(): Promise<void> {
   if (values.json) return;
   const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'read every', 'ms/step', 'host ms/step'];
   const ms = (x: number | null) => (x === null ? '-' : x.toFixed(1));
-  const table = rows.map((r) => [r.case, r.engine, String(r.batch), String(r.dispatches_per_step), String(r.uploads_per_step), String(r.uniform_writes_per_step), String(r.readbacks_per_step), String(r.read_every), ms(r.ms_per_step), ms(r.host_ms_per_step)]);
+  const count = (x: number) => String(Math.round(x * 10) / 10);
+  const table = rows.map((r) => [
+    r.case,
+    r.engine,
+    String(r.batch),
+    count(r.dispatches_per_step),
+    count(r.uploads_per_step),
+    count(r.uniform_writes_per_step),
+    count(r.readbacks_per_step),
+    String(r.read_every),
+    ms(r.ms_per_step),
+    ms(r.host_ms_per_step),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
   console.log(`adapter: ${name}; width ${width}; per step, after ${warmup} warm-up steps, over ${steps} steps`);

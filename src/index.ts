@@ -16,6 +16,8 @@ export {
   adaptiveAvgPoolMatrix,
   featureDim,
   maskedProjection,
+  maskedProduct,
+  MASKED_PRODUCT_KERNEL,
   registerMaskedProjection,
   type MaskDraw,
   type MaskedProjectionFn,
@@ -62,7 +64,7 @@ export { WebGpuAdamOptimizer } from './gpu/adam.js';
 export { WebGpuMomentumOptimizer } from './gpu/momentum.js';
 export { webGpuUnitLossStats } from './gpu/unit-loss.js';
 export { webGpuMaskedProjection } from './gpu/masked-projection.js';
-export { useWebGpuKernels } from './gpu/kernels.js';
+export { useWebGpuKernels, type WebGpuKernelOptions } from './gpu/kernels.js';
 export { measureStepMemory, type StepBytes } from './train/memory.js';
 export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
 export {

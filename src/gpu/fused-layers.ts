@@ -46,8 +46,11 @@ function kernels(): { kernelName: string; kernelFunc: KernelFunc }[] {
     if (!k) throw new Error(`tfjs-backend-webgpu is not loaded: it registers the ${name} kernel the fused layers run`);
     return k.kernelFunc;
   };
+  stock('_FusedMatMul');
+  // Whichever _FusedMatMul is registered when the layer runs: tfjs's, or matmul.ts's in front of it.
+  const dense: KernelFunc = (args) => tf.getKernel('_FusedMatMul', 'webgpu')!.kernelFunc(args);
   return [
-    { kernelName: DENSE_KERNEL, kernelFunc: stock('_FusedMatMul') },
+    { kernelName: DENSE_KERNEL, kernelFunc: dense },
     { kernelName: CONV2D_KERNEL, kernelFunc: stock('FusedConv2D') },
     { kernelName: ACTIVATION_BIAS_GRAD_KERNEL, kernelFunc: activationBiasGrad },
   ];

@@ -81,6 +81,49 @@ export function maskedProjection(projection: tf.Tensor2D, draw: MaskDraw): tf.Te
   return tf.tidy(() => tf.mul(projection, tf.tensor2d(bernoulliMask(draw.key, projection.size, draw.keep, draw.value), projection.shape)));
 }
 
+/**
+ * The kernel of f (M ⊙ R) in one pass, for a backend that has it (webgpu: matmul.ts draws the mask as it
+ * reads R, so M ⊙ R is never written): inputs {a: f [B, d], b: R [d, K]}, attributes {transposeB, key,
+ * keep, value} (a {@link MaskDraw}; transposeB: f [B, K] times (M ⊙ R)^T, the product's gradient).
+ */
+export const MASKED_PRODUCT_KERNEL = 'SllMaskedMatMul';
+
+/**
+ * f (M ⊙ R), the masked head's logits before any scaling: the backend's {@link MASKED_PRODUCT_KERNEL} when it
+ * has one, else f times {@link maskedProjection}. Differentiable in f (and in R, though heads never train it).
+ */
+export function maskedProduct(features: tf.Tensor2D, projection: tf.Tensor2D, draw: MaskDraw): tf.Tensor2D {
+  if (features.size > 0 && tf.getKernel(MASKED_PRODUCT_KERNEL, tf.getBackend()) != null) {
+    registerMaskedProductGradient();
+    const attrs = { transposeB: false, key: draw.key, keep: draw.keep, value: draw.value };
+    return tf.engine().runKernel(MASKED_PRODUCT_KERNEL, { a: features, b: projection }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor2D;
+  }
+  return tf.tidy(() => tf.matMul(features, maskedProjection(projection, draw)));
+}
+
+let maskedProductGradient = false;
+
+/** C = A op(M ⊙ B): dA = dC op(M ⊙ B)^T (the kernel again), dB = M ⊙ op^-1(A^T dC). Registered once. */
+function registerMaskedProductGradient(): void {
+  if (maskedProductGradient) return;
+  maskedProductGradient = true;
+  tf.registerGradient({
+    kernelName: MASKED_PRODUCT_KERNEL,
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved, attrs) => {
+      const [a, b] = saved;
+      const draw = attrs as unknown as MaskDraw & { transposeB: boolean };
+      return {
+        a: () => tf.engine().runKernel(MASKED_PRODUCT_KERNEL, { a: dy as tf.Tensor, b }, { ...draw, transposeB: !draw.transposeB } as unknown as tf.NamedAttrMap) as tf.Tensor,
+        b: () => {
+          const mask = maskedProjection(tf.onesLike(b) as tf.Tensor2D, draw);
+          return tf.mul(mask, draw.transposeB ? tf.matMul(dy as tf.Tensor, a, true, false) : tf.matMul(a, dy as tf.Tensor, true, false));
+        },
+      };
+    },
+  });
+}
+
 /** A unit's fixed random projection head: v_i = (M_i ⊙ R_i) pool(h_i) / sqrt(d'). */
 export class ProjectionHead {
   /** R_i^T / sqrt(d'), shape [d, K]: stored transposed so that a batch of rows maps as h R. */
@@ -146,9 +189,8 @@ export class ProjectionHead {
    */
   project(h: tf.Tensor, step?: number): tf.Tensor2D {
     return tf.tidy(() => {
-      const useMask = step !== undefined && this.config.keep < 1;
-      const r = useMask ? maskedProjection(this.projection, this.maskDraw(step)) : this.projection;
-      return tf.matMul(this.features(h), r);
+      const f = this.features(h);
+      return step !== undefined && this.config.keep < 1 ? maskedProduct(f, this.projection, this.maskDraw(step)) : tf.matMul(f, this.projection);
     });
   }
 

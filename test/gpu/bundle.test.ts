@@ -55,7 +55,14 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, gpu.json', { skip
     assert.deepEqual(summary.failed.filter((f) => !f.startsWith('torch')), [], log);
     assert.equal(run.status, torch ? 0 : 1, log);
     assert.match(summary.adapter, /swiftshader/i);
-    assert.deepEqual(summary.steps.map((s) => `${s.case}/${s.engine}@${s.batch}`), ['mlp-sll/tfjs-stock@16', 'mlp-sll/sll@16', 'mlp-bp/tfjs-stock@16', 'mlp-bp/sll@16']);
+    assert.deepEqual(summary.steps.map((s) => `${s.case}/${s.engine}@${s.batch}`), [
+      'mlp-sll/tfjs-stock@16',
+      'mlp-sll/sll-tfjs-matmul@16',
+      'mlp-sll/sll@16',
+      'mlp-bp/tfjs-stock@16',
+      'mlp-bp/sll-tfjs-matmul@16',
+      'mlp-bp/sll@16',
+    ]);
     for (const s of summary.steps) {
       assert.ok(s.dispatches_per_step > 10 && s.readbacks_per_step >= 1, JSON.stringify(s));
       if (torch) assert.ok(s.torch_ms_per_step! > 0, JSON.stringify(s));

@@ -177,3 +177,22 @@ test('with no Vulkan driver, --backend webgpu exits 2 naming the loader, the dri
   assert.match(r.stderr, /NVIDIA.*VK_DRIVER_FILES/s);
   assert.match(r.stderr, new RegExp(`SwiftShader.*${SWIFTSHADER_ICD}`));
 });
+
+test("bench:gpu --count: the SLL MLP step (3 units) within the issue's budget, and BP's", { skip }, () => {
+  // Width 64 for SwiftShader's sake: the counts do not depend on it.
+  const bench = path.join(here, '..', '..', 'bench', 'gpu.js');
+  const args = [bench, '--count', '--json', '--engines', 'sll', '--batches', '16', '--width', '64', '--steps', '16', '--warmup', '1'];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.equal(rows.length, 2, r.stdout);
+  for (const row of rows) {
+    const what = JSON.stringify(row);
+    assert.ok(row.dispatches_per_step <= 40, `at most 40 dispatches a step: ${what}`);
+    assert.equal(row.uploads_per_step, 0, `no tensor-data upload: ${what}`);
+    assert.ok(row.uniform_writes_per_step <= row.dispatches_per_step, `no more uniform writes than dispatches: ${what}`);
+    // One read of the stats at the logging point, every read_every (16) steps: none in between.
+    assert.equal(row.read_every, 16, what);
+    assert.ok(Math.round(row.readbacks_per_step * 16) <= 1, `no readback between logging points: ${what}`);
+  }
+});
