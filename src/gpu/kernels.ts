@@ -1,9 +1,10 @@
 /**
  * The library's fused WebGPU kernels, switched on for the `webgpu` backend as a whole (browser-safe): Adam and
  * SGD with momentum in one dispatch per variable (adam.ts, momentum.ts), the unit loss with its stats and
- * gradient in one per unit (unit-loss.ts), the masked projection with its mask drawn on the GPU
- * (masked-projection.ts), a unit's Dense and Conv2D layers with bias and ReLU in one dispatch forward and one
- * backward (fused-layers.ts), the sum over a matrix's rows (sum.ts), and matrix products (matmul.ts). Each has a tfjs-ops twin that other
+ * gradient in one per unit (unit-loss.ts), matrix products with the heads' masks drawn inside (matmul.ts;
+ * with tfjs's products, the masked projection on its own: masked-projection.ts), a unit's Dense and Conv2D
+ * layers with bias and ReLU in one dispatch forward and one backward (fused-layers.ts), the sum over a
+ * matrix's rows (sum.ts) and the stack of a step's stats rows (stack.ts). Each has a tfjs-ops twin that other
  * backends use and its tests compare against.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -15,6 +16,7 @@ import { WebGpuMomentumOptimizer } from './momentum.js';
 import { webGpuMaskedProjection } from './masked-projection.js';
 import { useFusedLayers } from './fused-layers.js';
 import { useMatMul } from './matmul.js';
+import { useStack } from './stack.js';
 import { useColumnSum } from './sum.js';
 import { webGpuUnitLossStats } from './unit-loss.js';
 
@@ -40,4 +42,5 @@ export function useWebGpuKernels(on: boolean, options: WebGpuKernelOptions = {})
   useColumnSum(on);
   useFusedLayers(on);
   useMatMul(on && (options.matMul ?? true));
+  useStack(on);
 }
