@@ -236,7 +236,8 @@ export function withClassifier(network: Network, seed: number, token: TokenPooli
 export function classify(network: Network, x: tf.Tensor, training: boolean, step?: number): tf.Tensor2D {
   if (!network.classifier) throw new ModelError('this network has no classifier (it is trained with SLL: use its heads)');
   const h = network.units.reduce((h, unit) => applyUnit(unit, h, training, step), x);
-  return network.classifier.apply(h, { training }) as tf.Tensor2D;
+  // Layer by layer, as applyUnit does, so that its Dense runs through the fused kernels where the backend has them.
+  return network.classifier.layers.reduce((z, layer) => applyFused(layer, z) ?? (layer.apply(z, { training }) as tf.Tensor), h) as tf.Tensor2D;
 }
 
 /** Every trainable variable of the network: its units' and its classifier's. */
