@@ -4,18 +4,18 @@
  *
  * Why our own: tfjs-backend-webgpu's matmul programs are fine on the GPU, but each run costs the host a
  * shader key, a uniform block written and a bind group made (about five times what one of our dispatches
- * costs), and a training step is mostly matmuls: 13 of the SLL MLP step's 25 dispatches. Here the shapes go
- * in a constant uniform written once per shape and the bind group is found again when tfjs's pool hands the
- * same buffers back (tfjs-webgpu.ts).
+ * costs), and a training step is mostly matmuls (they were 13 of the SLL MLP step's 25 dispatches). Here
+ * the shapes go in a constant uniform written once per shape and the bind group is found again when tfjs's
+ * pool hands the same buffers back (tfjs-webgpu.ts).
  *
  * The kernel: a workgroup of 16 x 16 threads computes a 64 x 64 tile of C, each thread 4 x 4 entries (rows
  * ty + 16 i, columns tx + 16 j, so that neighbouring threads write neighbouring columns), over K in slices
  * of 16 held in workgroup memory (k-major, each row padded to 65 so that the transposing loads do not all
  * hit one bank). A (B) is read with consecutive threads on its contiguous axis, whichever way it is stored.
- * Out-of-range entries load as 0; K = 0 gives the bias (or 0).
+ * Out-of-range entries load as 0.
  *
- * In front of tfjs's `BatchMatMul` and `_FusedMatMul` (a single matrix on each side, float32, bias of the
- * columns' size, ReLU or no activation), so also behind {@link DENSE_KERNEL}; every other case goes to
+ * In front of tfjs's `BatchMatMul` and `_FusedMatMul` (a single non-empty matrix on each side, float32, bias
+ * of the columns' size, ReLU or no activation), so also behind {@link DENSE_KERNEL}; every other case goes to
  * tfjs's kernel.
  */
 import * as tf from '@tensorflow/tfjs';
