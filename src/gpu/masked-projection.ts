@@ -13,28 +13,32 @@ import { computePipeline, emptyTensor, recordDispatch, releaseAfterSubmit, tenso
 const WORKGROUP = 256;
 const MAX_WORKGROUPS = 65535;
 
-export const MASKED_PROJECTION_WGSL = /* wgsl */ `
-struct Draw { key: u32, threshold: u32, value: f32, size: u32 };
-@group(0) @binding(0) var<storage, read> r: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> D: Draw;
-
-// murmur3's finaliser, as fmix32 in data/random.ts
-fn fmix32(x: u32) -> u32 {
-  var h = x;
+/**
+ * WGSL of data/random.ts's streamBits24(key, i): murmur3's finaliser (fmix32) of key + i * 0x9e3779b9, its
+ * top 24 bits. Every kernel that draws a mask draws it with this.
+ */
+export const STREAM_BITS_WGSL = /* wgsl */ `
+fn streamBits24(key: u32, i: u32) -> u32 {
+  var h = key + i * 0x9e3779b9u;
   h ^= h >> 16u;
   h *= 0x85ebca6bu;
   h ^= h >> 13u;
   h *= 0xc2b2ae35u;
   h ^= h >> 16u;
-  return h;
+  return h >> 8u;
 }
+`;
 
+export const MASKED_PROJECTION_WGSL = /* wgsl */ `
+struct Draw { key: u32, threshold: u32, value: f32, size: u32 };
+@group(0) @binding(0) var<storage, read> r: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> D: Draw;
+${STREAM_BITS_WGSL}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   for (var i = id.x; i < D.size; i = i + groups.x * ${WORKGROUP}u) {
-    let bits = fmix32(D.key + i * 0x9e3779b9u) >> 8u;
-    out[i] = r[i] * select(0.0, D.value, bits < D.threshold);
+    out[i] = r[i] * select(0.0, D.value, streamBits24(D.key, i) < D.threshold);
   }
 }
 `;

@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import { keepThreshold } from '../data/random.js';
 import { DENSE_KERNEL } from '../models/fused-layers.js';
 import { MASKED_PRODUCT_KERNEL, type MaskDraw } from '../objectives/projection.js';
+import { STREAM_BITS_WGSL } from './masked-projection.js';
 import { computePipeline, constantUniformBuffer, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
 /** Rows and columns of C per workgroup, the K slice, and threads per workgroup side. */
@@ -97,15 +98,10 @@ ${v.bias ? '@group(0) @binding(4) var<storage, read> bias: array<f32>;' : ''}
 ${v.mask ? `struct Draw { key: u32, threshold: u32, value: f32, pad: u32 };
 @group(0) @binding(${v.bias ? 5 : 4}) var<uniform> D: Draw;
 
-// The mask's entry e: streamBits24(key, e) of data/random.ts (murmur3's finaliser of key + e * golden).
+${STREAM_BITS_WGSL}
+// The mask's entry e: kept (times the draw's value) when its 24 bits are below the threshold.
 fn kept(e: u32) -> f32 {
-  var h = D.key + e * 0x9e3779b9u;
-  h ^= h >> 16u;
-  h *= 0x85ebca6bu;
-  h ^= h >> 13u;
-  h *= 0xc2b2ae35u;
-  h ^= h >> 16u;
-  return select(0.0, D.value, (h >> 8u) < D.threshold);
+  return select(0.0, D.value, streamBits24(D.key, e) < D.threshold);
 }` : ''}
 var<workgroup> As: array<f32, ${SLICE * STRIDE}>;
 var<workgroup> Bs: array<f32, ${SLICE * STRIDE}>;
