@@ -71,14 +71,16 @@ const site = path.join(work, 'site');
 let browser: Browser;
 let page: Page;
 let server: http.Server;
+/** Where the built page is served. */
+let siteUrl: string;
 const errors: string[] = [];
 
 before(async () => {
   if (!hasChromium) return;
   const { build } = await import('vite');
   await build({ configFile: path.join(root, 'web', 'vite.config.ts'), logLevel: 'error', build: { outDir: site, emptyOutDir: true, minify: false } });
-  let url: string;
-  ({ url, server } = await serve(site));
+  ({ url: siteUrl, server } = await serve(site));
+  const url = siteUrl;
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -237,4 +239,29 @@ test('stop ends a run between steps; restart stops it and trains again from scra
   assert.equal(state.message, 'stopped');
   assert.ok(state.runs.sll.epochs.length < 50);
   assert.deepEqual(errors, []);
+});
+
+test("the page trains on WebGPU (Chromium's SwiftShader) through the library's fused kernels to wasm's test accuracy", { skip }, async () => {
+  const accuracy = async (backend: 'webgpu' | 'wasm') => {
+    const p = await browser.newPage();
+    const pageErrors: string[] = [];
+    p.on('console', (m) => m.type() === 'error' && pageErrors.push(m.text()));
+    p.on('pageerror', (e) => pageErrors.push(String(e)));
+    const settings = new URLSearchParams({ backend, method: 'sll', layers: '2', width: '64', epochs: '2', train: '1280', test: String(TEST_IMAGES), lr: '0.01', batch: '64', seed: '0' });
+    await p.goto(`${siteUrl}?${settings}`);
+    await p.waitForFunction(() => (window as unknown as { sllPage?: { state: PageState } }).sllPage?.state.status === 'idle', null, { timeout: 60_000 });
+    await p.click('#start');
+    await p.waitForFunction(() => (window as unknown as { sllPage: { state: PageState } }).sllPage.state.status !== 'training', null, { timeout: 180_000, polling: 500 });
+    const state = await pageState(p);
+    await p.close();
+    assert.equal(state.status, 'idle', `${backend}: ${state.message} ${state.errors.join('\n')}`);
+    assert.equal(state.backend, backend);
+    assert.deepEqual(pageErrors, [], backend);
+    return state.runs.sll.testAccuracy!;
+  };
+  const gpu = await accuracy('webgpu');
+  const wasm = await accuracy('wasm');
+  console.log(`page SLL 2x64, 1280 images, 2 epochs: test accuracy ${gpu} on webgpu, ${wasm} on wasm`);
+  assert.ok(gpu > 0.4, `webgpu: test accuracy ${gpu}`);
+  assert.ok(Math.abs(gpu - wasm) <= 0.02, `webgpu ${gpu} against wasm ${wasm}`);
 });
