@@ -89,8 +89,9 @@ export function maskedProjection(projection: tf.Tensor2D, draw: MaskDraw): tf.Te
 export const MASKED_PRODUCT_KERNEL = 'SllMaskedMatMul';
 
 /**
- * f (M ⊙ R), the masked head's logits for features f (R holds the 1/sqrt(d')): the backend's {@link MASKED_PRODUCT_KERNEL} when it
- * has one, else f times {@link maskedProjection}. Differentiable in f (and in R, though heads never train it).
+ * f (M ⊙ R), the masked head's logits for features f (R holds the 1/sqrt(d')): the backend's
+ * {@link MASKED_PRODUCT_KERNEL} when it has one, else f times {@link maskedProjection}. Differentiable in f
+ * (and in R, though heads never train it).
  */
 export function maskedProduct(features: tf.Tensor2D, projection: tf.Tensor2D, draw: MaskDraw): tf.Tensor2D {
   if (features.size > 0 && tf.getKernel(MASKED_PRODUCT_KERNEL, tf.getBackend()) != null) {
