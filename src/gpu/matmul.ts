@@ -23,7 +23,7 @@ import { keepThreshold } from '../data/random.js';
 import { DENSE_KERNEL } from '../models/fused-layers.js';
 import { MASKED_PRODUCT_KERNEL, type MaskDraw } from '../objectives/projection.js';
 import { STREAM_BITS_WGSL } from './masked-projection.js';
-import { computePipeline, constantUniformBuffer, recordDispatch, releaseAfterSubmit, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
+import { computePipeline, constantUniformBuffer, inFront, recordDispatch, releaseAfterSubmit, stockKernel, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
 /** Rows and columns of C per workgroup, the K slice, and threads per workgroup side. */
 const TILE = 64;
@@ -214,14 +214,11 @@ function record(kernelBackend: unknown, args: MatMulArgs): tf.TensorInfo | null 
   return out;
 }
 
-let stockBatchMatMul: KernelFunc | null = null;
-let stockFusedMatMul: KernelFunc | null = null;
-
 /** BatchMatMul for webgpu: one matrix a side here, anything else by tfjs's kernel. */
 const batchMatMul: KernelFunc = (args) => {
   const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
   const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
-  return record(args.backend, { a, b, transposeA, transposeB }) ?? stockBatchMatMul!(args);
+  return record(args.backend, { a, b, transposeA, transposeB }) ?? stockKernel('BatchMatMul')(args);
 };
 
 /** _FusedMatMul (and the fused Dense layer) for webgpu: bias and ReLU or none here, else tfjs's kernel. */
@@ -229,7 +226,7 @@ const fusedMatMul: KernelFunc = (args) => {
   const { a, b, bias, preluActivationWeights } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo; bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
   const { transposeA, transposeB, activation } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean; activation?: Activation };
   const out = preluActivationWeights ? null : record(args.backend, { a, b, bias, transposeA, transposeB, activation: activation ?? 'linear' });
-  return out ?? stockFusedMatMul!(args);
+  return out ?? stockKernel('_FusedMatMul')(args);
 };
 
 /** The masked product f (M ⊙ R) of objectives/projection.ts: always here (its inputs are 2-D float32). */
@@ -241,13 +238,6 @@ const maskedProduct: KernelFunc = (args) => {
   return out;
 };
 
-/** Registers `kernelFunc` for `name` on webgpu in place of what is there (nothing: unregisters). */
-function replace(name: string, kernelFunc: KernelFunc | null): void {
-  const current = tf.getKernel(name, 'webgpu');
-  if (current) tf.unregisterKernel(name, 'webgpu');
-  if (kernelFunc) tf.registerKernel({ ...(current ?? {}), kernelName: name, backendName: 'webgpu', kernelFunc });
-}
-
 /**
  * Puts this matmul in front of tfjs-webgpu's `BatchMatMul` and `_FusedMatMul` (on; the fused Dense layer,
  * {@link DENSE_KERNEL}, runs `_FusedMatMul`) and registers it as the masked product of the projection
@@ -255,15 +245,8 @@ function replace(name: string, kernelFunc: KernelFunc | null): void {
  * tfjs-backend-webgpu loaded.
  */
 export function useMatMul(on: boolean): void {
-  for (const [name, ours] of [['BatchMatMul', batchMatMul], ['_FusedMatMul', fusedMatMul]] as const) {
-    const current = tf.getKernel(name, 'webgpu');
-    if (!current) throw new Error(`tfjs-backend-webgpu is not loaded: it registers the ${name} kernel this wraps`);
-    if (current.kernelFunc !== ours) {
-      if (name === 'BatchMatMul') stockBatchMatMul = current.kernelFunc;
-      else stockFusedMatMul = current.kernelFunc;
-    }
-  }
-  replace('BatchMatMul', on ? batchMatMul : stockBatchMatMul!);
-  replace('_FusedMatMul', on ? fusedMatMul : stockFusedMatMul!);
-  replace(MASKED_PRODUCT_KERNEL, on ? maskedProduct : null);
+  inFront('BatchMatMul', batchMatMul, on);
+  inFront('_FusedMatMul', fusedMatMul, on);
+  if (tf.getKernel(MASKED_PRODUCT_KERNEL, 'webgpu')) tf.unregisterKernel(MASKED_PRODUCT_KERNEL, 'webgpu');
+  if (on) tf.registerKernel({ kernelName: MASKED_PRODUCT_KERNEL, backendName: 'webgpu', kernelFunc: maskedProduct });
 }

@@ -8,7 +8,7 @@
  * goes to tfjs's kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { computePipeline, constantUniformBuffer, recordDispatch, tensorBuffer, webGpuBackend } from './tfjs-webgpu.js';
+import { computePipeline, constantUniformBuffer, inFront, recordDispatch, stockKernel, tensorBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
 /** Inputs a dispatch binds besides its output and size: WebGPU's default of 8 storage buffers, less one. */
 const MAX_INPUTS = 7;
@@ -37,7 +37,6 @@ ${inputs.map((i) => `    out[${i}u * S.n + j] = x${i}[j];`).join('\n')}
 const wgsl = new Map<number, string>();
 
 type KernelFunc = tf.KernelConfig['kernelFunc'];
-let stockPack: KernelFunc | null = null;
 
 /** Pack's kernel for webgpu: a few float32 tensors of one shape along axis 0 here, the rest by tfjs. */
 const pack: KernelFunc = (args) => {
@@ -47,7 +46,7 @@ const pack: KernelFunc = (args) => {
   const n = tf.util.sizeFromShape(shape);
   const along0 = axis === 0 || axis === -(shape.length + 1);
   if (!along0 || xs.length === 0 || xs.length > MAX_INPUTS || n === 0 || xs.some((x) => x.dtype !== 'float32' || !tf.util.arraysEqual(x.shape, shape))) {
-    return stockPack!(args);
+    return stockKernel('Pack')(args);
   }
   const backend = webGpuBackend();
   const out = (args.backend as unknown as { makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo }).makeTensorInfo([xs.length, ...shape], 'float32');
@@ -61,10 +60,5 @@ const pack: KernelFunc = (args) => {
 
 /** Puts this stack in front of tfjs-webgpu's `Pack` (on), or tfjs's kernel back (off). */
 export function useStack(on: boolean): void {
-  const current = tf.getKernel('Pack', 'webgpu');
-  if (!current) throw new Error('tfjs-backend-webgpu is not loaded: it registers the Pack kernel this wraps');
-  if (current.kernelFunc !== pack) stockPack = current.kernelFunc;
-  if ((current.kernelFunc === pack) === on) return;
-  tf.unregisterKernel('Pack', 'webgpu');
-  tf.registerKernel({ ...current, kernelFunc: on ? pack : stockPack! });
+  inFront('Pack', pack, on);
 }

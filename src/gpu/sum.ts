@@ -10,7 +10,7 @@
  * to tfjs's own kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { computePipeline, constantUniformBuffer, recordDispatch, tensorBuffer, webGpuBackend, type WebGpuBackendInternals } from './tfjs-webgpu.js';
+import { computePipeline, constantUniformBuffer, inFront, recordDispatch, stockKernel, tensorBuffer, webGpuBackend, type WebGpuBackendInternals } from './tfjs-webgpu.js';
 
 /** Columns per workgroup, and threads per column (each adding every LANES-th row). */
 const COLUMNS = 16;
@@ -85,15 +85,13 @@ export function recordColumnSum(
 }
 
 type KernelFunc = tf.KernelConfig['kernelFunc'];
-let stockSum: KernelFunc | null = null;
-
 /** Sum's kernel for webgpu: columns of a float32 matrix here, anything else by tfjs's kernel. */
 const sum: KernelFunc = (args) => {
   const { inputs, backend: kernelBackend, attrs } = args;
   const x = (inputs as { x: tf.TensorInfo }).x;
   const { axis, keepDims } = attrs as unknown as { axis: number | number[]; keepDims: boolean };
   const axes = tf.util.parseAxisParam(axis, x.shape);
-  if (x.shape.length !== 2 || x.dtype !== 'float32' || axes.length !== 1 || axes[0] !== 0 || x.shape[0] * x.shape[1] === 0) return stockSum!(args);
+  if (x.shape.length !== 2 || x.dtype !== 'float32' || axes.length !== 1 || axes[0] !== 0 || x.shape[0] * x.shape[1] === 0) return stockKernel('Sum')(args);
   const cols = x.shape[1];
   const out = (kernelBackend as unknown as { makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo }).makeTensorInfo(keepDims ? [1, cols] : [cols], 'float32');
   recordColumnSum(webGpuBackend(), x, out);
@@ -102,10 +100,5 @@ const sum: KernelFunc = (args) => {
 
 /** Puts the column sum in front of tfjs-webgpu's `Sum` (on), or tfjs's kernel back (off). */
 export function useColumnSum(on: boolean): void {
-  const current = tf.getKernel('Sum', 'webgpu');
-  if (!current) throw new Error('tfjs-backend-webgpu is not loaded: it registers the Sum kernel this wraps');
-  if (current.kernelFunc !== sum) stockSum = current.kernelFunc;
-  if ((current.kernelFunc === sum) === on) return;
-  tf.unregisterKernel('Sum', 'webgpu');
-  tf.registerKernel({ ...current, kernelFunc: on ? sum : stockSum! });
+  inFront('Sum', sum, on);
 }

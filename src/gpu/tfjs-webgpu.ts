@@ -182,3 +182,27 @@ export function computePipeline(device: GPUDevice, label: string, code: string):
   }
   return pipeline;
 }
+
+type KernelFunc = tf.KernelConfig['kernelFunc'];
+/** tfjs-backend-webgpu's own kernels that one of ours stands in front of, by name. */
+const stockKernels = new Map<string, KernelFunc>();
+
+/** tfjs-backend-webgpu's own kernel `name`, as it was before {@link inFront} put one of ours in front of it. */
+export function stockKernel(name: string): KernelFunc {
+  const stock = stockKernels.get(name) ?? tf.getKernel(name, 'webgpu')?.kernelFunc;
+  if (!stock) throw new Error(`tfjs-backend-webgpu is not loaded: it registers the ${name} kernel sll wraps`);
+  return stock;
+}
+
+/**
+ * Registers `ours` as webgpu's kernel `name` (on), in front of tfjs's own, which it calls through
+ * {@link stockKernel} for the cases it does not take; or puts tfjs's back (off).
+ */
+export function inFront(name: string, ours: KernelFunc, on: boolean): void {
+  const current = tf.getKernel(name, 'webgpu');
+  if (!current) throw new Error(`tfjs-backend-webgpu is not loaded: it registers the ${name} kernel sll wraps`);
+  if (current.kernelFunc !== ours) stockKernels.set(name, current.kernelFunc);
+  if ((current.kernelFunc === ours) === on) return;
+  tf.unregisterKernel(name, 'webgpu');
+  tf.registerKernel({ ...current, kernelFunc: on ? ours : stockKernels.get(name)! });
+}
