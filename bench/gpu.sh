@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/gpu.sh: our SLL and BP training steps on WebGPU (tfjs-backend-webgpu through Dawn) beside PyTorch
 # (CUDA, the same math: bench/torch_ref.py) on one NVIDIA GPU, and the peak memory of one step against depth
-# measured on that GPU.
+# measured on that GPU; and the step's large matrix products on their own, ours, tfjs-webgpu's and PyTorch's
+# (what tells a slow step's products from the rest).
 #
 # Made for a GPU machine with PyTorch but no Node.js: everything of ours comes from the bundle that
 # `npm run bundle:gpu` builds (.gpu-bundle/sll-gpu.tar.xz: a Node binary, the bundled bench and CLI, Dawn,
@@ -9,7 +10,7 @@
 #     bash bench/gpu.sh            (the device tool: run with carry [".gpu-bundle"])
 # Environment:
 #   OUT             the results folder (default gpu-results/): ours.jsonl, torch.jsonl, memory.jsonl,
-#                   gpu.json (everything, with the card's name) and gpu.log
+#                   matmuls.jsonl, gpu.json (everything, with the card's name) and gpu.log
 #   SLL_GPU_BUNDLE  the bundle: the .tar.xz (default .gpu-bundle/sll-gpu.tar.xz) or an unpacked sll-gpu/ folder
 #   SLL_GPU_QUICK=1 small sizes, counts without timing, PyTorch on the CPU when it has no CUDA: the dry run
 #                   that test/gpu/bundle.test.ts makes on SwiftShader, so that the run on the GPU goes right
@@ -55,8 +56,10 @@ echo "PyTorch: $("$py" -c 'import torch; print(torch.__version__)' 2>/dev/null |
 
 if [ "${SLL_GPU_QUICK:-0}" = 1 ]; then
   batches=16; depths=2,4; width=64; mem_batch=16; timing=(--count --steps 1 --warmup 1); torch_steps=(--steps 1 --warmup 1)
+  products=(--steps 1 --warmup 1)
 else
   batches=128,1024; depths=2,4,8,16; width=1024; mem_batch=128; timing=(--steps 50 --warmup 10); torch_steps=(--steps 50 --warmup 10)
+  products=(--steps 50 --warmup 5)
 fi
 node=("$B/node")
 
@@ -98,6 +101,15 @@ else
 fi
 cat "$out/memory.jsonl"
 
+echo "== the step's large matrix products (width $width) at batch $batches: ours, tfjs-webgpu's, PyTorch's"
+"${node[@]}" "$B/bench-gpu.mjs" --matmuls --json --batches "$batches" --width "$width" "${products[@]}" > "$out/matmuls.jsonl" || failed+=(matmuls)
+if [ "$cuda" = cuda ] || { [ "$cuda" = cpu ] && [ "${SLL_GPU_QUICK:-0}" = 1 ]; }; then
+  for b in ${batches//,/ }; do
+    "$py" "$B/torch_ref.py" --matmuls --device "$cuda" --batch "$b" --width "$width" "${products[@]}" >> "$out/matmuls.jsonl" || failed+=("torch-matmuls-$b")
+  done
+fi
+cat "$out/matmuls.jsonl"
+
 echo "== summary"
 CARD="$card" FAILED="${failed[*]:-}" MANIFEST="$B/manifest.json" "$py" - "$out" <<'PY' || failed+=(summary)
 import json, os, statistics, sys
@@ -105,7 +117,7 @@ out = sys.argv[1]
 def rows(name):
     with open(os.path.join(out, name)) as f:
         return [json.loads(l) for l in f if l.strip().startswith("{")]
-ours, torch, memory = rows("ours.jsonl"), rows("torch.jsonl"), rows("memory.jsonl")
+ours, torch, memory, matmuls = rows("ours.jsonl"), rows("torch.jsonl"), rows("memory.jsonl"), rows("matmuls.jsonl")
 for t in torch:
     t["ms_per_step"] = statistics.median(t["steps_ms"])
 steps = []
@@ -115,7 +127,7 @@ for o in ours:
     steps.append({**o, "torch_ms_per_step": t and t["ms_per_step"], "torch_device": t and t["device"], "ours_over_torch": ratio})
 summary = {"card": os.environ["CARD"] or None, "adapter": ours[0]["adapter"] if ours else None,
            "bundle": json.load(open(os.environ["MANIFEST"])), "failed": os.environ["FAILED"].split(),
-           "steps": steps, "memory": memory}
+           "steps": steps, "memory": memory, "matmuls": matmuls}
 with open(os.path.join(out, "gpu.json"), "w") as f:
     json.dump(summary, f, indent=2)
 fmt = lambda v, p=1: "-" if v is None else f"{v:.{p}f}"
@@ -128,6 +140,13 @@ mb = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
 print(f"{'engine':11} {'method':6} {'depth':>5} {'activation peak MiB':>19} {'GPU pool MiB':>12}")
 for m in memory:
     print(f"{m['engine']:11} {m['method']:6} {m['depth']:5} {mb(m['activation_peak_bytes']):>19} {mb(m.get('gpu_pool_bytes')):>12}")
+engines = ("sll", "tfjs", "torch")
+print(f"{'product':10} {'batch':>5} {'m x n x k':>16} " + " ".join(f"{e + ' ms':>9} {'GFLOP/s':>8}" for e in engines))
+for key in dict.fromkeys((r["product"], r["batch"]) for r in matmuls):
+    by = {r["engine"]: r for r in matmuls if (r["product"], r["batch"]) == key}
+    shape = next(iter(by.values()))
+    cells = [(fmt(by[e]["ms"], 3), fmt(by[e]["gflops"], 0)) if e in by else ("-", "-") for e in engines]
+    print(f"{key[0]:10} {key[1]:5} {'{m}x{n}x{k}'.format(**shape):>16} " + " ".join(f"{ms:>9} {gf:>8}" for ms, gf in cells))
 PY
 if [ ${#failed[@]} -gt 0 ]; then echo "gpu.sh: failed: ${failed[*]}"; exit 1; fi
 echo "gpu.sh: done; results in $out/"

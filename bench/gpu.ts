@@ -1,5 +1,6 @@
 /**
  * npm run bench:gpu [-- --json] [--count] [--cases mlp-sll,mlp-bp] [--engines tfjs-stock,sll-tfjs-matmul,sll] [--batches 128,1024] [--width N] [--steps S] [--warmup W]
+ * npm run bench:gpu -- --matmuls [--json] [--batches 128,1024] [--width N] [--steps S] [--warmup W]
  *
  * What one training step costs on the `webgpu` backend, counted at the WebGPU API (src/gpu/counters.ts):
  * compute dispatches, tensor-data uploads, uniform/parameter writes and readbacks per step, and (without
@@ -34,6 +35,16 @@
  * asynchronously; the waits for the stats are not in it. On any card a step can go no faster than this, so
  * it is the part of ms_per_step that can be measured and cut without a GPU (on SwiftShader too, best at a
  * small --width, where the driver's threads take least of the two cores from the main thread).
+ *
+ * --matmuls times the MLP step's large matrix products on their own instead (what a step's GPU time is mostly
+ * made of at batch 1024), each as our kernel (engine "sll", src/gpu/matmul.ts) and as tfjs-backend-webgpu's
+ * program (engine "tfjs"), so that a step's time on a card can be told apart into products and the rest:
+ *   forward-in  relu(x [B, 784] W [784, N] + b)      forward  relu(h [B, N] W [N, N] + b)
+ *   weights-in  x^T dz: [784, B] times [B, N]          weights  h^T dz: [N, B] times [B, N]
+ * (N: --width). Each product runs S times in a row (default 16) after W warm-up runs, then one entry of the
+ * last is read: ms is the wall time per product, host_ms the time per product spent recording it. Rows:
+ * {product, engine, batch, m, n, k, adapter, ms, host_ms, gflops}. bench/torch_ref.py --matmuls times the
+ * same products in PyTorch.
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
@@ -68,6 +79,61 @@ export interface GpuBenchRow {
   ms_per_step: number | null;
   /** Milliseconds per step in the step's synchronous part, recording its GPU work (see the module's documentation). */
   host_ms_per_step: number;
+}
+
+/** One of the MLP step's large matrix products (see --matmuls), timed on one engine. */
+export interface GpuMatMulRow {
+  product: MatMulName;
+  engine: 'sll' | 'tfjs';
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  adapter: string;
+  ms: number;
+  host_ms: number;
+  /** 2 m n k / ms, in GFLOP/s. */
+  gflops: number;
+}
+
+const MATMULS = ['forward-in', 'forward', 'weights-in', 'weights'] as const;
+type MatMulName = (typeof MATMULS)[number];
+
+/** The operands of product `name` at `batch` and `width` (784 inputs), as the MLP step multiplies them. */
+function matMulCase(name: MatMulName, batch: number, width: number): { a: number[]; b: number[]; transposeA: boolean; layer: boolean } {
+  const fanIn = name.endsWith('-in') ? 784 : width;
+  return name.startsWith('forward')
+    ? { a: [batch, fanIn], b: [fanIn, width], transposeA: false, layer: true }
+    : { a: [batch, fanIn], b: [batch, width], transposeA: true, layer: false };
+}
+
+/** Times `reps` runs of product `name` after `warmup` (see --matmuls) with the matmul kernels as they are registered now. */
+async function timeMatMul(name: MatMulName, batch: number, width: number, reps: number, warmup: number) {
+  const c = matMulCase(name, batch, width);
+  const a = tf.randomNormal(c.a, 0, 1, 'float32', 1);
+  const b = tf.randomNormal(c.b, 0, 1, 'float32', 2);
+  const bias = tf.randomNormal([width], 0, 1, 'float32', 3);
+  const run = () => (c.layer ? tf.fused.matMul({ a, b, bias, activation: 'relu' }) : tf.matMul(a, b, c.transposeA));
+  // Reading one entry of the last product waits for all of them (one queue) without a large copy.
+  const finish = async (last: tf.Tensor) => {
+    const entry = tf.slice(last, [0, 0], [1, 1]);
+    await entry.data();
+    tf.dispose([entry, last]);
+  };
+  for (let i = 0; i < warmup; i++) await finish(run());
+  const t0 = performance.now();
+  let last = run();
+  for (let i = 1; i < reps; i++) {
+    last.dispose();
+    last = run();
+  }
+  const host = (performance.now() - t0) / reps;
+  const [m, n] = last.shape;
+  await finish(last);
+  const ms = (performance.now() - t0) / reps;
+  tf.dispose([a, b, bias]);
+  const k = c.a[c.transposeA ? 0 : 1];
+  return { m, n, k, ms: Math.round(ms * 1000) / 1000, host_ms: Math.round(host * 1000) / 1000, gflops: Math.round(((2 * m * n * k) / (ms * 1e6)) * 10) / 10 };
 }
 
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
@@ -130,6 +196,7 @@ async function main(): Promise<void> {
     options: {
       json: { type: 'boolean', default: false },
       count: { type: 'boolean', default: false },
+      matmuls: { type: 'boolean', default: false },
       cases: { type: 'string', default: CASES.join(',') },
       engines: { type: 'string', default: ENGINES.join(',') },
       batches: { type: 'string', default: '128,1024' },
@@ -156,6 +223,30 @@ async function main(): Promise<void> {
   await useBackend('webgpu');
   const name = describeAdapter(adapter);
   if (adapter.architecture === 'swiftshader' && !values.count) process.stderr.write('bench:gpu: SwiftShader runs on the CPU; its times mean nothing (use --count)\n');
+
+  if (values.matmuls) {
+    if (values.count) throw new Error('--matmuls times products: it has no --count');
+    const rows: GpuMatMulRow[] = [];
+    for (const batch of batches) {
+      for (const product of MATMULS) {
+        for (const engine of ['sll', 'tfjs'] as const) {
+          useWebGpuKernels(true, { matMul: engine === 'sll' });
+          const row: GpuMatMulRow = { product, engine, batch, adapter: name, ...(await timeMatMul(product, batch, width, steps, warmup)) };
+          process.stderr.write(`[${product} ${engine} B=${batch}] ${row.m}x${row.n}x${row.k}: ${row.ms} ms (host ${row.host_ms}), ${row.gflops} GFLOP/s\n`);
+          rows.push(row);
+          if (values.json) console.log(JSON.stringify(row));
+        }
+      }
+    }
+    if (!values.json) {
+      console.log(`adapter: ${name}; width ${width}; per product, after ${warmup} warm-up runs, over ${steps} runs`);
+      printTable(
+        ['product', 'engine', 'batch', 'm', 'n', 'k', 'ms', 'host ms', 'GFLOP/s'],
+        rows.map((r) => [r.product, r.engine, String(r.batch), String(r.m), String(r.n), String(r.k), r.ms.toFixed(3), r.host_ms.toFixed(3), r.gflops.toFixed(1)]),
+      );
+    }
+    return;
+  }
 
   const rows: GpuBenchRow[] = [];
   for (const c of cases) {
@@ -186,9 +277,14 @@ async function main(): Promise<void> {
     ms(r.ms_per_step),
     ms(r.host_ms_per_step),
   ]);
+  console.log(`adapter: ${name}; width ${width}; per step, after ${warmup} warm-up steps, over ${steps} steps`);
+  printTable(header, table);
+}
+
+/** A table on stdout: the first two columns left-aligned, the others right-aligned. */
+function printTable(header: string[], table: string[][]): void {
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((r) => r[i].length)));
   const fmt = (r: string[]) => r.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ');
-  console.log(`adapter: ${name}; width ${width}; per step, after ${warmup} warm-up steps, over ${steps} steps`);
   [header, ...table].forEach((r) => console.log(fmt(r)));
 }
 

@@ -7,6 +7,9 @@ PyTorch (float32, CPU). Run with Debian's interpreter, which has python3-torch (
 The mlp cases also run on a GPU for bench/gpu.sh: `--device cuda [--batch B]` times them there (masks drawn on
 the GPU), and `--device cuda --memory-depths 2,4,8,16` prints the peak CUDA memory of one step at each depth
 instead ({case, engine, device, batch, depth, method, peak_bytes, held_bytes, activation_peak_bytes}).
+`--matmuls [--device cuda] [--batch B] [--width N]` times the MLP step's large matrix products on their own,
+as `npm run bench:gpu -- --matmuls` does ours: one JSON line per product {product, engine: "torch", device,
+batch, m, n, k, ms, gflops, tf32}.
 
 Thread counts: torch.set_num_threads(T) here; OMP_NUM_THREADS and OPENBLAS_NUM_THREADS must be set by the
 caller before the process starts (OpenBLAS reads them at load), as bench/speed.ts does: OMP_NUM_THREADS=T,
@@ -335,6 +338,37 @@ CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit
 MLP_CASES = ("mlp-sll", "mlp-bp")
 
 
+MATMULS = ("forward-in", "forward", "weights-in", "weights")
+
+
+def matmul_rows(batch, width, device, reps, warmup):
+    """The MLP step's large products (bench/gpu.ts's --matmuls), each run `reps` times after `warmup`."""
+    gen = torch.Generator().manual_seed(0)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    for product in MATMULS:
+        fan_in = 784 if product.endswith("-in") else width
+        a = torch.randn(batch, fan_in, generator=gen).to(device)
+        if product.startswith("forward"):  # relu(a W + b), as a unit's layer
+            w, bias = torch.randn(fan_in, width, generator=gen).to(device), torch.randn(width, generator=gen).to(device)
+            run = lambda: F.relu(torch.addmm(bias, a, w))
+        else:  # a^T dz, as a layer's weight gradient
+            dz = torch.randn(batch, width, generator=gen).to(device)
+            run = lambda: a.t() @ dz
+        for _ in range(warmup):
+            run()
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            out = run()
+        sync()
+        ms = (time.perf_counter() - t0) * 1000 / reps
+        m, n = out.shape
+        k = fan_in if product.startswith("forward") else batch
+        yield {"product": product, "engine": "torch", "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+               "batch": batch, "m": m, "n": n, "k": k, "ms": round(ms, 3), "gflops": round(2 * m * n * k / (ms * 1e6), 1),
+               "tf32": torch.backends.cuda.matmul.allow_tf32}
+
+
 def cuda_memory(case, depth, batch, device, warmup):
     """Peak CUDA memory of one step after `warmup` steps (optimizer state made), as `sll bench memory` rows."""
     step = CASES[case](batch=batch, depth=depth, device=device)
@@ -352,7 +386,9 @@ def cuda_memory(case, depth, batch, device, warmup):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", required=True, choices=sorted(CASES))
+    ap.add_argument("--case", choices=sorted(CASES))
+    ap.add_argument("--matmuls", action="store_true", help="time the MLP step's large products instead of a case")
+    ap.add_argument("--width", type=int, default=1024, help="--matmuls: the MLP's width")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -362,16 +398,24 @@ def main():
                     "(comma-separated unit counts) instead of timing")
     ap.add_argument("--json", action="store_true", help="accepted for symmetry; the output is always JSON")
     args = ap.parse_args()
-    mlp = args.case in MLP_CASES
+    if args.matmuls == (args.case is not None):
+        ap.error("give one of --case and --matmuls")
+    mlp = args.case in MLP_CASES or args.matmuls
     if (args.device != "cpu" or args.batch or args.memory_depths) and not mlp:
-        ap.error("--device, --batch and --memory-depths apply to the mlp cases only")
+        ap.error("--device, --batch and --memory-depths apply to the mlp cases and --matmuls only")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("torch_ref.py: --device cuda, but torch.cuda.is_available() is False")
+    if args.memory_depths and args.matmuls:
+        ap.error("--memory-depths goes with --case")
     if args.memory_depths and args.device != "cuda":
         ap.error("--memory-depths measures CUDA memory: it needs --device cuda")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     kwargs = {"batch": args.batch or 128, "device": args.device} if mlp else {}
+    if args.matmuls:
+        for row in matmul_rows(kwargs["batch"], args.width, args.device, args.steps, args.warmup):
+            print(json.dumps(row), flush=True)
+        return
     if args.memory_depths:
         for depth in (int(d) for d in args.memory_depths.split(",")):
             print(json.dumps(cuda_memory(args.case, depth, kwargs["batch"], args.device, args.warmup)), flush=True)

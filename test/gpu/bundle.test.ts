@@ -29,7 +29,7 @@ function hasTorch(python: string): boolean {
   return spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
 
-test('bench/gpu.sh runs the bundle alone: counts, memory rows, gpu.json', { skip: reason ?? false, timeout: 600_000 }, async () => {
+test('bench/gpu.sh runs the bundle alone: counts, memory rows, products, gpu.json', { skip: reason ?? false, timeout: 600_000 }, async () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-gpu-bundle-'));
   try {
     const folder = await bundleGpu(tmp, false, () => {});
@@ -48,6 +48,7 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, gpu.json', { skip
       failed: string[];
       steps: { case: string; engine: string; batch: number; dispatches_per_step: number; uploads_per_step: number; readbacks_per_step: number; torch_ms_per_step: number | null }[];
       memory: { engine: string; method: string; depth: number; activation_peak_bytes: number; gpu_pool_bytes?: number }[];
+      matmuls: { product: string; engine: string; batch: number; m: number; n: number; k: number; ms: number; gflops: number }[];
     };
     // Without torch, only the PyTorch parts may fail; everything of ours must have run.
     const torch = hasTorch(python);
@@ -72,6 +73,18 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, gpu.json', { skip
       const [stock, ours] = ['tfjs-stock', 'sll'].map((e) => summary.steps.find((s) => s.case === c && s.engine === e)!);
       assert.ok(ours.dispatches_per_step < stock.dispatches_per_step, `${c}: ${ours.dispatches_per_step} vs ${stock.dispatches_per_step}`);
     }
+    // The step's products on their own: ours and tfjs's for each, PyTorch's when it runs, at the step's shapes.
+    const engines = torch ? ['sll', 'tfjs', 'torch'] : ['sll', 'tfjs'];
+    assert.deepEqual(
+      summary.matmuls.map((r) => `${r.product}/${r.engine}@${r.batch}`).sort(),
+      ['forward-in', 'forward', 'weights-in', 'weights'].flatMap((p) => engines.map((e) => `${p}/${e}@16`)).sort(),
+    );
+    for (const r of summary.matmuls) {
+      const shape = { 'forward-in': [16, 64, 784], forward: [16, 64, 64], 'weights-in': [784, 64, 16], weights: [64, 64, 16] }[r.product];
+      assert.deepEqual([r.m, r.n, r.k], shape, JSON.stringify(r));
+      assert.ok(r.ms > 0 && r.gflops >= 0, JSON.stringify(r));
+    }
+    assert.match(log, /product\s+batch\s+m x n x k\s+sll ms/);
     const ours = summary.memory.filter((m) => m.engine === 'sll-webgpu');
     assert.deepEqual(ours.map((m) => `${m.method}@${m.depth}`), ['sll@2', 'sll@4', 'bp@2', 'bp@4']);
     for (const m of ours) assert.ok(m.activation_peak_bytes > 0 && m.gpu_pool_bytes! >= m.activation_peak_bytes, JSON.stringify(m));
