@@ -63,8 +63,8 @@ else
 fi
 node=("$B/node")
 
-echo "== ours: bench:gpu (webgpu) at batch $batches"
-"${node[@]}" "$B/bench-gpu.mjs" --json --batches "$batches" "${timing[@]}" > "$out/ours.jsonl" || failed+=(ours)
+echo "== ours: bench:gpu (webgpu) at batch $batches, width $width"
+"${node[@]}" "$B/bench-gpu.mjs" --json --batches "$batches" --width "$width" "${timing[@]}" > "$out/ours.jsonl" || failed+=(ours)
 cat "$out/ours.jsonl"
 
 echo "== PyTorch: the same steps"
