@@ -140,13 +140,15 @@ mb = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
 print(f"{'engine':11} {'method':6} {'depth':>5} {'activation peak MiB':>19} {'GPU pool MiB':>12}")
 for m in memory:
     print(f"{m['engine']:11} {m['method']:6} {m['depth']:5} {mb(m['activation_peak_bytes']):>19} {mb(m.get('gpu_pool_bytes')):>12}")
-engines = ("sll", "tfjs", "torch")
-print(f"{'product':10} {'batch':>5} {'m x n x k':>16} " + " ".join(f"{e + ' ms':>9} {'GFLOP/s':>8}" for e in engines))
+# One column pair (ms, GFLOP/s) for each of our tilings, tfjs's program and PyTorch.
+label = lambda r: r["tiling"] if r.get("tiling") else r["engine"]
+engines = list(dict.fromkeys(label(r) for r in matmuls))
+print(f"{'product':10} {'batch':>5} {'m x n x k':>15} " + " ".join(f"{e:>20}" for e in engines))
 for key in dict.fromkeys((r["product"], r["batch"]) for r in matmuls):
-    by = {r["engine"]: r for r in matmuls if (r["product"], r["batch"]) == key}
+    by = {label(r): r for r in matmuls if (r["product"], r["batch"]) == key}
     shape = next(iter(by.values()))
-    cells = [(fmt(by[e]["ms"], 3), fmt(by[e]["gflops"], 0)) if e in by else ("-", "-") for e in engines]
-    print(f"{key[0]:10} {key[1]:5} {'{m}x{n}x{k}'.format(**shape):>16} " + " ".join(f"{ms:>9} {gf:>8}" for ms, gf in cells))
+    cells = [f"{fmt(by[e]['ms'], 3)} ms {fmt(by[e]['gflops'], 0):>5} GF" if e in by else "-" for e in engines]
+    print(f"{key[0]:10} {key[1]:5} {'{m}x{n}x{k}'.format(**shape):>15} " + " ".join(f"{c:>20}" for c in cells))
 PY
 if [ ${#failed[@]} -gt 0 ]; then echo "gpu.sh: failed: ${failed[*]}"; exit 1; fi
 echo "gpu.sh: done; results in $out/"

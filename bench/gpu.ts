@@ -37,13 +37,14 @@
  * small --width, where the driver's threads take least of the two cores from the main thread).
  *
  * --matmuls times the MLP step's large matrix products on their own instead (what a step's GPU time is mostly
- * made of at batch 1024), each as our kernel (engine "sll", src/gpu/matmul.ts) and as tfjs-backend-webgpu's
- * program (engine "tfjs"), so that a step's time on a card can be told apart into products and the rest:
+ * made of at batch 1024), each as our kernel (engine "sll", src/gpu/matmul.ts) in each of its tilings
+ * (MATMUL_TILINGS) and as tfjs-backend-webgpu's program (engine "tfjs", tiling null), so that a step's time on
+ * a card can be told apart into products and the rest, and the fastest tiling found:
  *   forward-in  relu(x [B, 784] W [784, N] + b)      forward  relu(h [B, N] W [N, N] + b)
  *   weights-in  x^T dz: [784, B] times [B, N]          weights  h^T dz: [N, B] times [B, N]
  * (N: --width). Each product runs S times in a row (default 16) after W warm-up runs, then one entry of the
  * last is read: ms is the wall time per product, host_ms the time per product spent recording it. Rows:
- * {product, engine, batch, m, n, k, adapter, ms, host_ms, gflops}. bench/torch_ref.py --matmuls times the
+ * {product, engine, tiling, batch, m, n, k, adapter, ms, host_ms, gflops}. bench/torch_ref.py --matmuls times the
  * same products in PyTorch.
  */
 import { parseArgs } from 'node:util';
@@ -54,6 +55,7 @@ import type { GpuCounters } from '../src/gpu/counters.js';
 import { resolveOptions } from '../src/recipe/options.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { useWebGpuKernels } from '../src/gpu/kernels.js';
+import { MATMUL_TILINGS, type MatMulTiling } from '../src/gpu/matmul.js';
 import { SequentialEngine, type StepBatch } from '../src/train/engine.js';
 import { disposeHeaded } from '../src/train/model.js';
 
@@ -85,6 +87,8 @@ export interface GpuBenchRow {
 export interface GpuMatMulRow {
   product: MatMulName;
   engine: 'sll' | 'tfjs';
+  /** Our kernel's tiling (engine sll), else null. */
+  tiling: MatMulTiling | null;
   batch: number;
   m: number;
   n: number;
@@ -229,10 +233,11 @@ async function main(): Promise<void> {
     const rows: GpuMatMulRow[] = [];
     for (const batch of batches) {
       for (const product of MATMULS) {
-        for (const engine of ['sll', 'tfjs'] as const) {
-          useWebGpuKernels(true, { matMul: engine === 'sll' });
-          const row: GpuMatMulRow = { product, engine, batch, adapter: name, ...(await timeMatMul(product, batch, width, steps, warmup)) };
-          process.stderr.write(`[${product} ${engine} B=${batch}] ${row.m}x${row.n}x${row.k}: ${row.ms} ms (host ${row.host_ms}), ${row.gflops} GFLOP/s\n`);
+        for (const tiling of [...MATMUL_TILINGS, null]) {
+          const engine = tiling ? 'sll' : 'tfjs';
+          useWebGpuKernels(true, { matMul: tiling != null, matMulTiling: tiling ?? undefined });
+          const row: GpuMatMulRow = { product, engine, tiling, batch, adapter: name, ...(await timeMatMul(product, batch, width, steps, warmup)) };
+          process.stderr.write(`[${product} ${tiling ?? engine} B=${batch}] ${row.m}x${row.n}x${row.k}: ${row.ms} ms (host ${row.host_ms}), ${row.gflops} GFLOP/s\n`);
           rows.push(row);
           if (values.json) console.log(JSON.stringify(row));
         }
@@ -242,7 +247,7 @@ async function main(): Promise<void> {
       console.log(`adapter: ${name}; width ${width}; per product, after ${warmup} warm-up runs, over ${steps} runs`);
       printTable(
         ['product', 'engine', 'batch', 'm', 'n', 'k', 'ms', 'host ms', 'GFLOP/s'],
-        rows.map((r) => [r.product, r.engine, String(r.batch), String(r.m), String(r.n), String(r.k), r.ms.toFixed(3), r.host_ms.toFixed(3), r.gflops.toFixed(1)]),
+        rows.map((r) => [r.product, r.tiling ? `sll ${r.tiling}` : r.engine, String(r.batch), String(r.m), String(r.n), String(r.k), r.ms.toFixed(3), r.host_ms.toFixed(3), r.gflops.toFixed(1)]),
       );
     }
     return;

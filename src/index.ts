@@ -65,6 +65,7 @@ export { WebGpuMomentumOptimizer } from './gpu/momentum.js';
 export { webGpuUnitLossStats } from './gpu/unit-loss.js';
 export { webGpuMaskedProjection } from './gpu/masked-projection.js';
 export { useWebGpuKernels, type WebGpuKernelOptions } from './gpu/kernels.js';
+export { MATMUL_TILINGS, type MatMulTiling } from './gpu/matmul.js';
 export { measureStepMemory, type StepBytes } from './train/memory.js';
 export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
 export {

@@ -15,7 +15,7 @@ import { WebGpuAdamOptimizer } from './adam.js';
 import { WebGpuMomentumOptimizer } from './momentum.js';
 import { webGpuMaskedProjection } from './masked-projection.js';
 import { useFusedLayers } from './fused-layers.js';
-import { useMatMul } from './matmul.js';
+import { useMatMul, type MatMulTiling } from './matmul.js';
 import { useStack } from './stack.js';
 import { useColumnSum } from './sum.js';
 import { webGpuUnitLossStats } from './unit-loss.js';
@@ -27,6 +27,11 @@ export interface WebGpuKernelOptions {
    * tfjs-backend-webgpu's programs (default true; `bench:gpu`'s engine sll-tfjs-matmul is false).
    */
   matMul?: boolean;
+  /**
+   * How our matrix products split their output among workgroups and threads (default '64x64/4x4'; which is
+   * fastest depends on the card and the sizes: `bench:gpu -- --matmuls` times each).
+   */
+  matMulTiling?: MatMulTiling;
 }
 
 /**
@@ -41,6 +46,6 @@ export function useWebGpuKernels(on: boolean, options: WebGpuKernelOptions = {})
   registerMaskedProjection('webgpu', on ? webGpuMaskedProjection : null);
   useColumnSum(on);
   useFusedLayers(on);
-  useMatMul(on && (options.matMul ?? true));
+  useMatMul(on && (options.matMul ?? true), options.matMulTiling);
   useStack(on);
 }

@@ -8,11 +8,11 @@
  * the shapes go in a constant uniform written once per shape and the bind group is found again when tfjs's
  * pool hands the same buffers back (tfjs-webgpu.ts).
  *
- * The kernel: a workgroup of 16 x 16 threads computes a 64 x 64 tile of C, each thread 4 x 4 entries (rows
- * ty + 16 i, columns tx + 16 j, so that neighbouring threads write neighbouring columns), over K in slices
- * of 16 held in workgroup memory (k-major, each row padded to 65 so that the transposing loads do not all
- * hit one bank). A (B) is read with consecutive threads on its contiguous axis, whichever way it is stored.
- * Out-of-range entries load as 0.
+ * The kernel (default tiling, {@link MatMulTiling}): a workgroup of 16 x 16 threads computes a 64 x 64 tile
+ * of C, each thread 4 x 4 entries (rows ty + 16 i, columns tx + 16 j, so that neighbouring threads write
+ * neighbouring columns), over K in slices of 16 held in workgroup memory (k-major, each row padded to 65 so
+ * that the transposing loads do not all hit one bank). A (B) is read with consecutive threads on its
+ * contiguous axis, whichever way it is stored. Out-of-range entries load as 0.
  *
  * In front of tfjs's `BatchMatMul` and `_FusedMatMul` (a single non-empty matrix on each side, float32, bias
  * of the columns' size, ReLU or no activation), so also behind {@link DENSE_KERNEL}; every other case goes to
@@ -25,15 +25,27 @@ import { MASKED_PRODUCT_KERNEL, type MaskDraw } from '../objectives/projection.j
 import { STREAM_BITS_WGSL } from './masked-projection.js';
 import { computePipeline, constantUniformBuffer, inFront, recordDispatch, releaseAfterSubmit, stockKernel, tensorBuffer, uniformBuffer, webGpuBackend } from './tfjs-webgpu.js';
 
-/** Rows and columns of C per workgroup, the K slice, and threads per workgroup side. */
-const TILE = 64;
+/** The K slice held in workgroup memory at a time. */
 const SLICE = 16;
-const THREADS = 16;
-/** Each thread's rows (and columns): TILE / THREADS. */
-const PER_THREAD = TILE / THREADS;
-/** A row of a slice in workgroup memory, padded. */
-const STRIDE = TILE + 1;
 const MAX_WORKGROUPS = 65535;
+
+/**
+ * How the product splits C, as `${rows}x${cols}/${rowsPerThread}x${colsPerThread}`: a workgroup computes a
+ * rows x cols tile of C, each of its threads rowsPerThread x colsPerThread entries. Larger per-thread tiles
+ * read workgroup memory less often per multiply-add; larger tiles make fewer workgroups, fewer than a big
+ * GPU has cores when C is small. `bench:gpu -- --matmuls` times each on a card.
+ */
+export type MatMulTiling = '64x64/4x4' | '128x64/8x4' | '128x128/8x8';
+/** Every tiling, the default first. */
+export const MATMUL_TILINGS: readonly MatMulTiling[] = ['64x64/4x4', '128x64/8x4', '128x128/8x8'];
+
+/** A tiling's sizes: the tile's rows and columns, each thread's, and the workgroup's threads along each. */
+function tilingSizes(tiling: MatMulTiling) {
+  const [rows, cols, rowsPerThread, colsPerThread] = tiling.split(/[x/]/).map(Number);
+  const threadRows = rows / rowsPerThread;
+  const threadCols = cols / colsPerThread;
+  return { rows, cols, rowsPerThread, colsPerThread, threadRows, threadCols, threads: threadRows * threadCols };
+}
 
 /** Which matmul a pipeline computes. */
 export interface MatMulVariant {
@@ -50,17 +62,18 @@ export interface MatMulVariant {
 }
 
 /**
- * The loads of one operand's 64 x 16 slice into workgroup memory `tile` (k-major: tile[k * STRIDE + i]):
- * `contiguousK`: the operand is stored with k contiguous (A as [M, K], B as [N, K]), so 16 neighbouring
- * threads read a row's 16 k; else i is contiguous (A as [K, M], B as [K, N]) and 64 threads read a row.
+ * The loads of one operand's `size` x 16 slice into workgroup memory `tile` (k-major, rows padded by one:
+ * tile[k * (size + 1) + i]) by `threads` threads: `contiguousK`: the operand is stored with k contiguous (A as
+ * [M, K], B as [N, K]), so 16 neighbouring threads read a row's 16 k; else i is contiguous (A as [K, M], B as
+ * [K, N]) and `size` threads read a row.
  */
-function sliceLoads(name: 'a' | 'b', tile: string, outer: string, contiguousK: boolean, masked = false): string {
-  const loads = (TILE * SLICE) / (THREADS * THREADS);
+function sliceLoads(name: 'a' | 'b', tile: string, outer: string, size: number, threads: number, contiguousK: boolean, masked = false): string {
+  const loads = (size * SLICE) / threads;
   const lines: string[] = [];
   for (let l = 0; l < loads; l++) {
     const [i, k] = contiguousK
-      ? [`t / ${SLICE}u + ${l * ((THREADS * THREADS) / SLICE)}u`, `t % ${SLICE}u`]
-      : [`t % ${TILE}u`, `t / ${TILE}u + ${l * ((THREADS * THREADS) / TILE)}u`];
+      ? [`t / ${SLICE}u + ${l * (threads / SLICE)}u`, `t % ${SLICE}u`]
+      : [`t % ${size}u`, `t / ${size}u + ${l * (threads / size)}u`];
     const index = contiguousK ? `gi * S.K + gk` : `gk * S.${outer} + gi`;
     lines.push(`    {
     let i = ${i};
@@ -69,23 +82,28 @@ function sliceLoads(name: 'a' | 'b', tile: string, outer: string, contiguousK: b
     let gk = k0 + k;
     var v = 0.0;
     if (gi < S.${outer} && gk < S.K) { ${masked ? `let e = ${index}; v = ${name}[e] * kept(e);` : `v = ${name}[${index}];`} }
-    ${tile}[k * ${STRIDE}u + i] = v;
+    ${tile}[k * ${size + 1}u + i] = v;
     }`);
   }
   return lines.join('\n');
 }
 
-/** WGSL of one {@link MatMulVariant}: C [M, N] = act(op(A) op(B) + bias). */
-export function matMulWgsl(v: MatMulVariant): string {
-  // The thread's 4 x 4 products are unrolled into scalars (acc_i_j) so that they stay in registers
-  // whatever the shader compiler does with arrays.
-  const R = Array.from({ length: PER_THREAD }, (_, i) => i);
-  const acc = R.flatMap((i) => R.map((j) => `acc_${i}_${j}`));
-  const products = R.flatMap((i) => R.map((j) => `      acc_${i}_${j} = fma(a_${i}, b_${j}, acc_${i}_${j});`));
-  const stores = R.flatMap((i) => [
-    `  row = a0 + ty + ${i * THREADS}u;`,
+/** WGSL of one {@link MatMulVariant} with `tiling`: C [M, N] = act(op(A) op(B) + bias). */
+export function matMulWgsl(v: MatMulVariant, tiling: MatMulTiling = MATMUL_TILINGS[0]): string {
+  const t = tilingSizes(tiling);
+  if (t.threads % SLICE !== 0 || t.threads % t.rows !== 0 || t.threads % t.cols !== 0 || t.threads > 256) {
+    throw new Error(`matmul tiling ${tiling}: its ${t.threads} threads do not load its tiles`);
+  }
+  // The thread's products are unrolled into scalars (acc_i_j) so that they stay in registers whatever the
+  // shader compiler does with arrays.
+  const I = Array.from({ length: t.rowsPerThread }, (_, i) => i);
+  const J = Array.from({ length: t.colsPerThread }, (_, j) => j);
+  const acc = I.flatMap((i) => J.map((j) => `acc_${i}_${j}`));
+  const products = I.flatMap((i) => J.map((j) => `      acc_${i}_${j} = fma(a_${i}, b_${j}, acc_${i}_${j});`));
+  const stores = I.flatMap((i) => [
+    `  row = a0 + ty + ${i * t.threadRows}u;`,
     `  if (row < S.M) {`,
-    ...R.map((j) => `    store(row, b0 + tx + ${j * THREADS}u, acc_${i}_${j});`),
+    ...J.map((j) => `    store(row, b0 + tx + ${j * t.threadCols}u, acc_${i}_${j});`),
     `  }`,
   ]);
   return /* wgsl */ `
@@ -103,8 +121,8 @@ ${STREAM_BITS_WGSL}
 fn kept(e: u32) -> f32 {
   return select(0.0, D.value, streamBits24(D.key, e) < D.threshold);
 }` : ''}
-var<workgroup> As: array<f32, ${SLICE * STRIDE}>;
-var<workgroup> Bs: array<f32, ${SLICE * STRIDE}>;
+var<workgroup> As: array<f32, ${SLICE * (t.rows + 1)}>;
+var<workgroup> Bs: array<f32, ${SLICE * (t.cols + 1)}>;
 
 fn store(row: u32, col: u32, value: f32) {
   if (col < S.N) {
@@ -114,22 +132,21 @@ fn store(row: u32, col: u32, value: f32) {
   }
 }
 
-@compute @workgroup_size(${THREADS}, ${THREADS})
+@compute @workgroup_size(${t.threadCols}, ${t.threadRows})
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
   let tx = lid.x;
   let ty = lid.y;
-  let t = ty * ${THREADS}u + tx;
-  let a0 = wid.y * ${TILE}u;
-  let b0 = wid.x * ${TILE}u;
+  let t = ty * ${t.threadCols}u + tx;
+  let a0 = wid.y * ${t.rows}u;
+  let b0 = wid.x * ${t.cols}u;
 ${acc.map((x) => `  var ${x} = 0.0;`).join('\n')}
   for (var k0 = 0u; k0 < S.K; k0 += ${SLICE}u) {
-${sliceLoads('a', 'As', 'M', !v.transposeA)}
-${sliceLoads('b', 'Bs', 'N', v.transposeB, v.mask)}
+${sliceLoads('a', 'As', 'M', t.rows, t.threads, !v.transposeA)}
+${sliceLoads('b', 'Bs', 'N', t.cols, t.threads, v.transposeB, v.mask)}
     workgroupBarrier();
     for (var k = 0u; k < ${SLICE}u; k++) {
-      let base = k * ${STRIDE}u;
-${R.map((i) => `      let a_${i} = As[base + ty + ${i * THREADS}u];`).join('\n')}
-${R.map((j) => `      let b_${j} = Bs[base + tx + ${j * THREADS}u];`).join('\n')}
+${I.map((i) => `      let a_${i} = As[k * ${t.rows + 1}u + ty + ${i * t.threadRows}u];`).join('\n')}
+${J.map((j) => `      let b_${j} = Bs[k * ${t.cols + 1}u + tx + ${j * t.threadCols}u];`).join('\n')}
 ${products.join('\n')}
     }
     workgroupBarrier();
@@ -174,12 +191,16 @@ function shapeOf({ a, b, bias, transposeA, transposeB, activation }: MatMulArgs)
 /** The WGSL of each variant, by its pipeline's name. */
 const wgsl = new Map<string, string>();
 
+/** The tiling products are recorded with (see {@link useMatMul}). */
+let tiling: MatMulTiling = MATMUL_TILINGS[0];
+
 /** Records C = act(op(a) op(b) + bias) into a new tensor of the backend, or returns null for tfjs's kernel. */
 function record(kernelBackend: unknown, args: MatMulArgs): tf.TensorInfo | null {
   const shape = shapeOf(args);
   if (!shape) return null;
   const { M, N, K } = shape;
-  const groups: [number, number] = [Math.ceil(N / TILE), Math.ceil(M / TILE)];
+  const { rows, cols } = tilingSizes(tiling);
+  const groups: [number, number] = [Math.ceil(N / cols), Math.ceil(M / rows)];
   if (groups[0] > MAX_WORKGROUPS || groups[1] > MAX_WORKGROUPS) return null;
   const backend = webGpuBackend();
   const webgpu = kernelBackend as { makeTensorInfo(shape: number[], dtype: tf.DataType): tf.TensorInfo };
@@ -191,9 +212,9 @@ function record(kernelBackend: unknown, args: MatMulArgs): tf.TensorInfo | null 
     relu: args.activation === 'relu',
     mask: args.mask != null,
   };
-  const name = `sll-matmul-${+variant.transposeA}${+variant.transposeB}${+variant.bias}${+variant.relu}${+variant.mask}`;
+  const name = `sll-matmul-${+variant.transposeA}${+variant.transposeB}${+variant.bias}${+variant.relu}${+variant.mask}-${tiling}`;
   let code = wgsl.get(name);
-  if (!code) wgsl.set(name, (code = matMulWgsl(variant)));
+  if (!code) wgsl.set(name, (code = matMulWgsl(variant, tiling)));
   const pipeline = computePipeline(backend.device, name, code);
   const buffers = [tensorBuffer(backend, args.a), tensorBuffer(backend, args.b), tensorBuffer(backend, out, true), constantUniformBuffer(backend, Uint32Array.from([M, N, K, 0]).buffer)];
   const tensors = [args.a, args.b, out];
@@ -241,10 +262,12 @@ const maskedProduct: KernelFunc = (args) => {
 /**
  * Puts this matmul in front of tfjs-webgpu's `BatchMatMul` and `_FusedMatMul` (on; the fused Dense layer,
  * {@link DENSE_KERNEL}, runs `_FusedMatMul`) and registers it as the masked product of the projection
- * heads ({@link MASKED_PRODUCT_KERNEL}), or leaves products to tfjs's programs (off). Needs
- * tfjs-backend-webgpu loaded.
+ * heads ({@link MASKED_PRODUCT_KERNEL}), or leaves products to tfjs's programs (off). `with`: the tiling
+ * our products use from now on (default: the first of {@link MATMUL_TILINGS}). Needs tfjs-backend-webgpu loaded.
  */
-export function useMatMul(on: boolean): void {
+export function useMatMul(on: boolean, with_: MatMulTiling = MATMUL_TILINGS[0]): void {
+  if (!MATMUL_TILINGS.includes(with_)) throw new Error(`matmul tiling '${with_}' is not one of ${MATMUL_TILINGS.join(', ')}`);
+  tiling = with_;
   inFront('BatchMatMul', batchMatMul, on);
   inFront('_FusedMatMul', fusedMatMul, on);
   if (tf.getKernel(MASKED_PRODUCT_KERNEL, 'webgpu')) tf.unregisterKernel(MASKED_PRODUCT_KERNEL, 'webgpu');

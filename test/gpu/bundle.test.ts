@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { bundleGpu } from '../../bench/bundle-gpu.js';
+import { MATMUL_TILINGS } from '../../src/gpu/matmul.js';
 import { SWIFTSHADER_ICD } from '../../src/gpu/webgpu-node.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -48,7 +49,7 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, products, gpu.jso
       failed: string[];
       steps: { case: string; engine: string; batch: number; dispatches_per_step: number; uploads_per_step: number; readbacks_per_step: number; torch_ms_per_step: number | null }[];
       memory: { engine: string; method: string; depth: number; activation_peak_bytes: number; gpu_pool_bytes?: number }[];
-      matmuls: { product: string; engine: string; batch: number; m: number; n: number; k: number; ms: number; gflops: number }[];
+      matmuls: { product: string; engine: string; tiling?: string | null; batch: number; m: number; n: number; k: number; ms: number; gflops: number }[];
     };
     // Without torch, only the PyTorch parts may fail; everything of ours must have run.
     const torch = hasTorch(python);
@@ -73,10 +74,10 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, products, gpu.jso
       const [stock, ours] = ['tfjs-stock', 'sll'].map((e) => summary.steps.find((s) => s.case === c && s.engine === e)!);
       assert.ok(ours.dispatches_per_step < stock.dispatches_per_step, `${c}: ${ours.dispatches_per_step} vs ${stock.dispatches_per_step}`);
     }
-    // The step's products on their own: ours and tfjs's for each, PyTorch's when it runs, at the step's shapes.
-    const engines = torch ? ['sll', 'tfjs', 'torch'] : ['sll', 'tfjs'];
+    // The step's products on their own: ours in each tiling and tfjs's, PyTorch's when it runs, at the step's shapes.
+    const engines = [...MATMUL_TILINGS.map((t) => `sll ${t}`), 'tfjs', ...(torch ? ['torch'] : [])];
     assert.deepEqual(
-      summary.matmuls.map((r) => `${r.product}/${r.engine}@${r.batch}`).sort(),
+      summary.matmuls.map((r) => `${r.product}/${r.engine}${r.tiling ? ` ${r.tiling}` : ''}@${r.batch}`).sort(),
       ['forward-in', 'forward', 'weights-in', 'weights'].flatMap((p) => engines.map((e) => `${p}/${e}@16`)).sort(),
     );
     for (const r of summary.matmuls) {
@@ -84,7 +85,7 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, products, gpu.jso
       assert.deepEqual([r.m, r.n, r.k], shape, JSON.stringify(r));
       assert.ok(r.ms > 0 && r.gflops >= 0, JSON.stringify(r));
     }
-    assert.match(log, /product\s+batch\s+m x n x k\s+sll ms/);
+    assert.match(log, /product\s+batch\s+m x n x k\s+64x64\/4x4\s+128x64\/8x4\s+128x128\/8x8\s+tfjs/);
     const ours = summary.memory.filter((m) => m.engine === 'sll-webgpu');
     assert.deepEqual(ours.map((m) => `${m.method}@${m.depth}`), ['sll@2', 'sll@4', 'bp@2', 'bp@4']);
     for (const m of ours) assert.ok(m.activation_peak_bytes > 0 && m.gpu_pool_bytes! >= m.activation_peak_bytes, JSON.stringify(m));

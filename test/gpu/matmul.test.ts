@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
-import { useMatMul } from '../../src/gpu/matmul.js';
+import { MATMUL_TILINGS, useMatMul } from '../../src/gpu/matmul.js';
 import { MASKED_PRODUCT_KERNEL, maskedProduct, maskedProjection, type MaskDraw } from '../../src/objectives/projection.js';
 import { assertCloseNorm, randomArray } from '../native/helpers.js';
 import { webGpuForTests } from './setup.js';
@@ -67,6 +67,52 @@ test('matmul on webgpu: every transpose, bias and ReLU against float64, one disp
         tf.dispose([a, b, bias]);
       }
     }
+  }
+});
+
+test("matmul on webgpu: every tiling gives the default's products bit for bit (same sums, same order), masked too", { skip }, async () => {
+  await useBackend('webgpu');
+  // Past the edges of the larger tiles (128) and slices (16), and one entry.
+  const shapes: [number, number, number][] = [
+    [129, 130, 33],
+    [1, 1, 1],
+    [40, 257, 50],
+  ];
+  const draw: MaskDraw = { key: 777, keep: 0.5, value: 2 };
+  const products = async () => {
+    const out: Float32Array[] = [];
+    for (const [M, N, K] of shapes) {
+      // Each operand read both ways (k contiguous or not), and the mask: 3 pipelines a tiling (each takes
+      // SwiftShader a second or two to compile).
+      for (const [ta, tb] of [[false, false], [true, true]]) {
+        const a = tf.tensor2d(randomArray(M * K, M), ta ? [K, M] : [M, K]);
+        const b = tf.tensor2d(randomArray(K * N, N), tb ? [N, K] : [K, N]);
+        const bias = tf.tensor1d(randomArray(N, 4));
+        const cs = [
+          tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias, activation: 'relu' }),
+          ...(ta ? [] : [tf.engine().runKernel(MASKED_PRODUCT_KERNEL, { a, b }, { transposeB: tb, ...draw } as unknown as tf.NamedAttrMap) as tf.Tensor]),
+        ];
+        for (const c of cs) out.push((await c.data()) as Float32Array);
+        if (!ta && !tb) {
+          // One against float64, so that the default is right too and not only alike.
+          assertCloseNorm(out[out.length - 2], reference(await a.data() as Float32Array, await b.data() as Float32Array, M, N, K, false, false, await bias.data() as Float32Array, true), 1e-5, `[${M}, ${N}, ${K}]`);
+        }
+        tf.dispose([a, b, bias, ...cs]);
+      }
+    }
+    return out;
+  };
+  try {
+    useMatMul(true, MATMUL_TILINGS[0]);
+    const want = await products();
+    for (const tiling of MATMUL_TILINGS.slice(1)) {
+      useMatMul(true, tiling);
+      const got = await products();
+      got.forEach((g, i) => assert.deepEqual(g, want[i], `${tiling}: product ${i}`));
+    }
+    assert.throws(() => useMatMul(true, '32x32/2x2' as never), /not one of/);
+  } finally {
+    useMatMul(true);
   }
 });
 
