@@ -40,12 +40,13 @@ export interface WebGpuKernelOptions {
  * loaded (its kernels are wrapped).
  */
 export function useWebGpuKernels(on: boolean, options: WebGpuKernelOptions = {}): void {
+  // First: an unknown tiling is refused before anything is switched.
+  useMatMul(on && (options.matMul ?? true), options.matMulTiling);
   registerAdam('webgpu', on ? (lr, b1, b2, eps) => new WebGpuAdamOptimizer(lr, b1, b2, eps) : (lr, b1, b2, eps) => tf.train.adam(lr, b1, b2, eps));
   registerMomentum('webgpu', on ? (lr, momentum) => new WebGpuMomentumOptimizer(lr, momentum) : (lr, momentum) => tf.train.momentum(lr, momentum));
   registerUnitLossStats('webgpu', on ? webGpuUnitLossStats : null);
   registerMaskedProjection('webgpu', on ? webGpuMaskedProjection : null);
   useColumnSum(on);
   useFusedLayers(on);
-  useMatMul(on && (options.matMul ?? true), options.matMulTiling);
   useStack(on);
 }

@@ -192,13 +192,14 @@ function shapeOf({ a, b, bias, transposeA, transposeB, activation }: MatMulArgs)
 const wgsl = new Map<string, string>();
 
 /** The tiling products are recorded with (see {@link useMatMul}). */
-let tiling: MatMulTiling = MATMUL_TILINGS[0];
+let currentTiling: MatMulTiling = MATMUL_TILINGS[0];
 
 /** Records C = act(op(a) op(b) + bias) into a new tensor of the backend, or returns null for tfjs's kernel. */
 function record(kernelBackend: unknown, args: MatMulArgs): tf.TensorInfo | null {
   const shape = shapeOf(args);
   if (!shape) return null;
   const { M, N, K } = shape;
+  const tiling = currentTiling;
   const { rows, cols } = tilingSizes(tiling);
   const groups: [number, number] = [Math.ceil(N / cols), Math.ceil(M / rows)];
   if (groups[0] > MAX_WORKGROUPS || groups[1] > MAX_WORKGROUPS) return null;
@@ -262,12 +263,12 @@ const maskedProduct: KernelFunc = (args) => {
 /**
  * Puts this matmul in front of tfjs-webgpu's `BatchMatMul` and `_FusedMatMul` (on; the fused Dense layer,
  * {@link DENSE_KERNEL}, runs `_FusedMatMul`) and registers it as the masked product of the projection
- * heads ({@link MASKED_PRODUCT_KERNEL}), or leaves products to tfjs's programs (off). `with`: the tiling
+ * heads ({@link MASKED_PRODUCT_KERNEL}), or leaves products to tfjs's programs (off). `tiling`: the one
  * our products use from now on (default: the first of {@link MATMUL_TILINGS}). Needs tfjs-backend-webgpu loaded.
  */
-export function useMatMul(on: boolean, with_: MatMulTiling = MATMUL_TILINGS[0]): void {
-  if (!MATMUL_TILINGS.includes(with_)) throw new Error(`matmul tiling '${with_}' is not one of ${MATMUL_TILINGS.join(', ')}`);
-  tiling = with_;
+export function useMatMul(on: boolean, tiling: MatMulTiling = MATMUL_TILINGS[0]): void {
+  if (!MATMUL_TILINGS.includes(tiling)) throw new Error(`matmul tiling '${tiling}' is not one of ${MATMUL_TILINGS.join(', ')}`);
+  currentTiling = tiling;
   inFront('BatchMatMul', batchMatMul, on);
   inFront('_FusedMatMul', fusedMatMul, on);
   if (tf.getKernel(MASKED_PRODUCT_KERNEL, 'webgpu')) tf.unregisterKernel(MASKED_PRODUCT_KERNEL, 'webgpu');
