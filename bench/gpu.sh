@@ -140,7 +140,7 @@ mb = lambda b: "-" if b is None else f"{b / 2**20:.1f}"
 print(f"{'engine':11} {'method':6} {'depth':>5} {'activation peak MiB':>19} {'GPU pool MiB':>12}")
 for m in memory:
     print(f"{m['engine']:11} {m['method']:6} {m['depth']:5} {mb(m['activation_peak_bytes']):>19} {mb(m.get('gpu_pool_bytes')):>12}")
-# One column pair (ms, GFLOP/s) for each of our tilings, tfjs's program and PyTorch.
+# One column (ms and GFLOP/s) for each of our tilings, tfjs's program and PyTorch.
 label = lambda r: r["tiling"] if r.get("tiling") else r["engine"]
 engines = list(dict.fromkeys(label(r) for r in matmuls))
 print(f"{'product':10} {'batch':>5} {'m x n x k':>15} " + " ".join(f"{e:>20}" for e in engines))

@@ -226,7 +226,7 @@ async function main(): Promise<void> {
   const { adapter, counters } = await installWebGpu({ swiftShader: true, counters: true });
   await useBackend('webgpu');
   const name = describeAdapter(adapter);
-  if (adapter.architecture === 'swiftshader' && !values.count) process.stderr.write('bench:gpu: SwiftShader runs on the CPU; its times mean nothing (use --count)\n');
+  if (adapter.architecture === 'swiftshader' && !values.count) process.stderr.write(`bench:gpu: SwiftShader runs on the CPU; its times mean nothing${values.matmuls ? '' : ' (use --count)'}\n`);
 
   if (values.matmuls) {
     if (values.count) throw new Error('--matmuls times products: it has no --count');
