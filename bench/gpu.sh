@@ -58,7 +58,7 @@ if [ "${SLL_GPU_QUICK:-0}" = 1 ]; then
   batches=16; depths=2,4; width=64; mem_batch=16; timing=(--count --steps 1 --warmup 1); torch_steps=(--steps 1 --warmup 1)
   products=(--steps 1 --warmup 1)
 else
-  batches=128,1024; depths=2,4,8,16; width=1024; mem_batch=128; timing=(--steps 50 --warmup 10); torch_steps=(--steps 50 --warmup 10)
+  batches=128,1024; depths=2,4,8,16; width=1024; mem_batch=128; timing=(--steps 50 --warmup 20); torch_steps=(--steps 50 --warmup 20)
   products=(--steps 50 --warmup 5)
 fi
 node=("$B/node")

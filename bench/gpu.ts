@@ -11,8 +11,9 @@
  *   mlp-bp   the same MLP + a linear classifier, end-to-end backprop, Adam
  * (--width N: N units a layer instead of 1024; the counts do not depend on it)
  * at each batch size. The minibatch is uploaded once before the steps (a training run uploads one per
- * step, on top of the counts here). After W warm-up steps (shader compilation, buffer pools), S steps
- * (default 16) are counted and timed; the counts are per step (totals / S).
+ * step, on top of the counts here). After W warm-up steps (default 2; shader compilation in the first, then
+ * the buffer pool and bind groups that the steps need), S steps (default 16) are counted and timed; the
+ * counts are per step (totals / S).
  *
  * `engine` names what runs the step: "tfjs-stock" is the step with tfjs's own ops and tf.train.adam on
  * tfjs-backend-webgpu; "sll" is the library as it trains on webgpu (its fused kernels: Adam with a
@@ -28,7 +29,8 @@
  *
  * Output: a table on stdout; with --json, one JSON object per row instead:
  * {case, engine, batch, width, adapter, dispatches_per_step, uploads_per_step, uniform_writes_per_step,
- * readbacks_per_step, read_every, ms_per_step, host_ms_per_step}. Progress goes to stderr.
+ * readbacks_per_step, bind_groups_per_step, read_every, ms_per_step, host_ms_per_step}. Progress goes to
+ * stderr.
  *
  * host_ms_per_step is the time per step spent in the step's synchronous part: tfjs, the library and Dawn
  * recording and submitting the step's GPU work (garbage collection included), which the GPU then runs
@@ -76,6 +78,8 @@ export interface GpuBenchRow {
   uploads_per_step: number;
   uniform_writes_per_step: number;
   readbacks_per_step: number;
+  /** Bind groups made per step (each costs the host tens of microseconds; ours are made once and found again). */
+  bind_groups_per_step: number;
   /** Steps per read of the stats (SequentialEngine on this backend): one readback per that many steps. */
   read_every: number;
   ms_per_step: number | null;
@@ -166,10 +170,13 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
     for (let i = from; i < from + count; i++) yield { step: i, x: tf.clone(x), labels: tf.clone(labels), n: batch };
   }
   const run = (from: number, count: number) => engine.run(batches(from, count), async () => {}, () => true);
-  for (let i = 0; i < o.warmup; i++) {
+  // The first warm-up step alone (it compiles the shaders), the others as the timed ones run, so that the
+  // buffer pool holds what they need (a read's worth of stats) and their bind groups are made.
+  for (const [from, count] of o.warmup > 0 ? [[0, 1], [1, o.warmup - 1]] : []) {
+    if (count === 0) continue;
     const t0 = performance.now();
-    await run(i, 1);
-    log(`warm-up ${i + 1}/${o.warmup}: ${(performance.now() - t0).toFixed(0)} ms`);
+    await run(from, count);
+    log(`warm-up step${count > 1 ? `s ${from + 1}-${from + count}` : ` ${from + 1}`} of ${o.warmup}: ${((performance.now() - t0) / count).toFixed(0)} ms a step`);
   }
   counters.reset();
   hostMs = 0;
@@ -183,12 +190,13 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
   disposeHeaded(model);
   // Three decimals, so that a count over the S steps can be read back: 1 read in 16 steps is 0.063.
   const per = (n: number) => Math.round((n / o.steps) * 1000) / 1000;
-  log(`${o.steps} steps: ${ms.toFixed(0)} ms/step (host ${host.toFixed(1)}), ${per(c.dispatches)} dispatches, ${per(c.uploads)} uploads, ${per(c.uniformWrites)} uniform writes, ${per(c.readbacks)} readbacks, ${per(c.submits)} submits per step`);
+  log(`${o.steps} steps: ${ms.toFixed(0)} ms/step (host ${host.toFixed(1)}), ${per(c.dispatches)} dispatches, ${per(c.uploads)} uploads, ${per(c.uniformWrites)} uniform writes, ${per(c.readbacks)} readbacks, ${per(c.submits)} submits, ${per(c.bindGroups)} bind groups per step`);
   return {
     dispatches_per_step: per(c.dispatches),
     uploads_per_step: per(c.uploads),
     uniform_writes_per_step: per(c.uniformWrites),
     readbacks_per_step: per(c.readbacks),
+    bind_groups_per_step: per(c.bindGroups),
     read_every: engine.readEvery,
     ms_per_step: o.count ? null : Math.round(ms * 100) / 100,
     host_ms_per_step: Math.round(host * 100) / 100,
@@ -267,7 +275,7 @@ async function main(): Promise<void> {
     }
   }
   if (values.json) return;
-  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'read every', 'ms/step', 'host ms/step'];
+  const header = ['case', 'engine', 'batch', 'dispatches', 'uploads', 'uniform writes', 'readbacks', 'read every', 'bind groups', 'ms/step', 'host ms/step'];
   const ms = (x: number | null) => (x === null ? '-' : x.toFixed(1));
   const count = (x: number) => String(Math.round(x * 10) / 10);
   const table = rows.map((r) => [
@@ -279,6 +287,7 @@ async function main(): Promise<void> {
     count(r.uniform_writes_per_step),
     count(r.readbacks_per_step),
     String(r.read_every),
+    count(r.bind_groups_per_step),
     ms(r.ms_per_step),
     ms(r.host_ms_per_step),
   ]);

@@ -1,7 +1,8 @@
 /**
  * What a WebGPU step costs, counted at the API: compute dispatches, writes into GPU buffers (tensor data
- * apart from uniform/parameter blocks), readbacks and queue submissions. Counted by wrapping the methods
- * on the prototypes of the WebGPU classes, so every caller (tfjs-backend-webgpu, our own kernels) is seen.
+ * apart from uniform/parameter blocks), readbacks, queue submissions and bind groups made. Counted by
+ * wrapping the methods on the prototypes of the WebGPU classes, so every caller (tfjs-backend-webgpu, our
+ * own kernels) is seen.
  *
  * tfjs-backend-webgpu moves bytes to the GPU three ways (backend_webgpu.js): `queue.writeBuffer` into a
  * UNIFORM buffer for the shape/parameter block of every program it runs; tensor data through a STORAGE
@@ -25,6 +26,8 @@ export interface GpuCounts {
   readbacks: number;
   /** `GPUQueue.submit` calls. */
   submits: number;
+  /** `GPUDevice.createBindGroup`: each costs the host tens of microseconds (our dispatches find theirs again). */
+  bindGroups: number;
 }
 
 /** Live counters over every WebGPU call in this process (see {@link installGpuCounters}). */
@@ -37,6 +40,7 @@ export interface GpuCounters {
 
 /** The WebGPU classes whose methods are counted (as `globals` of the npm `webgpu` package, or a browser's globalThis). */
 export interface WebGpuClasses {
+  GPUDevice: { prototype: object };
   GPUComputePassEncoder: { prototype: object };
   GPUQueue: { prototype: object };
   GPUBuffer: { prototype: object };
@@ -44,7 +48,7 @@ export interface WebGpuClasses {
   GPUMapMode: { READ: number };
 }
 
-const zero = (): GpuCounts => ({ dispatches: 0, uploads: 0, uploadBytes: 0, uniformWrites: 0, readbacks: 0, submits: 0 });
+const zero = (): GpuCounts => ({ dispatches: 0, uploads: 0, uploadBytes: 0, uniformWrites: 0, readbacks: 0, submits: 0, bindGroups: 0 });
 const counts = zero();
 const installed = new WeakSet<object>();
 
@@ -70,7 +74,7 @@ function wrap(proto: object, name: string, before: (self: never, args: never[]) 
  * call each and stay for the process's life.
  */
 export function installGpuCounters(classes: WebGpuClasses): GpuCounters {
-  const { GPUComputePassEncoder, GPUQueue, GPUBuffer, GPUBufferUsage, GPUMapMode } = classes;
+  const { GPUDevice, GPUComputePassEncoder, GPUQueue, GPUBuffer, GPUBufferUsage, GPUMapMode } = classes;
   if (!installed.has(GPUQueue.prototype)) {
     installed.add(GPUQueue.prototype);
     type Buffer = { usage: number; size: number; mapState: string };
@@ -92,6 +96,7 @@ export function installGpuCounters(classes: WebGpuClasses): GpuCounters {
       countWrite(args[0] as Buffer, size !== undefined ? size * element : data.byteLength - ((args[3] as number | undefined) ?? 0) * element);
     });
     wrap(GPUQueue.prototype, 'submit', () => counts.submits++);
+    wrap(GPUDevice.prototype, 'createBindGroup', () => counts.bindGroups++);
     wrap(GPUBuffer.prototype, 'mapAsync', (_b, args: unknown[]) => {
       if (((args[0] as number) & GPUMapMode.READ) !== 0) counts.readbacks++;
     });

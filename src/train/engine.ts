@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { EpochSchedule, Trainer } from './trainer.js';
 import { optimizerState, restoreOptimizerState, type OptimizerState } from './optimizers.js';
+import { submitRecorded } from '../gpu/tfjs-webgpu.js';
 
 /** A minibatch numbered by its step; the engine disposes x and labels once the step is done. */
 export interface StepBatch {
@@ -94,6 +95,8 @@ export class SequentialEngine implements StepEngine {
         }
         pending.push({ step: b.step, n: b.n, stats: this.trainer.step(b.x, b.labels, b.step) });
         tf.dispose([b.x, b.labels]);
+        // On webgpu, each step's work submitted at its end, so that every step gets the same buffers.
+        submitRecorded();
         if (pending.length >= this.readEvery) await read();
       }
     } finally {
