@@ -170,13 +170,13 @@ export function recordDispatch(
 }
 
 /**
- * Submits the GPU work recorded so far, if the active backend is `webgpu` (elsewhere it does nothing). The
- * training engines call it at the end of every step. tfjs-backend-webgpu hands a freed buffer back to its pool
- * only when the work using it is submitted, and from its pool last-in first-out; so when the submits (every
- * WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches) fall at other points of each step, each step gets the same
- * buffers in another order and nearly every dispatch needs a new bind group (15 of the SLL MLP step's 22 on
- * SwiftShader). Submitted at each step's end, every step gets its buffers as the one before did, and
- * {@link bindGroup} finds its groups again.
+ * Submits the GPU work recorded so far, if the active backend is `webgpu` (elsewhere it does nothing).
+ * SequentialEngine calls it at the end of every step. tfjs-backend-webgpu takes a freed buffer back into its
+ * pool only when the work using it is submitted, and hands out the last one taken back first; so when the
+ * submits (every WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE dispatches) fall at other points of each step, each step
+ * gets the same buffers in another order and nearly every dispatch needs a new bind group (15 of the SLL MLP
+ * step's 22 on SwiftShader). Submitted at each step's end, every step gets its buffers as the one before
+ * did, and our dispatches find their bind groups again.
  */
 export function submitRecorded(): void {
   if (tf.getBackend() !== 'webgpu') return;
