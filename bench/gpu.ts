@@ -44,6 +44,8 @@
  * a card can be told apart into products and the rest, and the fastest tiling found:
  *   forward-in  relu(x [B, 784] W [784, N] + b)      forward  relu(h [B, N] W [N, N] + b)
  *   weights-in  x^T dz: [784, B] times [B, N]          weights  h^T dz: [N, B] times [B, N]
+ *   head        a unit's head, h [B, N] (M ⊙ R) [N, 10]: few columns, so few workgroups; ours draws the mask
+ *               M (keep 0.5) as it reads R, tfjs's is a product after a dispatch that draws M ⊙ R
  * (N: --width). Each product runs S times in a row (default 16) after W warm-up runs, then one entry of the
  * last is read: ms is the wall time per product, host_ms the time per product spent recording it. Rows:
  * {product, engine, tiling, batch, m, n, k, adapter, ms, host_ms, gflops}. bench/torch_ref.py --matmuls times the
@@ -58,6 +60,7 @@ import { resolveOptions } from '../src/recipe/options.js';
 import { buildModel, makeTrainer } from '../src/recipe/run.js';
 import { useWebGpuKernels } from '../src/gpu/kernels.js';
 import { MATMUL_TILINGS, type MatMulTiling } from '../src/gpu/matmul.js';
+import { maskedProduct } from '../src/objectives/projection.js';
 import { SequentialEngine, type StepBatch } from '../src/train/engine.js';
 import { disposeHeaded } from '../src/train/model.js';
 
@@ -104,12 +107,13 @@ export interface GpuMatMulRow {
   gflops: number;
 }
 
-const MATMULS = ['forward-in', 'forward', 'weights-in', 'weights'] as const;
+const MATMULS = ['forward-in', 'forward', 'weights-in', 'weights', 'head'] as const;
 type MatMulName = (typeof MATMULS)[number];
 
 /** The operands of product `name` at `batch` and `width` (784 inputs), as the MLP step multiplies them. */
 function matMulCase(name: MatMulName, batch: number, width: number): { a: number[]; b: number[]; transposeA: boolean; layer: boolean } {
   const fanIn = name.endsWith('-in') ? 784 : width;
+  if (name === 'head') return { a: [batch, width], b: [width, 10], transposeA: false, layer: false };
   return name.startsWith('forward')
     ? { a: [batch, fanIn], b: [fanIn, width], transposeA: false, layer: true }
     : { a: [batch, fanIn], b: [batch, width], transposeA: true, layer: false };
@@ -121,7 +125,11 @@ async function timeMatMul(name: MatMulName, batch: number, width: number, reps: 
   const a = tf.randomNormal(c.a, 0, 1, 'float32', 1);
   const b = tf.randomNormal(c.b, 0, 1, 'float32', 2);
   const bias = tf.randomNormal([width], 0, 1, 'float32', 3);
-  const run = () => (c.layer ? tf.fused.matMul({ a, b, bias, activation: 'relu' }) : tf.matMul(a, b, c.transposeA));
+  let draws = 0;
+  const run = () => {
+    if (name === 'head') return maskedProduct(a as tf.Tensor2D, b as tf.Tensor2D, { key: draws++, keep: 0.5, value: 2 });
+    return c.layer ? tf.fused.matMul({ a, b, bias, activation: 'relu' }) : tf.matMul(a, b, c.transposeA);
+  };
   // Reading one entry of the last product waits for all of them (one queue) without a large copy.
   const finish = async (last: tf.Tensor) => {
     const entry = tf.slice(last, [0, 0], [1, 1]);

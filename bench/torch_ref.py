@@ -338,7 +338,7 @@ CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit
 MLP_CASES = ("mlp-sll", "mlp-bp")
 
 
-MATMULS = ("forward-in", "forward", "weights-in", "weights")
+MATMULS = ("forward-in", "forward", "weights-in", "weights", "head")
 
 
 def matmul_rows(batch, width, device, reps, warmup):
@@ -348,7 +348,10 @@ def matmul_rows(batch, width, device, reps, warmup):
     for product in MATMULS:
         fan_in = 784 if product.endswith("-in") else width
         a = torch.randn(batch, fan_in, generator=gen).to(device)
-        if product.startswith("forward"):  # relu(a W + b), as a unit's layer
+        if product == "head":  # h (M * R), a unit's head (the mask drawn beforehand, as in mlp_sll's step)
+            r = masked(head(width, gen), gen).to(device)
+            run = lambda: a @ r
+        elif product.startswith("forward"):  # relu(a W + b), as a unit's layer
             w, bias = torch.randn(fan_in, width, generator=gen).to(device), torch.randn(width, generator=gen).to(device)
             run = lambda: F.relu(torch.addmm(bias, a, w))
         else:  # a^T dz, as a layer's weight gradient
@@ -363,7 +366,7 @@ def matmul_rows(batch, width, device, reps, warmup):
         sync()
         ms = (time.perf_counter() - t0) * 1000 / reps
         m, n = out.shape
-        k = fan_in if product.startswith("forward") else batch
+        k = batch if product.startswith("weights") else fan_in
         yield {"product": product, "engine": "torch", "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                "batch": batch, "m": m, "n": n, "k": k, "ms": round(ms, 3), "gflops": round(2 * m * n * k / (ms * 1e6), 1),
                "tf32": torch.backends.cuda.matmul.allow_tf32}

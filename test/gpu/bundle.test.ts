@@ -78,10 +78,10 @@ test('bench/gpu.sh runs the bundle alone: counts, memory rows, products, gpu.jso
     const engines = [...MATMUL_TILINGS.map((t) => `sll ${t}`), 'tfjs', ...(torch ? ['torch'] : [])];
     assert.deepEqual(
       summary.matmuls.map((r) => `${r.product}/${r.engine}${r.tiling ? ` ${r.tiling}` : ''}@${r.batch}`).sort(),
-      ['forward-in', 'forward', 'weights-in', 'weights'].flatMap((p) => engines.map((e) => `${p}/${e}@16`)).sort(),
+      ['forward-in', 'forward', 'weights-in', 'weights', 'head'].flatMap((p) => engines.map((e) => `${p}/${e}@16`)).sort(),
     );
     for (const r of summary.matmuls) {
-      const shape = { 'forward-in': [16, 64, 784], forward: [16, 64, 64], 'weights-in': [784, 64, 16], weights: [64, 64, 16] }[r.product];
+      const shape = { 'forward-in': [16, 64, 784], forward: [16, 64, 64], 'weights-in': [784, 64, 16], weights: [64, 64, 16], head: [16, 10, 64] }[r.product];
       assert.deepEqual([r.m, r.n, r.k], shape, JSON.stringify(r));
       assert.ok(r.ms > 0 && r.gflops >= 0, JSON.stringify(r));
     }
