@@ -73,7 +73,7 @@ export abstract class FusedAdamOptimizer extends tf.Optimizer {
    */
   protected abstract update(value: tf.Variable, m: tf.Variable, v: tf.Variable, gradient: tf.Tensor, step: AdamStep): void;
 
-  /** Called once per step after every variable's update (a GPU subclass submits its work here). */
+  /** Called once per step after every variable's update (a GPU subclass records its dispatches here). */
   protected endStep(): void {}
 
   override applyGradients(variableGradients: NamedGradients): void {
