@@ -3,6 +3,7 @@
 // ones, which is fine for the small tensors they see in an MLP step.
 #include "kernels.h"
 #include "parallel.h"
+#include "vecmath.h"
 
 #include <cblas.h>
 
@@ -448,21 +449,18 @@ void reduce(int op, const float* x, float* out, int64_t pre, int64_t red, int64_
 
 void softmax(const float* x, float* out, int64_t rows, int64_t cols, bool log) {
   for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * cols;
-    float* o = out + r * cols;
+    const float* RESTRICT xr = x + r * cols;
+    float* RESTRICT o = out + r * cols;
     float m = -std::numeric_limits<float>::infinity();
     for (int64_t j = 0; j < cols; j++) m = xr[j] > m ? xr[j] : m;
+    // The exponentials first (vectorised, vecmath.h), into o; then their sum, in double.
+    for (int64_t j = 0; j < cols; j++) o[j] = exp_f32(xr[j] - m);
     double s = 0;
+    for (int64_t j = 0; j < cols; j++) s += o[j];
     if (log) {
-      for (int64_t j = 0; j < cols; j++) s += std::exp(double(xr[j] - m));
       const float ls = float(std::log(s));
       for (int64_t j = 0; j < cols; j++) o[j] = (xr[j] - m) - ls;
     } else {
-      for (int64_t j = 0; j < cols; j++) {
-        const float e = std::exp(xr[j] - m);
-        o[j] = e;
-        s += e;
-      }
       const float inv = float(s);
       for (int64_t j = 0; j < cols; j++) o[j] = o[j] / inv;
     }
@@ -472,20 +470,33 @@ void softmax(const float* x, float* out, int64_t rows, int64_t cols, bool log) {
 // ---- Transformer: LayerNorm and GELU ----------------------------------------------------------
 
 namespace {
+// Row sums in kLanes independent partial sums, added in a fixed order at the end: a single running sum
+// is a chain of dependent adds that GCC may not reorder (and so does not vectorise).
+constexpr int kLanes = 8;
+
+template <class F>
+inline double lane_sum(int64_t n, F f) {
+  double acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; l++) acc[l] += f(j + l);
+  double s = 0;
+  for (; j < n; j++) s += f(j);
+  for (int l = 0; l < kLanes; l++) s += acc[l];
+  return s;
+}
+
 // Rows [lo, hi) of the LayerNorm forward pass; mean and variance accumulated in double.
 void layer_norm_rows(const float* x, const float* gamma, const float* beta, float* y, float* mean,
                      float* rstd, int64_t lo, int64_t hi, int64_t cols, float eps) {
   for (int64_t r = lo; r < hi; r++) {
     const float* RESTRICT xr = x + r * cols;
     float* RESTRICT yr = y + r * cols;
-    double s = 0;
-    for (int64_t j = 0; j < cols; j++) s += xr[j];
-    const double m = s / double(cols);
-    double v = 0;
-    for (int64_t j = 0; j < cols; j++) {
+    const double m = lane_sum(cols, [&](int64_t j) { return double(xr[j]); }) / double(cols);
+    const double v = lane_sum(cols, [&](int64_t j) {
       const double d = double(xr[j]) - m;
-      v += d * d;
-    }
+      return d * d;
+    });
     const float mf = float(m);
     const float inv = float(1.0 / std::sqrt(v / double(cols) + double(eps)));
     for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - mf) * inv * gamma[j] + beta[j];
@@ -496,22 +507,21 @@ void layer_norm_rows(const float* x, const float* gamma, const float* beta, floa
 
 // Rows [lo, hi) of the LayerNorm backward pass: dx, and this block's sums for dgamma and dbeta.
 void layer_norm_grad_rows(const float* dy, const float* x, const float* gamma, const float* mean,
-                          const float* rstd, float* dx, double* dgamma, double* dbeta, int64_t lo,
-                          int64_t hi, int64_t cols) {
+                          const float* rstd, float* dx, double* RESTRICT dgamma, double* RESTRICT dbeta,
+                          int64_t lo, int64_t hi, int64_t cols) {
   for (int64_t r = lo; r < hi; r++) {
     const float* RESTRICT dyr = dy + r * cols;
     const float* RESTRICT xr = x + r * cols;
     float* RESTRICT dxr = dx + r * cols;
     const float m = mean[r], inv = rstd[r];
-    double sg = 0, sgx = 0;
     for (int64_t j = 0; j < cols; j++) {
-      const double xhat = double((xr[j] - m) * inv);
-      const double g = double(dyr[j]) * gamma[j];
-      sg += g;
-      sgx += g * xhat;
-      dgamma[j] += double(dyr[j]) * xhat;
+      dgamma[j] += double(dyr[j]) * double((xr[j] - m) * inv);
       dbeta[j] += dyr[j];
     }
+    const double sg = lane_sum(cols, [&](int64_t j) { return double(dyr[j]) * gamma[j]; });
+    const double sgx = lane_sum(cols, [&](int64_t j) {
+      return double(dyr[j]) * gamma[j] * double((xr[j] - m) * inv);
+    });
     const double mg = sg / double(cols), mgx = sgx / double(cols);
     for (int64_t j = 0; j < cols; j++) {
       const double xhat = double((xr[j] - m) * inv);
@@ -560,19 +570,18 @@ void layer_norm_grad(const float* dy, const float* x, const float* gamma, const 
 }
 
 namespace {
-constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 
+// GELU(x) = x Phi(x), with Phi from vecmath.h's erfc (vectorised; libm's std::erf is scalar).
 void gelu_serial(const float* RESTRICT x, float* RESTRICT y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * normal_cdf_f32(x[i]);
 }
 
 // d/dx x Phi(x) = Phi(x) + x phi(x).
 void gelu_grad_serial(const float* RESTRICT dy, const float* RESTRICT x, float* RESTRICT dx, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
-    const float cdf = 0.5f * (1.0f + std::erf(x[i] * kInvSqrt2));
-    const float pdf = kInvSqrt2Pi * std::exp(-0.5f * x[i] * x[i]);
-    dx[i] = dy[i] * (cdf + x[i] * pdf);
+    const float pdf = kInvSqrt2Pi * exp_f32(-0.5f * x[i] * x[i]);
+    dx[i] = dy[i] * (normal_cdf_f32(x[i]) + x[i] * pdf);
   }
 }
 }  // namespace
