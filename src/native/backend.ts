@@ -164,10 +164,11 @@ export function nativeThreads(): number {
 
 /** Arrays this long (128 KiB) and longer are recycled by the backend's pool; shorter ones come from malloc cheaply. */
 const POOL_MIN_LENGTH = 32 * 1024;
-/** At most this many bytes of free arrays are kept for reuse, per backend (per worker thread). */
-const POOL_MAX_BYTES = 512 * 1024 * 1024;
-/** At most this many free arrays of one length. */
-const POOL_MAX_PER_LENGTH = 16;
+/**
+ * The pool keeps free arrays up to this many bytes, or up to the most bytes of its arrays ever in use at once
+ * if that is more (per backend, so per worker thread).
+ */
+const POOL_MIN_CAP_BYTES = 512 * 1024 * 1024;
 
 /**
  * tfjs's cpu backend with the native kernels, and a pool of the large Float32Arrays those kernels write.
@@ -176,6 +177,13 @@ const POOL_MAX_PER_LENGTH = 16;
  * it (a 4 MiB weight gradient: ~2 ms; with two threads writing, the faults serialise), and a training step
  * makes the same arrays every step. So the kernels take their outputs from `allocFloat32`, and an array goes
  * back to the pool when the last tensor whose storage is in its buffer is disposed.
+ *
+ * How much it keeps: free arrays up to the most bytes of pooled arrays that were ever in use at once (at least
+ * 512 MiB). A training step's arrays all come back at its end, and the next step needs them all again: a
+ * ViT unit's step holds ~780 MB of them at its peak (73 arrays of one length), and a smaller cap (it was 512
+ * MiB and 16 arrays a length) made it allocate ~275 MB afresh every step, and the garbage collector run
+ * several full collections a step to free them. Since the free arrays are at most what was once in use,
+ * keeping them does not raise the process's peak memory for a workload that repeats.
  *
  * Safety: only arrays the pool made are ever recycled (never one a user passed to `tf.tensor`); a buffer is
  * counted once per data entry that holds it or a view of it (a cpu kernel's slice may be a subarray of its
@@ -191,6 +199,9 @@ export class NativeBackend extends MathBackendCPU {
    */
   private owners = new WeakMap<ArrayBufferLike, number>();
   private pooledBytes = 0;
+  /** Bytes of the pool's arrays held by data entries now, and the most there ever were. */
+  private liveBytes = 0;
+  private peakLiveBytes = 0;
 
   constructor() {
     super();
@@ -228,10 +239,11 @@ export class NativeBackend extends MathBackendCPU {
     return this.pooledBytes;
   }
 
-  /** Drops every free array (they are garbage-collected as usual). */
+  /** Drops every free array (they are garbage-collected as usual), and the pool's memory of its peak use. */
   emptyPool(): void {
     this.pool.clear();
     this.pooledBytes = 0;
+    this.peakLiveBytes = this.liveBytes;
   }
 
   override write(values: backend_util.BackendValues, shape: number[], dtype: tf.DataType): tf.DataId {
@@ -267,15 +279,21 @@ export class NativeBackend extends MathBackendCPU {
   }
 
   override dispose(): void {
-    this.emptyPool();
     this.owners = new WeakMap();
+    this.liveBytes = 0;
+    this.emptyPool();
     super.dispose();
   }
 
   private retain(values: backend_util.BackendValues | undefined | null): void {
     if (!ArrayBuffer.isView(values)) return;
     const n = this.owners.get(values.buffer);
-    if (n !== undefined) this.owners.set(values.buffer, n + 1);
+    if (n === undefined) return;
+    this.owners.set(values.buffer, n + 1);
+    if (n === 0) {
+      this.liveBytes += values.buffer.byteLength;
+      this.peakLiveBytes = Math.max(this.peakLiveBytes, this.liveBytes);
+    }
   }
 
   private release(values: backend_util.BackendValues | undefined | null): void {
@@ -288,9 +306,10 @@ export class NativeBackend extends MathBackendCPU {
       return;
     }
     this.owners.delete(buffer);
+    if (n === 1) this.liveBytes -= buffer.byteLength;
     const whole = new Float32Array(buffer);
     const free = this.pool.get(whole.length) ?? [];
-    if (free.length >= POOL_MAX_PER_LENGTH || this.pooledBytes + whole.byteLength > POOL_MAX_BYTES) return;
+    if (this.pooledBytes + whole.byteLength > Math.max(POOL_MIN_CAP_BYTES, this.peakLiveBytes)) return;
     free.push(whole);
     this.pool.set(whole.length, free);
     this.pooledBytes += whole.byteLength;
@@ -298,7 +317,11 @@ export class NativeBackend extends MathBackendCPU {
 
   /** Values handed out of the backend stay their holder's: never recycled. */
   private expose(values: backend_util.BackendValues | undefined | null): void {
-    if (ArrayBuffer.isView(values)) this.owners.delete(values.buffer);
+    if (!ArrayBuffer.isView(values)) return;
+    const n = this.owners.get(values.buffer);
+    if (n === undefined) return;
+    this.owners.delete(values.buffer);
+    if (n > 0) this.liveBytes -= values.buffer.byteLength;
   }
 }
 

@@ -93,6 +93,22 @@ test('outputs that need zeros get them from recycled memory (pad)', async () => 
   tf.dispose([a, x, padded]);
 });
 
+test('a step holding many arrays of one length at once gets all of them back from the pool the next time', async () => {
+  const backend = await nativeBackend();
+  backend.emptyPool();
+  const a = tf.fill([N], 1);
+  const burst = () => Array.from({ length: 40 }, (_, i) => tf.add(a, i));
+  const first = burst();
+  const buffers = new Set(first.map((t) => storage(backend, t).buffer));
+  tf.dispose(first);
+  assert.equal(backend.pooledByteCount(), 40 * N * 4, 'all 40 came back (a cap of 16 a length kept 16)');
+  const second = burst();
+  assert.ok(second.every((t) => buffers.has(storage(backend, t).buffer)), 'and all 40 were used again');
+  assert.equal(backend.pooledByteCount(), 0);
+  assert.deepEqual(Array.from(second[39].dataSync().subarray(0, 2)), [40, 40]);
+  tf.dispose([a, ...second]);
+});
+
 test('the pool stays bounded over repeated steps and tensors do not leak', async () => {
   const backend = await nativeBackend();
   const w = tf.variable(tf.randomNormal([512, 512]));
