@@ -1,6 +1,7 @@
 // Float32 compute kernels of the sll_native addon (see kernels.h). Loops are written so that GCC
 // vectorises them (restrict pointers, no early exits); transcendental functions are the scalar libm
-// ones, which is fine for the small tensors they see in an MLP step.
+// ones, fine for the small tensors they see in an MLP step, except in GELU and softmax, whose tensors are
+// large in a transformer: those use vecmath.h's, which vectorise.
 #include "kernels.h"
 #include "parallel.h"
 #include "vecmath.h"

@@ -181,7 +181,7 @@ const POOL_MIN_CAP_BYTES = 512 * 1024 * 1024;
  * How much it keeps: free arrays up to the most bytes of pooled arrays that were ever in use at once (at least
  * 512 MiB). A training step's arrays all come back at its end, and the next step needs them all again: a
  * ViT unit's step holds ~780 MB of them at its peak (73 arrays of one length), and a smaller cap (it was 512
- * MiB and 16 arrays a length) made it allocate ~275 MB afresh every step, and the garbage collector run
+ * MiB and 16 arrays a length) made it allocate ~275 MB afresh every step, and the garbage collector ran
  * several full collections a step to free them. Since the free arrays are at most what was once in use,
  * keeping them does not raise the process's peak memory for a workload that repeats.
  *
