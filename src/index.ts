@@ -45,6 +45,7 @@ export * from './train/config.js';
 export { DivergenceError, assertFiniteStats, assertFiniteWeights } from './train/divergence.js';
 export { SequentialEngine, statsReadEvery, type StepBatch, type StepEngine } from './train/engine.js';
 export { evaluate, unitActivity, type EvaluateOptions, type Evaluation, type UnitActivity } from './train/evaluate.js';
+export { linearProbe, type ProbeOptions, type ProbeResult } from './train/probe.js';
 export {
   FitInterrupted,
   fit,

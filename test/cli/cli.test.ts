@@ -88,6 +88,18 @@ test('sll train writes summary.json, metrics.jsonl and a model that sll evaluate
   assert.ok(result.unit_zero_fraction.every((z: number) => z >= 0 && z <= 1));
   assert.ok(result.unit_active_channels.every((c: number) => Number.isInteger(c) && c >= 0));
   assert.match(e.stdout, /unit 2: \d+\.\d+%, output \d+\.\d+% zeros, \d+\/\d+ channels ever active/);
+
+  // Linear probes beside the fixed heads: a trained readout of the same features does at least as well here.
+  const p = sll('evaluate', '--model-dir', out, '--probe', '--probe-epochs', '2', '--train-limit', '500');
+  assert.equal(p.code, 0, p.stderr);
+  const probed = JSON.parse(p.stdout.trim().split('\n').at(-1)!);
+  assert.equal(probed.probe_epochs, 2);
+  assert.equal(probed.probe_train_examples, 500);
+  assert.deepEqual(probed.unit_test_accuracy, summary.unit_test_accuracy);
+  assert.equal(probed.unit_probe_accuracy.length, 2);
+  assert.ok(probed.unit_probe_accuracy.every((a: number) => a > 0.5 && a <= 1), `probes ${probed.unit_probe_accuracy}`);
+  assert.match(p.stdout, /unit 2: \d+\.\d+%, probe \d+\.\d+% \(64 features\), output/);
+  assert.match(p.stderr, /probe epoch 2\/2: train \d+\.\d+% \d+\.\d+%/);
 });
 
 test('sll train --out into an unwritable place exits 2', () => {

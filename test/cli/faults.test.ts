@@ -213,6 +213,8 @@ test('user mistakes end with exit 2 and a message, never a stack trace', () => {
     [['train', '--out', '/proc/sll-x'], 2, /--out \/proc\/sll-x cannot be written: ENOENT/],
     [['evaluate', '--model-dir', bare], 2, /has no summary\.json, run\.json or checkpoint state\.json .*: give --dataset/],
     [['evaluate', '--model-dir', path.join(bare, 'nope')], 2, /no such folder/],
+    [['evaluate', '--model-dir', run, '--probe-epochs', '3'], 2, /--probe-epochs needs --probe/],
+    [['evaluate', '--model-dir', run, '--probe', '--probe-epochs', '0'], 2, /--probe-epochs must be at least 1/],
     [['train', '--resume', run], 0, /checkpoint .* is damaged \(state\.json does not hold a checkpoint's record\); trying the previous one/],
   ];
   for (const [args, code, message] of cases) {
