@@ -13,10 +13,10 @@ export interface Normalization {
   readonly std: readonly number[];
 }
 
-/** A network and its projection heads: the SLL model (a BP-trained network keeps heads too, unused). */
+/** A network and its projection heads: the SLL model (a BP-trained network has none: its classifier reads the last unit). */
 export interface HeadedNetwork {
   readonly network: Network;
-  /** R_i for each unit i (also kept for a BP network, so both can be probed the same way). */
+  /** R_i for each unit i; empty for a BP network. */
   readonly heads: readonly ProjectionHead[];
   /** R_0 of the first unit's parent when that parent is a projection of the input x; else null. */
   readonly inputHead: ProjectionHead | null;

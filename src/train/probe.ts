@@ -3,13 +3,15 @@
  * Where a probe beats its head, the unit's representation holds more than the fixed readout uses; where the
  * probes of later units stop rising, the representation itself has stopped gaining (the information that
  * layer-wise training discards cannot be read back by any readout). It works alike for SLL and BP networks,
- * whose units carry heads too, so both can be compared layer by layer.
+ * so both can be compared layer by layer: a network without heads (BP) is read as default heads would read
+ * it (a conv unit's maps pooled to at most CONV_PROJ_DIM features, a dense unit's output whole, not centred).
  */
 import * as tf from '@tensorflow/tfjs';
 import { batchSource, type TrainingData } from '../data/source.js';
 import { applyUnit } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
-import type { HeadedNetwork } from './model.js';
+import { resolveSllStrategy } from './config.js';
+import { attachHeads, disposeHeads, type HeadedNetwork } from './model.js';
 
 /** Options of {@link linearProbe}. */
 export interface ProbeOptions {
@@ -42,12 +44,15 @@ export interface ProbeResult {
  * for every unit at once, on `train` with the network fixed (inference mode), and scores it on `test`.
  */
 export async function linearProbe(model: HeadedNetwork, train: TrainingData, test: TrainingData, opts: ProbeOptions = {}): Promise<ProbeResult> {
-  const { network, heads } = model;
+  const { network } = model;
   const K = network.spec.numClasses;
   const epochs = opts.epochs ?? 5;
   const batchSize = opts.batchSize ?? 256;
   if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`linearProbe: epochs must be a positive integer (got ${epochs})`);
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`linearProbe: batchSize must be a positive integer (got ${batchSize})`);
+  // Only the heads' features are read (pooling and centring), never their R.
+  const readers = model.heads.length > 0 ? null : attachHeads(network, resolveSllStrategy({}, network.units.length));
+  const heads = readers?.heads ?? model.heads;
   const numClasses = opts.numClasses ?? K;
   const features = (x: tf.Tensor): tf.Tensor2D[] => {
     let h = x;
@@ -108,5 +113,6 @@ export async function linearProbe(model: HeadedNetwork, train: TrainingData, tes
   } finally {
     tf.dispose([...weights, ...biases]);
     optimizers.forEach((o) => o.dispose());
+    if (readers) disposeHeads(readers);
   }
 }

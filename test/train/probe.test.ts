@@ -71,7 +71,7 @@ test('linearProbe: one full-batch Adam step from zero weights predicts as a floa
   disposeHeaded(model);
 });
 
-test('linearProbe: reads labels a linear function of the input far better than the fixed head, and leaks no tensor', async () => {
+test('linearProbe: reads labels a linear function of the input far better than the fixed head, in SLL and BP networks, and leaks no tensor', async () => {
   const { model } = smallModel({ model: 'mlp', layers: 2, width: 256 });
   const a = new Rng(9);
   const A = Array.from({ length: 36 }, () => Array.from({ length: CLASSES }, () => normal(a)));
@@ -93,6 +93,16 @@ test('linearProbe: reads labels a linear function of the input far better than t
     assert.ok(got.unitTrainAccuracy[u] > 0.7, `unit ${u + 1}'s probe, training: ${got.unitTrainAccuracy[u]}`);
   });
   await assert.rejects(linearProbe(model, { x: train.x, y: train.y }, { x: test.x, y: test.y }, { epochs: 0 }), /epochs must be a positive integer/);
+
+  // A BP network has no heads: its units are read as default heads would read them, made and disposed here.
+  const bp = smallModel({ model: 'mlp', layers: 2, width: 256, method: 'bp' }).model;
+  assert.equal(bp.heads.length, 0);
+  const tensorsBefore = tf.memory().numTensors;
+  const bpProbe = await linearProbe(bp, { x: train.x, y: train.y }, { x: test.x, y: test.y }, { epochs: 8, batchSize: 64, lr: 0.01 });
+  assert.equal(tf.memory().numTensors, tensorsBefore, 'no tensor leaks');
+  assert.deepEqual(bpProbe.unitFeatures, [256, 256]);
+  bpProbe.unitAccuracy.forEach((acc, u) => assert.ok(acc > 0.65, `BP unit ${u + 1}'s probe: ${acc}`));
   tf.dispose([train.x, train.y, test.x, test.y]);
   disposeHeaded(model);
+  disposeHeaded(bp);
 });
