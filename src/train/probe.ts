@@ -67,6 +67,9 @@ export async function linearProbe(model: HeadedNetwork, train: TrainingData, tes
   const biases = tf.tidy(() => unitFeatures.map(() => tf.variable(tf.zeros([K]))));
   const optimizers = unitFeatures.map(() => tf.train.adam(opts.lr ?? 1e-3));
   const logits = (f: tf.Tensor2D, i: number) => tf.add(tf.matMul(f, weights[i]), biases[i]) as tf.Tensor2D;
+  // [units]: how many of the batch each probe classifies correctly.
+  const hitsOf = (f: tf.Tensor2D[], labels: tf.Tensor1D) =>
+    tf.stack(f.map((fi, i) => tf.sum(tf.cast(tf.equal(tf.argMax(logits(fi, i), 1), labels), 'float32'))));
   try {
     const trainSource = batchSource(train, { numClasses });
     let unitTrainAccuracy: number[] = [];
@@ -76,17 +79,10 @@ export async function linearProbe(model: HeadedNetwork, train: TrainingData, tes
       for await (const batch of trainSource.batches({ batchSize, shuffle: true, seed: opts.seed ?? 0, epoch })) {
         const f = tf.tidy(() => features(batch.x));
         const targets = tf.tidy(() => tf.oneHot(batch.labels, K).toFloat() as tf.Tensor2D);
-        const hits = f.map((fi, i) => {
-          let hit: tf.Tensor | null = null;
-          optimizers[i].minimize(() => {
-            const v = logits(fi, i);
-            hit = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(v, 1), batch.labels), 'float32')));
-            return predictionLoss(v, targets);
-          }, false, [weights[i], biases[i]]);
-          return hit as unknown as tf.Tensor;
-        });
-        const next = tf.tidy(() => tf.add(correct, tf.stack(hits)));
-        tf.dispose([correct, ...hits, ...f, targets, batch.x, batch.labels]);
+        // Training accuracy of the probes as they stand before this batch's update.
+        const next = tf.tidy(() => tf.add(correct, hitsOf(f, batch.labels)));
+        f.forEach((fi, i) => optimizers[i].minimize(() => predictionLoss(logits(fi, i), targets), false, [weights[i], biases[i]]));
+        tf.dispose([correct, ...f, targets, batch.x, batch.labels]);
         correct = next;
         seen += batch.n;
       }
@@ -99,9 +95,7 @@ export async function linearProbe(model: HeadedNetwork, train: TrainingData, tes
     let correct = tf.zeros([unitFeatures.length]);
     let seen = 0;
     for await (const batch of batchSource(test, { numClasses }).batches({ batchSize: 500, shuffle: false, seed: 0, epoch: 0 })) {
-      const next = tf.tidy(() =>
-        tf.add(correct, tf.stack(features(batch.x).map((fi, i) => tf.sum(tf.cast(tf.equal(tf.argMax(logits(fi, i), 1), batch.labels), 'float32'))))),
-      );
+      const next = tf.tidy(() => tf.add(correct, hitsOf(features(batch.x), batch.labels)));
       tf.dispose([correct, batch.x, batch.labels]);
       correct = next;
       seen += batch.n;
