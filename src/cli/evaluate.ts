@@ -7,7 +7,7 @@ import { readCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/model-files.js';
 import { readRunRecord } from '../io/run-folder.js';
 import { readRunSummary } from '../io/runs.js';
-import { OptionError, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { loadRunData } from '../recipe/run.js';
 import { evaluate, unitActivity } from '../train/evaluate.js';
 import { linearProbe } from '../train/probe.js';
@@ -38,9 +38,8 @@ export const evaluateCommand: Command = {
     const dir = values.modelDir as string;
     const recorded = readRecordedOptions(dir, values.dataset !== undefined);
     const probe = values.probe === true;
-    if (!probe && (values.probeEpochs !== undefined || values.trainLimit !== undefined)) {
-      throw new OptionError(values.probeEpochs !== undefined ? 'probeEpochs' : 'trainLimit', `--${values.probeEpochs !== undefined ? 'probe-epochs' : 'train-limit'} needs --probe`);
-    }
+    const probeOnly = (['probeEpochs', 'trainLimit'] as const).find((k) => values[k] !== undefined);
+    if (!probe && probeOnly) throw new OptionError(probeOnly, `${flagName(probeOnly)} needs --probe`);
     const probeEpochs = (values.probeEpochs as number | undefined) ?? 5;
     if (probeEpochs < 1) throw new OptionError('probeEpochs', `--probe-epochs must be at least 1 (got ${probeEpochs})`);
     const o = resolveOptions({
