@@ -2,7 +2,8 @@
  * One measurement of `npm run bench:speed`: times training steps of one case on one tfjs engine, in a
  * process of its own so that the engine's thread settings start clean. Run by bench/speed.ts; by hand:
  *
- *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp --engine native|wasm|cpu
+ *   node dist/bench/speed-step.js --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp|vgg11-bn-step|vgg11-bn-bp
+ *     --engine native|wasm|cpu
  *     [--threads T] [--steps S] [--warmup W] [--json] [--profile]
  *
  * --profile: after the timed steps, one more step under tf.profile, its kernels summed by name and listed,
@@ -21,7 +22,8 @@
  * - vgg11-step: one SLL step of the library's VGG-11 at half width (`--width-mult 0.5`: 32-64-128-128-256-256-
  *   256-256 channels, 8 units) on 28x28x1 inputs, batch 128, keep 0.5, lambda 1, Adam 1e-3 per unit; every head
  *   pools its unit's output to s x s x C with s*s*C <= 4096. vgg11-bp: the same network and a linear classifier,
- *   end-to-end backprop, one Adam.
+ *   end-to-end backprop, one Adam. vgg11-bn-step, vgg11-bn-bp: the same with batch norm (`--batch-norm`)
+ *   between each conv and its ReLU, in training mode.
  * - vit-unit: one SLL^{2+} unit of the library's ViT: patch embedding (4x4 patches of 32x32x3 images: 64
  *   tokens + the class token) and two pre-norm blocks, width 192, 3 heads, MLP 4x, head on the class token,
  *   keep 0.5, K = 10, batch 128, Adam 1e-3 (buildModel + makeTrainer(...).step, the real code path).
@@ -42,7 +44,7 @@ import { applyUnit, unitVariables } from '../src/models/network.js';
 import { buildConvStack } from '../src/models/conv.js';
 import { makeOptimizer } from '../src/train/optimizers.js';
 
-export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp'] as const;
+export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp', 'vgg11-bn-step', 'vgg11-bn-bp'] as const;
 export type CaseName = (typeof CASES)[number];
 
 /** One timed training step; returns the per-unit total losses as a tensor the caller reads and disposes. */
@@ -95,8 +97,8 @@ function mlpCase(method: 'sll' | 'bp', backend: BackendName, threads: number): S
 }
 
 /** VGG-11 at half width on 28x28x1 inputs (the Fashion-MNIST recipe's network), batch 128. */
-function vggCase(method: 'sll' | 'bp', backend: BackendName, threads: number): Setup {
-  return libraryCase({ model: 'vgg11', widthMult: 0.5, backend, method, threads }, [28, 28, 1]);
+function vggCase(method: 'sll' | 'bp', backend: BackendName, threads: number, batchNorm = false): Setup {
+  return libraryCase({ model: 'vgg11', widthMult: 0.5, backend, method, threads, batchNorm }, [28, 28, 1]);
 }
 
 function vitCase(backend: BackendName, threads: number): Setup {
@@ -197,7 +199,7 @@ async function main(): Promise<void> {
   const setup =
     name === 'conv-unit' ? convCase()
     : name === 'vit-unit' ? vitCase(engine, threads)
-    : name === 'vgg11-step' || name === 'vgg11-bp' ? vggCase(name === 'vgg11-bp' ? 'bp' : 'sll', engine, threads)
+    : name.startsWith('vgg11-') ? vggCase(name.endsWith('-bp') ? 'bp' : 'sll', engine, threads, name.includes('-bn-'))
     : mlpCase(name === 'mlp-bp' ? 'bp' : 'sll', engine, threads);
   const times: number[] = [];
   let firstLoss: number[] = [];

@@ -1,6 +1,6 @@
 /**
  * npm run bench:speed [-- --json] [--repeats R] [--steps S] [--warmup W] [--threads 1,2]
- *   [--cases mlp-sll,mlp-bp,conv-unit,vit-unit,vgg11-step,vgg11-bp] [--engines native,wasm,torch] [--timeout SECONDS]
+ *   [--cases mlp-sll,mlp-bp,conv-unit,vit-unit,vgg11-step,vgg11-bp,vgg11-bn-step,vgg11-bn-bp] [--engines native,wasm,torch] [--timeout SECONDS]
  *   [--torch-blas-threads best|1|same] [--omp-wait-policy PASSIVE|ACTIVE] [--python /usr/bin/python3] [--verbose]
  *
  * Milliseconds per training step of our engines (`native`, `wasm`) against PyTorch on the same math
@@ -11,6 +11,7 @@
  *   vit-unit   one SLL^{2+} ViT unit: patch embedding + 2 blocks, width 192, 3 heads, 65 tokens, batch 128, Adam
  *   vgg11-step one SLL step of VGG-11 at half width on 28x28x1 (8 local units), batch 128, Adam per unit
  *   vgg11-bp   the same VGG-11 + a linear classifier, end-to-end backprop, Adam
+ *   vgg11-bn-step, vgg11-bn-bp  the two above with batch norm between each conv and its ReLU
  * The default cases are all but vit-unit (which takes minutes per measurement: --cases vit-unit).
  *
  * Every measurement (case, engine, threads) runs in a fresh child process so that thread settings start
@@ -43,7 +44,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp'] as const;
+const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp', 'vgg11-bn-step', 'vgg11-bn-bp'] as const;
 const ENGINES = ['native', 'wasm', 'torch'] as const;
 type Engine = (typeof ENGINES)[number];
 

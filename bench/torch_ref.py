@@ -2,7 +2,7 @@
 """PyTorch reference for `npm run bench:speed`: the same three cases as bench/speed-step.ts, in plain
 PyTorch (float32, CPU). Run with Debian's interpreter, which has python3-torch (1.13):
 
-    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp [--threads T] [--steps S] [--warmup W]
+    /usr/bin/python3 bench/torch_ref.py --case mlp-sll|mlp-bp|conv-unit|vit-unit|vgg11-step|vgg11-bp|vgg11-bn-step|vgg11-bn-bp [--threads T] [--steps S] [--warmup W]
 
 The mlp cases also run on a GPU for bench/gpu.sh: `--device cuda [--batch B]` times them there (masks drawn on
 the GPU), and `--device cuda --memory-depths 2,4,8,16` prints the peak CUDA memory of one step at each depth
@@ -33,7 +33,8 @@ Cases (same shapes, masks and losses as ours; initial weights differ):
   SLL unit per conv layer (conv3x3 + ReLU [+ 2x2 max-pool with ceil_mode, as tfjs's 'same' pooling]), each head
   adaptive-average-pooling its unit's output to s x s x C with s*s*C <= 4096 (read whole when it fits), masked R,
   eq. (5) against the previous unit's logits, Adam per unit. vgg11-bp: the same network, a Linear(256, 10)
-  classifier of h_8, end-to-end CE, one Adam.
+  classifier of h_8, end-to-end CE, one Adam. vgg11-bn-step, vgg11-bn-bp: the same with batch norm between
+  each conv (then without bias) and its ReLU, in training mode (batch statistics).
 
 Prints one JSON line on stdout: {case, engine: "torch", threads, steps_ms, first_loss}; progress on stderr.
 """
@@ -200,29 +201,37 @@ def pool_side(h, w, c, pool_dim=POOL_DIM):
     return None if side == h and side == w else side
 
 
-def vgg_units(gen, size=28, channels=1):
-    """The library's VGG-11 at half width as units: conv3x3 'same' + ReLU [+ 2x2 max-pool rounding up, as
-    tfjs's 'same' pooling: 28-14-7-4-2-1], each with its head's pooling side and R."""
+def vgg_units(gen, size=28, channels=1, batch_norm=False):
+    """The library's VGG-11 at half width as units: conv3x3 'same' (+ batch norm, the conv then without bias,
+    eps 1e-3 and momentum 0.01 as tfjs-layers' defaults) + ReLU [+ 2x2 max-pool rounding up, as tfjs's 'same'
+    pooling: 28-14-7-4-2-1], each with its head's pooling side and R."""
     units, c, hw = [], channels, size
     for i, v in enumerate(VGG11_HALF):
         if v == "M":
             continue
-        conv = torch.nn.Conv2d(c, v, 3, padding=1)
+        conv = torch.nn.Conv2d(c, v, 3, padding=1, bias=not batch_norm)
         with torch.no_grad():  # He normal, as the library's heNormal
             conv.weight.normal_(0, math.sqrt(2.0 / (9 * c)), generator=gen)
-            conv.bias.zero_()
+            if conv.bias is not None:
+                conv.bias.zero_()
+        bn = torch.nn.BatchNorm2d(v, eps=1e-3, momentum=0.01) if batch_norm else None
         pool = i + 1 < len(VGG11_HALF) and VGG11_HALF[i + 1] == "M"
         c = v
         if pool:
             hw = (hw + 1) // 2
         side = pool_side(hw, hw, c)
         d = (side * side if side else hw * hw) * c
-        units.append({"conv": conv, "pool": pool, "side": side, "r": head(d, gen)})
+        units.append({"conv": conv, "bn": bn, "pool": pool, "side": side, "r": head(d, gen)})
     return units, c * hw * hw
 
 
+def vgg_params(unit):
+    return [*unit["conv"].parameters(), *(unit["bn"].parameters() if unit["bn"] is not None else [])]
+
+
 def vgg_forward(unit, x):
-    h = F.relu(unit["conv"](x))
+    h = unit["conv"](x)
+    h = F.relu(unit["bn"](h) if unit["bn"] is not None else h)
     return F.max_pool2d(h, 2, 2, ceil_mode=True) if unit["pool"] else h
 
 
@@ -232,11 +241,11 @@ def vgg_features(unit, h):
     return h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)  # NHWC order, as the library flattens
 
 
-def vgg11_step(batch=128):
+def vgg11_step(batch=128, batch_norm=False):
     """One SLL step of VGG-11 at half width on 28x28x1: 8 local units, heads as the library's, Adam per unit."""
     gen = torch.Generator().manual_seed(0)
-    units, _ = vgg_units(gen)
-    opts = [make_adam(u["conv"].parameters()) for u in units]
+    units, _ = vgg_units(gen, batch_norm=batch_norm)
+    opts = [make_adam(vgg_params(u)) for u in units]
     x = torch.randn(batch, 1, 28, 28, generator=gen)
     y = labels(batch, 2)
 
@@ -257,12 +266,12 @@ def vgg11_step(batch=128):
     return step
 
 
-def vgg11_bp(batch=128):
+def vgg11_bp(batch=128, batch_norm=False):
     """The same network trained end to end through a linear classifier of h_8 (flattened), one Adam."""
     gen = torch.Generator().manual_seed(0)
-    units, features = vgg_units(gen)
+    units, features = vgg_units(gen, batch_norm=batch_norm)
     classifier = linear(features, K, init="glorot")
-    params = [p for u in units for p in u["conv"].parameters()] + list(classifier.parameters())
+    params = [p for u in units for p in vgg_params(u)] + list(classifier.parameters())
     opt = make_adam(params)
     x = torch.randn(batch, 1, 28, 28, generator=gen)
     y = labels(batch, 2)
@@ -332,7 +341,8 @@ def vit_unit(batch=128, size=32, channels=3, patch=4, dim=192, heads=3, mlp_rati
 
 
 CASES = {"mlp-sll": mlp_sll, "mlp-bp": mlp_bp, "conv-unit": conv_unit, "vit-unit": vit_unit,
-         "vgg11-step": vgg11_step, "vgg11-bp": vgg11_bp}
+         "vgg11-step": vgg11_step, "vgg11-bp": vgg11_bp,
+         "vgg11-bn-step": lambda: vgg11_step(batch_norm=True), "vgg11-bn-bp": lambda: vgg11_bp(batch_norm=True)}
 
 
 MLP_CASES = ("mlp-sll", "mlp-bp")

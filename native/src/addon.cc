@@ -736,6 +736,84 @@ napi_value ReluBiasGrad(napi_env env, napi_callback_info info) {
   return undefinedValue(env);
 }
 
+// batchNormTrain(x, gamma, beta, y, mean, var, rows, cols, eps): see sll::batch_norm_train.
+napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
+  Args a(env, info, 9, "batchNormTrain");
+  int64_t lenX, lenG, lenB, lenY, lenM, lenV;
+  float* X = a.f32(0, &lenX);
+  float* G = a.f32(1, &lenG);
+  float* B = a.f32(2, &lenB);
+  float* Y = a.f32(3, &lenY);
+  float* M = a.f32(4, &lenM);
+  float* V = a.f32(5, &lenV);
+  const int64_t rows = a.index(6), cols = a.index(7);
+  const float eps = float(a.num(8));
+  if (!a.ok()) return nullptr;
+  a.within("x", 0, rows * cols, lenX);
+  a.within("gamma", 0, cols, lenG);
+  a.within("beta", 0, cols, lenB);
+  a.within("y", 0, rows * cols, lenY);
+  a.within("mean", 0, cols, lenM);
+  a.within("var", 0, cols, lenV);
+  if (!a.ok()) return nullptr;
+  sll::batch_norm_train(X, G, B, Y, M, V, rows, cols, eps);
+  return undefinedValue(env);
+}
+
+// batchNormTrainGrad(dy, x, gamma, mean, var, dx, dgamma, dbeta, rows, cols, eps): see sll::batch_norm_train_grad.
+napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
+  Args a(env, info, 11, "batchNormTrainGrad");
+  int64_t lenDy, lenX, lenG, lenM, lenV, lenDx, lenDg, lenDb;
+  float* Dy = a.f32(0, &lenDy);
+  float* X = a.f32(1, &lenX);
+  float* G = a.f32(2, &lenG);
+  float* M = a.f32(3, &lenM);
+  float* V = a.f32(4, &lenV);
+  float* Dx = a.f32(5, &lenDx);
+  float* Dg = a.f32(6, &lenDg);
+  float* Db = a.f32(7, &lenDb);
+  const int64_t rows = a.index(8), cols = a.index(9);
+  const float eps = float(a.num(10));
+  if (!a.ok()) return nullptr;
+  a.within("dy", 0, rows * cols, lenDy);
+  a.within("x", 0, rows * cols, lenX);
+  a.within("gamma", 0, cols, lenG);
+  a.within("mean", 0, cols, lenM);
+  a.within("var", 0, cols, lenV);
+  a.within("dx", 0, rows * cols, lenDx);
+  a.within("dgamma", 0, cols, lenDg);
+  a.within("dbeta", 0, cols, lenDb);
+  if (!a.ok()) return nullptr;
+  sll::batch_norm_train_grad(Dy, X, G, M, V, Dx, Dg, Db, rows, cols, eps);
+  return undefinedValue(env);
+}
+
+// batchNormInfer(x, mean, var, gamma | null, beta | null, y, rows, cols, eps): see sll::batch_norm_infer.
+napi_value BatchNormInfer(napi_env env, napi_callback_info info) {
+  Args a(env, info, 9, "batchNormInfer");
+  int64_t lenX, lenM, lenV, lenG = 0, lenB = 0, lenY;
+  float* X = a.f32(0, &lenX);
+  float* M = a.f32(1, &lenM);
+  float* V = a.f32(2, &lenV);
+  float* G = nullptr;
+  float* B = nullptr;
+  if (!a.isNullish(3)) G = a.f32(3, &lenG);
+  if (!a.isNullish(4)) B = a.f32(4, &lenB);
+  float* Y = a.f32(5, &lenY);
+  const int64_t rows = a.index(6), cols = a.index(7);
+  const float eps = float(a.num(8));
+  if (!a.ok()) return nullptr;
+  a.within("x", 0, rows * cols, lenX);
+  a.within("mean", 0, cols, lenM);
+  a.within("var", 0, cols, lenV);
+  if (G != nullptr) a.within("gamma", 0, cols, lenG);
+  if (B != nullptr) a.within("beta", 0, cols, lenB);
+  a.within("y", 0, rows * cols, lenY);
+  if (!a.ok()) return nullptr;
+  sll::batch_norm_infer(X, M, V, G, B, Y, rows, cols, eps);
+  return undefinedValue(env);
+}
+
 napi_value Config(napi_env env, napi_callback_info) {
   napi_value r;
   const char* cfg = sll::blas_config();
@@ -762,6 +840,8 @@ NAPI_MODULE_INIT() {
       {"layerNorm", LayerNorm}, {"layerNormGrad", LayerNormGrad},
       {"gelu", Gelu},           {"geluGrad", GeluGrad},
       {"unitLoss", UnitLoss},   {"reluBiasGrad", ReluBiasGrad},
+      {"batchNormTrain", BatchNormTrain}, {"batchNormTrainGrad", BatchNormTrainGrad},
+      {"batchNormInfer", BatchNormInfer},
   };
   for (const Fn& f : fns) {
     napi_value fn;

@@ -129,3 +129,148 @@ void relu_bias_grad(const float* dy, const float* y, float* dz, float* db, int64
 }
 
 }  // namespace sll
+
+namespace sll {
+
+namespace {
+
+// Rows in blocks of this many: each block's column sums are one partial, and the partials are added in
+// block order, so that the result does not depend on how the blocks are split over threads.
+constexpr int64_t kNormRowBlock = 256;
+
+int norm_threads(int64_t rows, int64_t cols, int64_t blocks) {
+  const int t = get_threads();
+  return (t > 1 && rows * cols >= (int64_t(1) << 16)) ? int(std::min<int64_t>(t, blocks)) : 1;
+}
+
+// Column sums over all rows of f(r, j) (double), blocks over threads, added in block order into out[cols].
+template <class F>
+void column_sums(int64_t rows, int64_t cols, int nsums, double* out, F f) {
+  const int64_t blocks = (rows + kNormRowBlock - 1) / kNormRowBlock;
+  const int T = norm_threads(rows, cols, blocks);
+  const size_t width = size_t(nsums) * size_t(cols);
+  std::vector<double> partial(size_t(blocks) * width, 0.0);
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(blocks, t, T, &lo, &hi);
+    for (int64_t k = lo; k < hi; k++) f(k * kNormRowBlock, std::min(rows, (k + 1) * kNormRowBlock), partial.data() + size_t(k) * width);
+  });
+  std::fill(out, out + width, 0.0);
+  for (int64_t k = 0; k < blocks; k++) {
+    const double* p = partial.data() + size_t(k) * width;
+    for (size_t j = 0; j < width; j++) out[j] += p[j];
+  }
+}
+
+// Rows split over threads for an elementwise pass.
+template <class F>
+void row_pass(int64_t rows, int64_t cols, F f) {
+  const int64_t blocks = (rows + kNormRowBlock - 1) / kNormRowBlock;
+  const int T = norm_threads(rows, cols, blocks);
+  parallel(T, [&](int t) {
+    int64_t lo, hi;
+    split(rows, t, T, &lo, &hi);
+    f(lo, hi);
+  });
+}
+
+// y = (x - m) * a + b per column (a, b folded from the statistics and the affine parameters).
+void scale_shift_rows(const float* x, const float* m, const float* a, const float* b, float* y, int64_t lo,
+                      int64_t hi, int64_t cols) {
+  for (int64_t r = lo; r < hi; r++) {
+    const float* RESTRICT xr = x + r * cols;
+    float* RESTRICT yr = y + r * cols;
+    for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m[j]) * a[j] + b[j];
+  }
+}
+
+}  // namespace
+
+void batch_norm_train(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                      float* var, int64_t rows, int64_t cols, float eps) {
+  if (cols <= 0) return;
+  std::vector<double> m(static_cast<size_t>(cols)), v(static_cast<size_t>(cols));
+  column_sums(rows, cols, 1, m.data(), [&](int64_t lo, int64_t hi, double* RESTRICT s) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* RESTRICT xr = x + r * cols;
+      for (int64_t j = 0; j < cols; j++) s[j] += double(xr[j]);
+    }
+  });
+  const double n = double(std::max<int64_t>(rows, 1));
+  for (int64_t j = 0; j < cols; j++) m[size_t(j)] /= n;
+  column_sums(rows, cols, 1, v.data(), [&](int64_t lo, int64_t hi, double* RESTRICT s) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* RESTRICT xr = x + r * cols;
+      for (int64_t j = 0; j < cols; j++) {
+        const double d = double(xr[j]) - m[size_t(j)];
+        s[j] += d * d;
+      }
+    }
+  });
+  std::vector<float> a(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; j++) {
+    const double vj = v[size_t(j)] / n;
+    mean[j] = float(m[size_t(j)]);
+    var[j] = float(vj);
+    a[size_t(j)] = float(double(gamma[j]) / std::sqrt(vj + double(eps)));
+  }
+  row_pass(rows, cols, [&](int64_t lo, int64_t hi) { scale_shift_rows(x, mean, a.data(), beta, y, lo, hi, cols); });
+}
+
+void batch_norm_train_grad(const float* dy, const float* x, const float* gamma, const float* mean,
+                           const float* var, float* dx, float* dgamma, float* dbeta, int64_t rows,
+                           int64_t cols, float eps) {
+  if (cols <= 0) return;
+  std::vector<double> rstd(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; j++) rstd[size_t(j)] = 1.0 / std::sqrt(double(var[j]) + double(eps));
+  // sums[0, cols): sum dy; sums[cols, 2 cols): sum dy (x - mean) (times rstd below: dgamma).
+  std::vector<double> sums(static_cast<size_t>(2 * cols));
+  column_sums(rows, cols, 2, sums.data(), [&](int64_t lo, int64_t hi, double* RESTRICT s) {
+    double* RESTRICT sx = s + cols;
+    for (int64_t r = lo; r < hi; r++) {
+      const float* RESTRICT dyr = dy + r * cols;
+      const float* RESTRICT xr = x + r * cols;
+      for (int64_t j = 0; j < cols; j++) {
+        s[j] += double(dyr[j]);
+        sx[j] += double(dyr[j]) * (double(xr[j]) - double(mean[j]));
+      }
+    }
+  });
+  // dx = dy * a + (x - mean) * c + e per column, with a = gamma rstd, c = -a rstd dgamma / n and
+  // e = -a dbeta / n (xhat = (x - mean) rstd expanded).
+  const double n = double(std::max<int64_t>(rows, 1));
+  std::vector<float> a(static_cast<size_t>(cols)), c(static_cast<size_t>(cols)), e(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; j++) {
+    const double rs = rstd[size_t(j)];
+    const double db = sums[size_t(j)];
+    const double dg = sums[size_t(cols + j)] * rs;
+    dbeta[j] = float(db);
+    dgamma[j] = float(dg);
+    const double aj = double(gamma[j]) * rs;
+    const double cj = -aj * rs * dg / n;
+    a[size_t(j)] = float(aj);
+    c[size_t(j)] = float(cj);
+    e[size_t(j)] = float(-aj * db / n);
+  }
+  row_pass(rows, cols, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) {
+      const float* RESTRICT dyr = dy + r * cols;
+      const float* RESTRICT xr = x + r * cols;
+      float* RESTRICT dxr = dx + r * cols;
+      for (int64_t j = 0; j < cols; j++) dxr[j] = dyr[j] * a[size_t(j)] + (xr[j] - mean[j]) * c[size_t(j)] + e[size_t(j)];
+    }
+  });
+}
+
+void batch_norm_infer(const float* x, const float* mean, const float* var, const float* gamma,
+                      const float* beta, float* y, int64_t rows, int64_t cols, float eps) {
+  if (cols <= 0) return;
+  std::vector<float> a(static_cast<size_t>(cols)), b(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; j++) {
+    a[size_t(j)] = float((gamma != nullptr ? double(gamma[j]) : 1.0) / std::sqrt(double(var[j]) + double(eps)));
+    b[size_t(j)] = beta != nullptr ? beta[j] : 0.0f;
+  }
+  row_pass(rows, cols, [&](int64_t lo, int64_t hi) { scale_shift_rows(x, mean, a.data(), b.data(), y, lo, hi, cols); });
+}
+
+}  // namespace sll

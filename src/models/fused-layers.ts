@@ -15,6 +15,15 @@
  * - {@link CONV2D_KERNEL}: {x, filter, bias?}, conv2d's attributes and {activation}, as tfjs's FusedConv2D;
  * - {@link ACTIVATION_BIAS_GRAD_KERNEL}: {dy, y}, {activation} -> [dz, db] with db the sum of dz over all
  *   but the last axis.
+ *
+ * A BatchNormalization layer over the last axis, in training, is likewise one kernel forward and one backward
+ * (tfjs-layers runs it as moments, batchNorm and ~20 kernels of their gradients):
+ * - {@link BATCH_NORM_TRAIN_KERNEL}: {x, scale, offset}, {epsilon} -> [y, mean, variance], with mean and the
+ *   biased variance over all but the last axis (as tf.moments) and y = (x - mean) / sqrt(variance + epsilon)
+ *   * scale + offset;
+ * - {@link BATCH_NORM_TRAIN_GRAD_KERNEL}: {dy, x, scale, mean, variance}, {epsilon} -> [dx, dscale, doffset],
+ *   dx including the paths through mean and variance, as tfjs differentiates its ops.
+ * The layer's moving mean and variance are updated as tfjs-layers updates them.
  * Without them (any other backend), layers run as tfjs-layers runs them.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -25,6 +34,10 @@ export const DENSE_KERNEL = 'SllDense';
 export const CONV2D_KERNEL = 'SllConv2D';
 /** See the module's documentation. */
 export const ACTIVATION_BIAS_GRAD_KERNEL = 'SllActivationBiasGrad';
+/** See the module's documentation. */
+export const BATCH_NORM_TRAIN_KERNEL = 'SllBatchNormTrain';
+/** See the module's documentation. */
+export const BATCH_NORM_TRAIN_GRAD_KERNEL = 'SllBatchNormTrainGrad';
 
 /** The activations fused here: tfjs-layers' class names of them. */
 type FusedActivation = 'relu' | 'linear';
@@ -43,6 +56,18 @@ interface LayerInternals {
   rank?: number;
 }
 
+/** tfjs-layers' BatchNormalization fields read here. */
+interface BatchNormInternals {
+  built: boolean;
+  axis: number;
+  momentum: number;
+  epsilon: number;
+  gamma?: tf.LayerVariable;
+  beta?: tf.LayerVariable;
+  movingMean: tf.LayerVariable;
+  movingVariance: tf.LayerVariable;
+}
+
 /** What a layer's activation is, when it is one of those fused here. */
 function fusedActivation(layer: LayerInternals): FusedActivation | null {
   const name = layer.activation ? layer.activation.getClassName() : 'linear';
@@ -57,10 +82,11 @@ function registered(kernel: string): boolean {
 
 /**
  * The layer applied to `x` through the fused kernels, or null when they do not apply (another layer class,
- * activation, data format or rank, a dilated convolution, or a backend without the kernels): the caller
- * then applies the layer itself.
+ * activation, data format or rank, a dilated convolution, batch norm outside training or over another axis,
+ * or a backend without the kernels): the caller then applies the layer itself.
  */
-export function applyFused(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor | null {
+export function applyFused(layer: tf.layers.Layer, x: tf.Tensor, training = false): tf.Tensor | null {
+  if (layer.getClassName() === 'BatchNormalization') return training ? batchNormTraining(layer, x) : null;
   const l = layer as unknown as LayerInternals;
   if (!l.built || l.kernel == null || x.dtype !== 'float32' || l.activityRegularizer != null) return null;
   const activation = fusedActivation(l);
@@ -80,6 +106,31 @@ export function applyFused(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor | nu
     return tf.engine().runKernel(CONV2D_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
   }
   return null;
+}
+
+/**
+ * A BatchNormalization layer in training through {@link BATCH_NORM_TRAIN_KERNEL}, with its moving statistics
+ * updated as tfjs-layers does (moving -= (moving - batch value) * (1 - momentum)); null where it does not apply.
+ */
+function batchNormTraining(layer: tf.layers.Layer, x: tf.Tensor): tf.Tensor | null {
+  const l = layer as unknown as BatchNormInternals;
+  const axis = l.axis < 0 ? l.axis + x.rank : l.axis;
+  if (!l.built || l.gamma == null || l.beta == null || x.dtype !== 'float32' || x.rank < 2 || axis !== x.rank - 1) return null;
+  if (!registered(BATCH_NORM_TRAIN_KERNEL)) return null;
+  const [y, mean, variance] = tf.engine().runKernel(
+    BATCH_NORM_TRAIN_KERNEL,
+    { x, scale: l.gamma.read(), offset: l.beta.read() },
+    { epsilon: l.epsilon },
+  ) as tf.Tensor[];
+  const decay = 1 - l.momentum;
+  tf.tidy(() => {
+    for (const [moving, value] of [[l.movingMean, mean], [l.movingVariance, variance]] as const) {
+      const old = moving.read();
+      moving.write(tf.sub(old, tf.mul(tf.sub(old, value), decay)));
+    }
+  });
+  tf.dispose([mean, variance]);
+  return y;
 }
 
 /** dz = dy ⊙ act'(y) and db = dz summed over all but the last axis: the backend's kernel, else tfjs ops. */
@@ -129,6 +180,18 @@ function registerFusedLayerGradients(): void {
         filter: () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy: dz }, { ...conv, filterShape: filter.shape } as unknown as tf.NamedAttrMap) as tf.Tensor,
         bias: () => db,
       };
+    },
+  });
+  tf.registerGradient({
+    kernelName: BATCH_NORM_TRAIN_KERNEL,
+    inputsToSave: ['x', 'scale'],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys, saved, attrs) => {
+      // Only y reaches a loss (mean and variance feed the moving statistics): dys[0].
+      const dy = (Array.isArray(dys) ? dys[0] : dys) as tf.Tensor;
+      const [x, scale, mean, variance] = saved;
+      const [dx, dscale, doffset] = tf.engine().runKernel(BATCH_NORM_TRAIN_GRAD_KERNEL, { dy, x, scale, mean, variance }, attrs as tf.NamedAttrMap) as tf.Tensor[];
+      return { x: () => dx, scale: () => dscale, offset: () => doffset };
     },
   });
 }

@@ -72,7 +72,7 @@ export function startsUnit(layer: tf.layers.Layer): boolean {
 export function applyUnit(unit: Unit, input: tf.Tensor, training: boolean, step?: number): tf.Tensor {
   return unit.layers.reduce((h, layer) => {
     const seeded = training && step !== undefined ? applySeededDropout(layer, h, step) : null;
-    return seeded ?? applyFused(layer, h) ?? (layer.apply(h, { training, step }) as tf.Tensor);
+    return seeded ?? applyFused(layer, h, training) ?? (layer.apply(h, { training, step }) as tf.Tensor);
   }, input);
 }
 
@@ -237,7 +237,7 @@ export function classify(network: Network, x: tf.Tensor, training: boolean, step
   if (!network.classifier) throw new ModelError('this network has no classifier (it is trained with SLL: use its heads)');
   const h = network.units.reduce((h, unit) => applyUnit(unit, h, training, step), x);
   // Layer by layer, as applyUnit does, so that its Dense runs through the fused kernels where the backend has them.
-  return network.classifier.layers.reduce((z, layer) => applyFused(layer, z) ?? (layer.apply(z, { training }) as tf.Tensor), h) as tf.Tensor2D;
+  return network.classifier.layers.reduce((z, layer) => applyFused(layer, z, training) ?? (layer.apply(z, { training }) as tf.Tensor), h) as tf.Tensor2D;
 }
 
 /** Every trainable variable of the network: its units' and its classifier's. */

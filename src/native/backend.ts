@@ -25,7 +25,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as path from 'node:path';
 import { GELU_GRAD_KERNEL, GELU_KERNEL, LAYER_NORM_GRAD_KERNEL, LAYER_NORM_KERNEL } from '../models/transformer-ops.js';
-import { ACTIVATION_BIAS_GRAD_KERNEL, CONV2D_KERNEL, DENSE_KERNEL } from '../models/fused-layers.js';
+import { ACTIVATION_BIAS_GRAD_KERNEL, BATCH_NORM_TRAIN_GRAD_KERNEL, BATCH_NORM_TRAIN_KERNEL, CONV2D_KERNEL, DENSE_KERNEL } from '../models/fused-layers.js';
 
 export const NATIVE_BACKEND_NAME = 'native';
 
@@ -82,6 +82,21 @@ export interface NativeAddon {
   ): void;
   /** dz = dy where y > 0 (else 0) over [rows, cols]; db (or null) = dz summed over rows. */
   reluBiasGrad(dy: Float32Array, y: Float32Array, dz: Float32Array, db: Float32Array | null, rows: number, cols: number): void;
+  /** Batch norm over the rows of x [rows, cols] in training: y, and each column's mean and biased variance. */
+  batchNormTrain(
+    x: Float32Array, gamma: Float32Array, beta: Float32Array, y: Float32Array, mean: Float32Array, variance: Float32Array,
+    rows: number, cols: number, epsilon: number,
+  ): void;
+  /** Its backward pass: dx (through the batch statistics too), dgamma and dbeta. */
+  batchNormTrainGrad(
+    dy: Float32Array, x: Float32Array, gamma: Float32Array, mean: Float32Array, variance: Float32Array,
+    dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, rows: number, cols: number, epsilon: number,
+  ): void;
+  /** Batch norm with given per-column statistics; gamma and beta may be null (1 and 0). */
+  batchNormInfer(
+    x: Float32Array, mean: Float32Array, variance: Float32Array, gamma: Float32Array | null, beta: Float32Array | null,
+    y: Float32Array, rows: number, cols: number, epsilon: number,
+  ): void;
   geluGrad(dy: Float32Array, x: Float32Array, dx: Float32Array): void;
   adam(
     param: Float32Array, m: Float32Array, v: Float32Array, grad: Float32Array,
@@ -689,10 +704,40 @@ function fusedLayerKernels(): [string, KernelFunc][] {
     addon!.reluBiasGrad(dyv, requireFloat32(backend, y, 'y'), dz, db, rows, cols);
     return [output(backend, dy.shape.slice(), dz), output(backend, [cols], db)];
   };
+  const rowsCols = (x: TensorInfo): [number, number] => {
+    const cols = x.shape.length > 0 ? x.shape[x.shape.length - 1] : 1;
+    return [cols > 0 ? sizeOf(x.shape) / cols : 0, cols];
+  };
+  const batchNormTrain: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { x, scale, offset } = args.inputs as Record<'x' | 'scale' | 'offset', TensorInfo>;
+    const { epsilon } = args.attrs as { epsilon: number };
+    const [rows, cols] = rowsCols(x);
+    const y = backend.allocFloat32(rows * cols);
+    const mean = backend.allocFloat32(cols);
+    const variance = backend.allocFloat32(cols);
+    const f = (t: TensorInfo, what: string) => requireFloat32(backend, t, what);
+    addon!.batchNormTrain(f(x, 'x'), f(scale, 'scale'), f(offset, 'offset'), y, mean, variance, rows, cols, epsilon);
+    return [output(backend, x.shape.slice(), y), output(backend, [cols], mean), output(backend, [cols], variance)];
+  };
+  const batchNormTrainGrad: KernelFunc = (args) => {
+    const backend = backendOf(args);
+    const { dy, x, scale, mean, variance } = args.inputs as Record<'dy' | 'x' | 'scale' | 'mean' | 'variance', TensorInfo>;
+    const { epsilon } = args.attrs as { epsilon: number };
+    const [rows, cols] = rowsCols(x);
+    const dx = backend.allocFloat32(rows * cols);
+    const dscale = backend.allocFloat32(cols);
+    const doffset = backend.allocFloat32(cols);
+    const f = (t: TensorInfo, what: string) => requireFloat32(backend, t, what);
+    addon!.batchNormTrainGrad(f(dy, 'dy'), f(x, 'x'), f(scale, 'scale'), f(mean, 'mean'), f(variance, 'variance'), dx, dscale, doffset, rows, cols, epsilon);
+    return [output(backend, x.shape.slice(), dx), output(backend, [cols], dscale), output(backend, [cols], doffset)];
+  };
   return [
     [DENSE_KERNEL, withFallback(fusedMatMulKernel)(cpu('_FusedMatMul'))],
     [CONV2D_KERNEL, withFallback(fusedConv2dKernel)(cpu('FusedConv2D'))],
     [ACTIVATION_BIAS_GRAD_KERNEL, activationBiasGrad],
+    [BATCH_NORM_TRAIN_KERNEL, batchNormTrain],
+    [BATCH_NORM_TRAIN_GRAD_KERNEL, batchNormTrainGrad],
   ];
 }
 
@@ -1184,6 +1229,27 @@ function padKernel(args: KernelArgs): TensorInfo | null {
   return output(backend, outShape, out);
 }
 
+/**
+ * tfjs's FusedBatchNorm (batch norm with given statistics, as in inference) when the statistics, scale and
+ * offset each hold one value per channel of the last axis; other broadcasts run the cpu kernel.
+ */
+function batchNormKernel(args: KernelArgs): TensorInfo | null {
+  const backend = backendOf(args);
+  const { x, mean, variance, scale, offset } = args.inputs as Record<'x' | 'mean' | 'variance', TensorInfo> & Partial<Record<'scale' | 'offset', TensorInfo>>;
+  const { varianceEpsilon } = args.attrs as { varianceEpsilon?: number };
+  if (x.shape.length === 0) return null;
+  const cols = x.shape[x.shape.length - 1];
+  const perChannel = (t: TensorInfo | undefined): boolean => t == null || (sizeOf(t.shape) === cols && t.shape[t.shape.length - 1] === cols);
+  if (![mean, variance, scale, offset].every(perChannel)) return null;
+  const xv = float32Values(backend, x);
+  const values = [mean, variance, scale, offset].map((t) => (t == null ? null : float32Values(backend, t)));
+  if (xv == null || values[0] == null || values[1] == null || (scale != null && values[2] == null) || (offset != null && values[3] == null)) return null;
+  const rows = cols > 0 ? sizeOf(x.shape) / cols : 0;
+  const y = backend.allocFloat32(rows * cols);
+  addon!.batchNormInfer(xv, values[0], values[1], values[2], values[3], y, rows, cols, varianceEpsilon ?? 0.001);
+  return output(backend, x.shape.slice(), y);
+}
+
 // ---- The table -----------------------------------------------------------------------------------
 
 let kernelTable: Map<string, (fallback: KernelFunc) => KernelFunc> | null = null;
@@ -1209,6 +1275,7 @@ function nativeKernels(): Map<string, (fallback: KernelFunc) => KernelFunc> {
   t.set('Transpose', withFallback(transposeKernel));
   t.set('Slice', withFallback(sliceKernel));
   t.set('PadV2', withFallback(padKernel));
+  t.set('FusedBatchNorm', withFallback(batchNormKernel));
   kernelTable = t;
   return t;
 }

@@ -13,7 +13,7 @@ test('the native addon is built and the native backend registers', () => {
   const cpu = tf.getKernelsForBackend('cpu').map((k) => k.kernelName).sort();
   const native = tf.getKernelsForBackend('native').map((k) => k.kernelName).sort();
   assert.deepEqual(native.filter((k) => !k.startsWith('Sll')), cpu, 'every cpu kernel is registered for native');
-  assert.deepEqual(native.filter((k) => k.startsWith('Sll')), ['SllActivationBiasGrad', 'SllConv2D', 'SllDense', 'SllGelu', 'SllGeluGrad', 'SllLayerNorm', 'SllLayerNormGrad'], 'and sll\'s own');
+  assert.deepEqual(native.filter((k) => k.startsWith('Sll')), ['SllActivationBiasGrad', 'SllBatchNormTrain', 'SllBatchNormTrainGrad', 'SllConv2D', 'SllDense', 'SllGelu', 'SllGeluGrad', 'SllLayerNorm', 'SllLayerNormGrad'], 'and sll\'s own');
 });
 
 const BINARY: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
