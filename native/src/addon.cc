@@ -123,6 +123,16 @@ class Args {
       napi_throw_type_error(env_, nullptr, msg.c_str());
   }
 
+  // A Float32Array of at least `span` elements, named `what` in errors; null for a nullish argument when
+  // `nullable`. Read sizes (index()) first, then the arrays.
+  float* f32(size_t i, const char* what, int64_t span, bool nullable = false) {
+    if (nullable && isNullish(i)) return nullptr;
+    int64_t length;
+    float* data = f32(i, &length);
+    within(what, 0, span, length);
+    return data;
+  }
+
   // Checks that elements [offset, offset + span) lie inside an array of `length` elements.
   void within(const char* what, int64_t offset, int64_t span, int64_t length) {
     if (!ok_) return;
@@ -417,22 +427,14 @@ napi_value Softmax(napi_env env, napi_callback_info info) {
 // layerNorm(x, gamma, beta, y, mean, rstd, rows, cols, eps)
 napi_value LayerNorm(napi_env env, napi_callback_info info) {
   Args a(env, info, 9, "layerNorm");
-  int64_t lenX, lenG, lenB, lenY, lenM, lenR;
-  float* X = a.f32(0, &lenX);
-  float* G = a.f32(1, &lenG);
-  float* B = a.f32(2, &lenB);
-  float* Y = a.f32(3, &lenY);
-  float* M = a.f32(4, &lenM);
-  float* R = a.f32(5, &lenR);
-  const int64_t rows = a.index(6), cols = a.index(7);
+  const int64_t rows = a.index(6), cols = a.index(7), n = rows * cols;
   const float eps = float(a.num(8));
-  if (!a.ok()) return nullptr;
-  a.within("x", 0, rows * cols, lenX);
-  a.within("gamma", 0, cols, lenG);
-  a.within("beta", 0, cols, lenB);
-  a.within("y", 0, rows * cols, lenY);
-  a.within("mean", 0, rows, lenM);
-  a.within("rstd", 0, rows, lenR);
+  float* X = a.f32(0, "x", n);
+  float* G = a.f32(1, "gamma", cols);
+  float* B = a.f32(2, "beta", cols);
+  float* Y = a.f32(3, "y", n);
+  float* M = a.f32(4, "mean", rows);
+  float* R = a.f32(5, "rstd", rows);
   if (!a.ok()) return nullptr;
   if (cols > 0) sll::layer_norm(X, G, B, Y, M, R, rows, cols, eps);
   return undefinedValue(env);
@@ -441,25 +443,15 @@ napi_value LayerNorm(napi_env env, napi_callback_info info) {
 // layerNormGrad(dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, cols)
 napi_value LayerNormGrad(napi_env env, napi_callback_info info) {
   Args a(env, info, 10, "layerNormGrad");
-  int64_t lenDy, lenX, lenG, lenM, lenR, lenDx, lenDg, lenDb;
-  float* Dy = a.f32(0, &lenDy);
-  float* X = a.f32(1, &lenX);
-  float* G = a.f32(2, &lenG);
-  float* M = a.f32(3, &lenM);
-  float* R = a.f32(4, &lenR);
-  float* Dx = a.f32(5, &lenDx);
-  float* Dg = a.f32(6, &lenDg);
-  float* Db = a.f32(7, &lenDb);
-  const int64_t rows = a.index(8), cols = a.index(9);
-  if (!a.ok()) return nullptr;
-  a.within("dy", 0, rows * cols, lenDy);
-  a.within("x", 0, rows * cols, lenX);
-  a.within("gamma", 0, cols, lenG);
-  a.within("mean", 0, rows, lenM);
-  a.within("rstd", 0, rows, lenR);
-  a.within("dx", 0, rows * cols, lenDx);
-  a.within("dgamma", 0, cols, lenDg);
-  a.within("dbeta", 0, cols, lenDb);
+  const int64_t rows = a.index(8), cols = a.index(9), n = rows * cols;
+  float* Dy = a.f32(0, "dy", n);
+  float* X = a.f32(1, "x", n);
+  float* G = a.f32(2, "gamma", cols);
+  float* M = a.f32(3, "mean", rows);
+  float* R = a.f32(4, "rstd", rows);
+  float* Dx = a.f32(5, "dx", n);
+  float* Dg = a.f32(6, "dgamma", cols);
+  float* Db = a.f32(7, "dbeta", cols);
   if (!a.ok()) return nullptr;
   if (cols > 0) sll::layer_norm_grad(Dy, X, G, M, R, Dx, Dg, Db, rows, cols);
   return undefinedValue(env);
@@ -719,18 +711,11 @@ napi_value UnitLoss(napi_env env, napi_callback_info info) {
 // reluBiasGrad(dy, y, dz, db, rows, cols): dz = dy where y > 0 (else 0), db = dz summed over rows (db may be null).
 napi_value ReluBiasGrad(napi_env env, napi_callback_info info) {
   Args a(env, info, 6, "reluBiasGrad");
-  int64_t lenDy, lenY, lenDz, lenDb = 0;
-  float* Dy = a.f32(0, &lenDy);
-  float* Y = a.f32(1, &lenY);
-  float* Dz = a.f32(2, &lenDz);
-  float* Db = nullptr;
-  if (!a.isNullish(3)) Db = a.f32(3, &lenDb);
-  const int64_t rows = a.index(4), cols = a.index(5);
-  if (!a.ok()) return nullptr;
-  a.within("dy", 0, rows * cols, lenDy);
-  a.within("y", 0, rows * cols, lenY);
-  a.within("dz", 0, rows * cols, lenDz);
-  if (Db != nullptr) a.within("db", 0, cols, lenDb);
+  const int64_t rows = a.index(4), cols = a.index(5), n = rows * cols;
+  float* Dy = a.f32(0, "dy", n);
+  float* Y = a.f32(1, "y", n);
+  float* Dz = a.f32(2, "dz", n);
+  float* Db = a.f32(3, "db", cols, true);
   if (!a.ok()) return nullptr;
   sll::relu_bias_grad(Dy, Y, Dz, Db, rows, cols);
   return undefinedValue(env);
@@ -739,22 +724,14 @@ napi_value ReluBiasGrad(napi_env env, napi_callback_info info) {
 // batchNormTrain(x, gamma, beta, y, mean, var, rows, cols, eps): see sll::batch_norm_train.
 napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
   Args a(env, info, 9, "batchNormTrain");
-  int64_t lenX, lenG, lenB, lenY, lenM, lenV;
-  float* X = a.f32(0, &lenX);
-  float* G = a.f32(1, &lenG);
-  float* B = a.f32(2, &lenB);
-  float* Y = a.f32(3, &lenY);
-  float* M = a.f32(4, &lenM);
-  float* V = a.f32(5, &lenV);
-  const int64_t rows = a.index(6), cols = a.index(7);
+  const int64_t rows = a.index(6), cols = a.index(7), n = rows * cols;
   const float eps = float(a.num(8));
-  if (!a.ok()) return nullptr;
-  a.within("x", 0, rows * cols, lenX);
-  a.within("gamma", 0, cols, lenG);
-  a.within("beta", 0, cols, lenB);
-  a.within("y", 0, rows * cols, lenY);
-  a.within("mean", 0, cols, lenM);
-  a.within("var", 0, cols, lenV);
+  float* X = a.f32(0, "x", n);
+  float* G = a.f32(1, "gamma", cols);
+  float* B = a.f32(2, "beta", cols);
+  float* Y = a.f32(3, "y", n);
+  float* M = a.f32(4, "mean", cols);
+  float* V = a.f32(5, "var", cols);
   if (!a.ok()) return nullptr;
   sll::batch_norm_train(X, G, B, Y, M, V, rows, cols, eps);
   return undefinedValue(env);
@@ -763,26 +740,16 @@ napi_value BatchNormTrain(napi_env env, napi_callback_info info) {
 // batchNormTrainGrad(dy, x, gamma, mean, var, dx, dgamma, dbeta, rows, cols, eps): see sll::batch_norm_train_grad.
 napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
   Args a(env, info, 11, "batchNormTrainGrad");
-  int64_t lenDy, lenX, lenG, lenM, lenV, lenDx, lenDg, lenDb;
-  float* Dy = a.f32(0, &lenDy);
-  float* X = a.f32(1, &lenX);
-  float* G = a.f32(2, &lenG);
-  float* M = a.f32(3, &lenM);
-  float* V = a.f32(4, &lenV);
-  float* Dx = a.f32(5, &lenDx);
-  float* Dg = a.f32(6, &lenDg);
-  float* Db = a.f32(7, &lenDb);
-  const int64_t rows = a.index(8), cols = a.index(9);
+  const int64_t rows = a.index(8), cols = a.index(9), n = rows * cols;
   const float eps = float(a.num(10));
-  if (!a.ok()) return nullptr;
-  a.within("dy", 0, rows * cols, lenDy);
-  a.within("x", 0, rows * cols, lenX);
-  a.within("gamma", 0, cols, lenG);
-  a.within("mean", 0, cols, lenM);
-  a.within("var", 0, cols, lenV);
-  a.within("dx", 0, rows * cols, lenDx);
-  a.within("dgamma", 0, cols, lenDg);
-  a.within("dbeta", 0, cols, lenDb);
+  float* Dy = a.f32(0, "dy", n);
+  float* X = a.f32(1, "x", n);
+  float* G = a.f32(2, "gamma", cols);
+  float* M = a.f32(3, "mean", cols);
+  float* V = a.f32(4, "var", cols);
+  float* Dx = a.f32(5, "dx", n);
+  float* Dg = a.f32(6, "dgamma", cols);
+  float* Db = a.f32(7, "dbeta", cols);
   if (!a.ok()) return nullptr;
   sll::batch_norm_train_grad(Dy, X, G, M, V, Dx, Dg, Db, rows, cols, eps);
   return undefinedValue(env);
@@ -791,24 +758,14 @@ napi_value BatchNormTrainGrad(napi_env env, napi_callback_info info) {
 // batchNormInfer(x, mean, var, gamma | null, beta | null, y, rows, cols, eps): see sll::batch_norm_infer.
 napi_value BatchNormInfer(napi_env env, napi_callback_info info) {
   Args a(env, info, 9, "batchNormInfer");
-  int64_t lenX, lenM, lenV, lenG = 0, lenB = 0, lenY;
-  float* X = a.f32(0, &lenX);
-  float* M = a.f32(1, &lenM);
-  float* V = a.f32(2, &lenV);
-  float* G = nullptr;
-  float* B = nullptr;
-  if (!a.isNullish(3)) G = a.f32(3, &lenG);
-  if (!a.isNullish(4)) B = a.f32(4, &lenB);
-  float* Y = a.f32(5, &lenY);
-  const int64_t rows = a.index(6), cols = a.index(7);
+  const int64_t rows = a.index(6), cols = a.index(7), n = rows * cols;
   const float eps = float(a.num(8));
-  if (!a.ok()) return nullptr;
-  a.within("x", 0, rows * cols, lenX);
-  a.within("mean", 0, cols, lenM);
-  a.within("var", 0, cols, lenV);
-  if (G != nullptr) a.within("gamma", 0, cols, lenG);
-  if (B != nullptr) a.within("beta", 0, cols, lenB);
-  a.within("y", 0, rows * cols, lenY);
+  float* X = a.f32(0, "x", n);
+  float* M = a.f32(1, "mean", cols);
+  float* V = a.f32(2, "var", cols);
+  float* G = a.f32(3, "gamma", cols, true);
+  float* B = a.f32(4, "beta", cols, true);
+  float* Y = a.f32(5, "y", n);
   if (!a.ok()) return nullptr;
   sll::batch_norm_infer(X, M, V, G, B, Y, rows, cols, eps);
   return undefinedValue(env);

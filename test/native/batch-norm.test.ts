@@ -238,3 +238,16 @@ test('SLL steps of a batch-norm conv network on native: fused kernels, tensor co
   tf.dispose([x, y]);
   disposeHeaded(model);
 });
+
+test('the batch-norm bindings refuse arrays shorter than rows x cols and arrays of the wrong type', async () => {
+  await use('native');
+  const addon = nativeAddon();
+  const f = (n: number) => new Float32Array(n);
+  assert.throws(() => addon.batchNormTrain(f(12), f(4), f(4), f(11), f(4), f(4), 3, 4, 1e-3), /batchNormTrain: y out of bounds/);
+  assert.throws(() => addon.batchNormTrainGrad(f(12), f(12), f(3), f(4), f(4), f(12), f(4), f(4), 3, 4, 1e-3), /gamma out of bounds/);
+  assert.throws(() => addon.batchNormInfer(f(12), f(4), f(4), new Float64Array(4) as unknown as Float32Array, null, f(12), 3, 4, 1e-3), /argument 3 must be a Float32Array/);
+  // gamma and beta may be null: y = (x - mean) / sqrt(var + eps).
+  const y = f(2);
+  addon.batchNormInfer(Float32Array.of(3, 5), Float32Array.of(1, 1), Float32Array.of(4, 0.25), null, null, y, 1, 2, 0);
+  assert.deepEqual(Array.from(y), [1, 8]);
+});
