@@ -415,6 +415,12 @@ function sizeOf(shape: readonly number[]): number {
   return n;
 }
 
+/** [rows, cols] of a tensor read as rows along its last axis (a scalar is one row of one column). */
+function rowsAndColumns(shape: readonly number[]): [number, number] {
+  const cols = shape.length > 0 ? shape[shape.length - 1] : 1;
+  return [cols > 0 ? sizeOf(shape) / cols : 0, cols];
+}
+
 function output(backend: NativeBackend, shape: number[], values: Float32Array): TensorInfo {
   return backend.makeTensorInfo(shape, 'float32', values);
 }
@@ -629,8 +635,7 @@ function transformerKernels(): [string, KernelFunc][] {
     const backend = backendOf(args);
     const { x, gamma, beta } = args.inputs as { x: TensorInfo; gamma: TensorInfo; beta: TensorInfo };
     const { epsilon } = args.attrs as { epsilon: number };
-    const cols = x.shape[x.shape.length - 1];
-    const rows = sizeOf(x.shape) / cols;
+    const [rows, cols] = rowsAndColumns(x.shape);
     const y = backend.allocFloat32(rows * cols);
     const mean = backend.allocFloat32(rows);
     const rstd = backend.allocFloat32(rows);
@@ -640,8 +645,7 @@ function transformerKernels(): [string, KernelFunc][] {
   const layerNormGrad: KernelFunc = (args) => {
     const backend = backendOf(args);
     const { dy, x, gamma, mean, rstd } = args.inputs as Record<'dy' | 'x' | 'gamma' | 'mean' | 'rstd', TensorInfo>;
-    const cols = x.shape[x.shape.length - 1];
-    const rows = sizeOf(x.shape) / cols;
+    const [rows, cols] = rowsAndColumns(x.shape);
     const dx = backend.allocFloat32(rows * cols);
     const dgamma = backend.allocFloat32(cols);
     const dbeta = backend.allocFloat32(cols);
@@ -689,8 +693,7 @@ function fusedLayerKernels(): [string, KernelFunc][] {
     const { dy, y } = args.inputs as { dy: TensorInfo; y: TensorInfo };
     const { activation } = args.attrs as { activation: string };
     if (!tf.util.arraysEqual(dy.shape, y.shape)) throw new Error(`${ACTIVATION_BIAS_GRAD_KERNEL}: dy [${dy.shape}] and y [${y.shape}] differ`);
-    const cols = dy.shape.length > 0 ? dy.shape[dy.shape.length - 1] : 1;
-    const rows = cols > 0 ? sizeOf(dy.shape) / cols : 0;
+    const [rows, cols] = rowsAndColumns(dy.shape);
     const dyv = requireFloat32(backend, dy, 'dy');
     const db = backend.allocFloat32(cols);
     if (activation === 'linear') {
@@ -704,15 +707,11 @@ function fusedLayerKernels(): [string, KernelFunc][] {
     addon!.reluBiasGrad(dyv, requireFloat32(backend, y, 'y'), dz, db, rows, cols);
     return [output(backend, dy.shape.slice(), dz), output(backend, [cols], db)];
   };
-  const rowsCols = (x: TensorInfo): [number, number] => {
-    const cols = x.shape.length > 0 ? x.shape[x.shape.length - 1] : 1;
-    return [cols > 0 ? sizeOf(x.shape) / cols : 0, cols];
-  };
   const batchNormTrain: KernelFunc = (args) => {
     const backend = backendOf(args);
     const { x, scale, offset } = args.inputs as Record<'x' | 'scale' | 'offset', TensorInfo>;
     const { epsilon } = args.attrs as { epsilon: number };
-    const [rows, cols] = rowsCols(x);
+    const [rows, cols] = rowsAndColumns(x.shape);
     const y = backend.allocFloat32(rows * cols);
     const mean = backend.allocFloat32(cols);
     const variance = backend.allocFloat32(cols);
@@ -724,7 +723,7 @@ function fusedLayerKernels(): [string, KernelFunc][] {
     const backend = backendOf(args);
     const { dy, x, scale, mean, variance } = args.inputs as Record<'dy' | 'x' | 'scale' | 'mean' | 'variance', TensorInfo>;
     const { epsilon } = args.attrs as { epsilon: number };
-    const [rows, cols] = rowsCols(x);
+    const [rows, cols] = rowsAndColumns(x.shape);
     const dx = backend.allocFloat32(rows * cols);
     const dscale = backend.allocFloat32(cols);
     const doffset = backend.allocFloat32(cols);
@@ -1238,13 +1237,12 @@ function batchNormKernel(args: KernelArgs): TensorInfo | null {
   const { x, mean, variance, scale, offset } = args.inputs as Record<'x' | 'mean' | 'variance', TensorInfo> & Partial<Record<'scale' | 'offset', TensorInfo>>;
   const { varianceEpsilon } = args.attrs as { varianceEpsilon?: number };
   if (x.shape.length === 0) return null;
-  const cols = x.shape[x.shape.length - 1];
+  const [rows, cols] = rowsAndColumns(x.shape);
   const perChannel = (t: TensorInfo | undefined): boolean => t == null || (sizeOf(t.shape) === cols && t.shape[t.shape.length - 1] === cols);
   if (![mean, variance, scale, offset].every(perChannel)) return null;
   const xv = float32Values(backend, x);
   const values = [mean, variance, scale, offset].map((t) => (t == null ? null : float32Values(backend, t)));
   if (xv == null || values[0] == null || values[1] == null || (scale != null && values[2] == null) || (offset != null && values[3] == null)) return null;
-  const rows = cols > 0 ? sizeOf(x.shape) / cols : 0;
   const y = backend.allocFloat32(rows * cols);
   addon!.batchNormInfer(xv, values[0], values[1], values[2], values[3], y, rows, cols, varianceEpsilon ?? 0.001);
   return output(backend, x.shape.slice(), y);
