@@ -9,11 +9,12 @@ import { test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { applyWasmTrainingFixes } from '../../src/wasm/training-kernels.js';
-import { assertClose, assertCloseNorm, compareWithCpu, input, randomArray, runOn, use, type Input } from '../native/helpers.js';
+import { assertClose, assertCloseNorm, compareWithCpu, input, runOn, use, type Input } from '../native/helpers.js';
 import {
   CONV_CASES, avgPool, avgPoolGradReference, conv, convInputs, describeConv, describePool, gradOf, hasPartialWindows,
   maxPool, maxPoolGradReference, outShape, POOL_CASES, poolInfo, randomCases, type ConvCase,
 } from '../native/conv-cases.js';
+import { buildConvUnit, disposeConvUnit, stepConvUnit } from '../native/conv-unit.js';
 
 const CONV_RTOL = 1e-4;
 const POOL_RTOL = 1e-4;
@@ -159,74 +160,20 @@ test('transposed matMuls on wasm (the explicit-transpose patch) match cpu', asyn
 
 // ---- A small conv-unit training step ----------------------------------------------------------------
 
-const B = 6;
-const K = 10;
-
-interface Unit {
-  conv: tf.layers.Layer;
-  projection: tf.Tensor2D;
-  parent: tf.Tensor2D;
-  targets: tf.Tensor2D;
-  x: tf.Tensor4D;
-  optimizer: tf.Optimizer;
-}
-
-let unitCount = 0;
-
-function buildUnit(): Unit {
-  unitCount++;
-  const conv = tf.layers.conv2d({
-    filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', name: `wasm_unit_${unitCount}`,
-    kernelInitializer: tf.initializers.heUniform({ seed: 5 }), biasInitializer: tf.initializers.constant({ value: 0.01 }),
-  });
-  conv.build([null, 8, 8, 4]);
-  return {
-    conv,
-    projection: tf.tensor2d(randomArray(32 * K, 21, -0.3, 0.3), [32, K]),
-    parent: tf.tensor2d(randomArray(B * K, 22, -2, 2), [B, K]),
-    targets: tf.tidy(() => tf.oneHot(tf.tensor1d(Array.from({ length: B }, (_, i) => (i * 3) % K), 'int32'), K).toFloat()) as tf.Tensor2D,
-    x: tf.tensor4d(randomArray(B * 8 * 8 * 4, 23, 0, 1), [B, 8, 8, 4]),
-    optimizer: tf.train.adam(1e-2, 0.9, 0.999, 1e-8),
-  };
-}
-
-/** conv + relu, 2x2 max pool, average pool to 2x2, projection, CE + Bhattacharyya alignment, Adam. */
-function stepUnit(u: Unit): number {
-  return tf.tidy(() => {
-    const vars = u.conv.trainableWeights.map((w) => w.read() as tf.Variable);
-    const { value, grads } = tf.variableGrads(() => {
-      const h = tf.maxPool(u.conv.apply(u.x) as tf.Tensor4D, 2, 2, 'valid');
-      const v = tf.matMul(tf.avgPool(h, 2, 2, 'valid').reshape([B, 32]), u.projection);
-      const logq = tf.logSoftmax(v);
-      const ce = tf.neg(tf.mean(tf.sum(tf.mul(u.targets, logq), 1)));
-      const bc = tf.neg(tf.mean(tf.logSumExp(tf.mul(tf.add(logq, tf.logSoftmax(u.parent)), 0.5), 1)));
-      return tf.add(ce, bc) as tf.Scalar;
-    }, vars);
-    u.optimizer.applyGradients(grads);
-    return value.dataSync()[0];
-  });
-}
-
-function disposeUnit(u: Unit): void {
-  u.conv.weights.forEach((w) => w.dispose());
-  u.optimizer.dispose();
-  tf.dispose([u.projection, u.parent, u.targets, u.x]);
-}
-
 test('a conv-unit training step on wasm (conv, max and average pooling, CE + alignment, Adam) matches cpu, without leaks', async () => {
   const steps = 6;
   const runs: Record<string, { losses: number[]; weights: Float32Array[] }> = {};
   for (const backend of ['cpu', 'wasm'] as const) {
     await use(backend);
-    const u = buildUnit();
-    const losses = [stepUnit(u)];
+    const u = buildConvUnit(6, 8, 4, 8, tf.train.adam(1e-2, 0.9, 0.999, 1e-8));
+    const losses = [stepConvUnit(u)];
     const tensors = tf.memory().numTensors;
     for (let s = 1; s < steps; s++) {
-      losses.push(stepUnit(u));
+      losses.push(stepConvUnit(u));
       assert.equal(tf.memory().numTensors, tensors, `${backend}: tensor count after step ${s + 1}`);
     }
     runs[backend] = { losses, weights: u.conv.getWeights().map((w) => Float32Array.from(w.dataSync())) };
-    disposeUnit(u);
+    disposeConvUnit(u);
   }
   assertClose(runs.wasm.losses, runs.cpu.losses, 1e-4, 'losses');
   assert.ok(runs.wasm.losses[steps - 1] < runs.wasm.losses[0], 'the unit learns');
