@@ -53,7 +53,7 @@ export type TrainingData = tf.data.Dataset<tf.TensorContainer> | { x: tf.Tensor;
 
 /** Options of {@link batchSource}. */
 export interface BatchSourceOptions {
-  /** K, needed with integer labels from tensors or a tf.data.Dataset. */
+  /** K: needed with integer labels from tensors or a tf.data.Dataset; one-hot labels must then be K wide. */
   numClasses?: number;
   /** Image data sets only: random crop and flip of every training batch. */
   augment?: Augmentation | null;
@@ -64,10 +64,17 @@ export interface BatchSourceOptions {
 /** A BatchSource over `data`. */
 export function batchSource(data: TrainingData, o: BatchSourceOptions = {}): BatchSource {
   if (isBatchSource(data)) return data;
+  if (o.batchesPerEpoch !== undefined && !(data instanceof tf.data.Dataset)) throw new DataError('batchesPerEpoch applies to a tf.data.Dataset');
+  if (o.batchesPerEpoch !== undefined && !(Number.isSafeInteger(o.batchesPerEpoch) && o.batchesPerEpoch >= 1)) {
+    throw new DataError(`batchesPerEpoch must be an integer >= 1, got ${o.batchesPerEpoch}`);
+  }
   if (data instanceof tf.data.Dataset) return datasetSource(data, o);
   if (Array.isArray(data)) return tensorSource(data[0], data[1], o);
   if ('x' in data && 'y' in data && data.x instanceof tf.Tensor) return tensorSource(data.x, data.y, o);
-  if ('readPixels' in data) return imageSource(data, o.augment ?? null);
+  if ('readPixels' in data) {
+    if (o.numClasses !== undefined && data.numClasses !== o.numClasses) throw new DataError(`the image data set has ${data.numClasses} classes, expected ${o.numClasses}`);
+    return imageSource(data, o.augment ?? null);
+  }
   throw new DataError('data must be a tf.data.Dataset of {xs, ys} batches, tensors {x, y} or [x, y], or an image data set');
 }
 
@@ -97,7 +104,7 @@ function checkLabels(labels: tf.Tensor1D, numClasses: number, where: string): vo
 function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchSource {
   if (x.shape[0] !== y.shape[0]) throw new DataError(`x has ${x.shape[0]} examples, y ${y.shape[0]}`);
   if (x.shape[0] === 0) throw new DataError('x holds no examples');
-  const numClasses: number | null = y.rank === 2 ? (y.shape[1] as number) : (o.numClasses ?? null);
+  const numClasses: number | null = o.numClasses ?? (y.rank === 2 ? (y.shape[1] as number) : null);
   if (numClasses === null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
   const all = toLabels(y, numClasses);
   checkLabels(all, numClasses, 'y');
@@ -125,6 +132,9 @@ function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchS
 function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOptions): BatchSource {
   const finite = Number.isFinite(ds.size) && ds.size > 0;
   const perEpoch = o.batchesPerEpoch ?? (finite ? ds.size : null);
+  // With batchesPerEpoch, one iterator runs on across epochs (as in tfjs's fitDataset): each epoch takes
+  // the next batches of a long or endless data set. Without it, every epoch iterates the data set anew.
+  let running: Awaited<ReturnType<typeof ds.iterator>> | null = null;
   return {
     size: null,
     async classes() {
@@ -132,7 +142,7 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
       // One-hot labels say K: read it from the first batch.
       const [first] = (await ds.take(1).toArray()) as DatasetBatch[];
       if (first === undefined) throw new DataError('the tf.data.Dataset is empty');
-      const ys = Array.isArray(first) ? first[1] : first.ys;
+      const [, ys] = batchTensors(first, 0);
       const k = ys.rank === 2 ? (ys.shape[1] as number) : null;
       tf.dispose(first as tf.TensorContainer);
       return k;
@@ -140,25 +150,25 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
     images: null,
     numBatches: () => perEpoch,
     async *batches(order) {
-      const it = await ds.iterator();
+      const it = o.batchesPerEpoch === undefined ? await ds.iterator() : (running ??= await ds.iterator());
       for (let b = 0; perEpoch === null || b < perEpoch; b++) {
         const next = await it.next();
         if (next.done) {
-          if (o.batchesPerEpoch !== undefined && b < o.batchesPerEpoch) {
-            throw new DataError(`the tf.data.Dataset ended after ${b} batches, fewer than batchesPerEpoch (${o.batchesPerEpoch})`);
+          if (o.batchesPerEpoch !== undefined) {
+            throw new DataError(
+              `the tf.data.Dataset ran out after ${b} batches of epoch ${order.epoch + 1} (batchesPerEpoch ${o.batchesPerEpoch}): ` +
+                'it must give batchesPerEpoch * epochs batches in all (.repeat() makes it endless)',
+            );
           }
+          if (b === 0) throw new DataError('the tf.data.Dataset gave no batches');
           return;
         }
-        const element = next.value as DatasetBatch;
-        const [xs, ys] = Array.isArray(element) ? element : [element.xs, element.ys];
-        if (!(xs instanceof tf.Tensor) || !(ys instanceof tf.Tensor)) {
-          throw new DataError('each tf.data.Dataset element must be a batch {xs, ys} (or [xs, ys]) of tensors');
-        }
+        const [xs, ys] = batchTensors(next.value as DatasetBatch, b);
         if (b < (order.startBatch ?? 0)) {
           tf.dispose([xs, ys]);
           continue;
         }
-        const numClasses = ys.rank === 2 ? (ys.shape[1] as number) : o.numClasses;
+        const numClasses = o.numClasses ?? (ys.rank === 2 ? (ys.shape[1] as number) : null);
         if (numClasses == null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
         const labels = toLabels(ys, numClasses);
         checkLabels(labels, numClasses, `batch ${b}`);
@@ -167,6 +177,20 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
       }
     },
   };
+}
+
+/** The inputs and labels of a tf.data.Dataset element, checked. */
+function batchTensors(element: DatasetBatch, b: number): [tf.Tensor, tf.Tensor] {
+  const [xs, ys] = Array.isArray(element) ? element : [element?.xs, element?.ys];
+  if (!(xs instanceof tf.Tensor) || !(ys instanceof tf.Tensor)) {
+    tf.dispose(element as tf.TensorContainer);
+    throw new DataError('each tf.data.Dataset element must be a batch {xs, ys} (or [xs, ys]) of tensors');
+  }
+  if (xs.rank === 0 || ys.rank === 0 || xs.shape[0] !== ys.shape[0]) {
+    tf.dispose([xs, ys]);
+    throw new DataError(`batch ${b}: xs holds ${xs.shape[0] ?? 'no'} examples, ys ${ys.shape[0] ?? 'no'}`);
+  }
+  return [xs, ys];
 }
 
 function imageSource(ds: ImageDataset, augment: Augmentation | null): BatchSource {

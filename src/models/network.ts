@@ -81,6 +81,15 @@ export function unitVariables(unit: Unit): tf.Variable[] {
   return unit.layers.flatMap((layer) => layer.trainableWeights.map((w) => w.read() as tf.Variable));
 }
 
+/**
+ * The weight penalties of `layers` (their kernelRegularizer, biasRegularizer, ...), summed, or null when they
+ * have none: added to the loss they train on, as `model.fit` adds them.
+ */
+export function regularization(layers: readonly tf.layers.Layer[]): tf.Scalar | null {
+  const penalties = layers.flatMap((layer) => layer.calculateLosses());
+  return penalties.length === 0 ? null : (tf.addN(penalties) as tf.Scalar);
+}
+
 /** A model, its shape or its grouping into units that sll cannot train; the message says why. */
 export class ModelError extends Error {
   override name = 'ModelError';

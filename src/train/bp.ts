@@ -4,9 +4,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { unitLossStats } from '../objectives/unit-loss.js';
-import { classify, networkVariables, type Network } from '../models/network.js';
+import { classify, networkVariables, regularization, type Network } from '../models/network.js';
 import type { BpStrategy } from './config.js';
-import { learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
+import { disposeOptimizer, learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
 import type { EpochSchedule, Trainer } from './trainer.js';
 
 /** The BP strategy: one loss at the classifier, one optimizer over every weight. */
@@ -38,7 +38,8 @@ export class BpTrainer implements Trainer {
         // backend's fused loss kernel serves BP too.
         const loss = unitLossStats(classify(this.network, x, true, step), labels, null, 0);
         stats = loss.stats;
-        return loss.total;
+        const penalty = regularization(this.network.units.flatMap((u) => u.layers));
+        return penalty ? (tf.add(loss.total, penalty) as tf.Scalar) : loss.total;
       }, networkVariables(this.network));
       this.optimizers[0].applyGradients(grads);
       tf.dispose(grads);
@@ -50,6 +51,6 @@ export class BpTrainer implements Trainer {
 
   /** Frees the optimizer's state. */
   dispose(): void {
-    this.optimizers[0].dispose();
+    disposeOptimizer(this.optimizers[0]);
   }
 }

@@ -37,9 +37,19 @@ export function callbackList(callbacks: TfCallbacks | undefined, model: tf.Layer
 }
 
 /**
- * The model callbacks watch: `model` itself, or for a tf.Sequential a functional view of the same layers
- * (a Sequential refuses `stopTraining` until compiled, and SLL never compiles it).
+ * The model callbacks watch: `model` itself, or for a tf.Sequential that was never compiled a functional
+ * view of the same layers (such a Sequential refuses `stopTraining`, and SLL never compiles it). A compiled
+ * one is watched itself, so that `model.stopTraining = true` from the user's own callback stops training.
  */
 export function watchedModel(model: tf.LayersModel): tf.LayersModel {
-  return model instanceof tf.Sequential ? tf.model({ inputs: model.inputs, outputs: model.outputs }) : model;
+  return model instanceof tf.Sequential && !compiled(model) ? tf.model({ inputs: model.inputs, outputs: model.outputs }) : model;
+}
+
+function compiled(model: tf.Sequential): boolean {
+  try {
+    void model.stopTraining;
+    return true;
+  } catch {
+    return false;
+  }
 }

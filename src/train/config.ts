@@ -78,7 +78,11 @@ export interface HeadsConfig {
   projCenter: boolean;
   /** The first unit's parent. Default 'none'. */
   firstParent: FirstParent;
-  /** Units that output tokens [T, D] (ViT): the head reads the class token ('cls') or their mean. Default 'cls'. */
+  /**
+   * Units whose output has rank 2 per example, [T, D], are read as tokens (as a ViT's): the head reads the
+   * first ('cls', the class token) or their mean ('mean'). Default 'cls'; for a conv1d or sequence model
+   * without a class token, 'mean' is what you want.
+   */
   token: TokenPooling;
   /** Seeds every head (and every mask, with the step). Default 0. */
   seed: number;

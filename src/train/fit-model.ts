@@ -14,6 +14,7 @@ import type { ProjectionHead } from '../objectives/projection.js';
 import { BpTrainer } from './bp.js';
 import type { CallbackParams, TfCallbacks } from './callbacks.js';
 import {
+  ConfigError,
   resolveBpStrategy,
   resolveLoopConfig,
   resolveSllStrategy,
@@ -24,7 +25,7 @@ import {
 import { SequentialEngine } from './engine.js';
 import type { Evaluation } from './evaluate.js';
 import { fit, type UnitEpochMetrics } from './fit.js';
-import { attachHeads, type HeadedNetwork, type Normalization } from './model.js';
+import { attachHeads, disposeHeads, type HeadedNetwork, type Normalization } from './model.js';
 import { SllTrainer } from './sll.js';
 
 /** What fitSll and fitBp take besides the strategy: the loop, the data's details, callbacks. */
@@ -37,7 +38,10 @@ export interface FitOptions extends Partial<LoopConfig> {
   numClasses?: number;
   /** Image data sets only: random crop and flip of the training batches. */
   augment?: Augmentation;
-  /** tf.data only: batches per epoch, for an endless data set. */
+  /**
+   * tf.data only: batches per epoch, for an endless or long data set. Epochs go on through one iterator,
+   * as in tfjs's fitDataset: the data set must give batchesPerEpoch * epochs batches in all.
+   */
   batchesPerEpoch?: number;
 }
 
@@ -83,21 +87,27 @@ export interface FitHistory {
  */
 export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: SllFitConfig = {}): Promise<FitHistory> {
   const loop = resolveLoopConfig(config);
-  const train = batchSource(data, { numClasses: config.numClasses, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+  const train = trainingSource(model, data, config);
   let headed: HeadedNetwork;
   let strategy: SllStrategy;
   if (isHeaded(model)) {
     headed = model;
     if (headed.network.classifier) throw new Error('fitSll: this network was trained with BP (it has a classifier); use fitBp');
     strategy = resolveSllStrategy(config, headed.network.units.length);
+    checkHeads(headed, config);
   } else {
     const numClasses = await classesOf(train, config.numClasses);
     const network = networkFromModel(model, { numClasses, grouping: config.units, unitLayers: config.unitLayers });
     strategy = resolveSllStrategy(config, network.units.length);
     headed = attachHeads(network, strategy, normalizationOf(train));
   }
-  const engine = new SequentialEngine(new SllTrainer(headed, strategy, loop.epochs));
-  return run(headed, engine, train, loop, strategy.seed, config);
+  try {
+    return await run(headed, () => new SequentialEngine(new SllTrainer(headed, strategy, loop.epochs)), train, loop, strategy.seed, config);
+  } catch (e) {
+    // Heads made here are the caller's only through the result: free them when there is none.
+    if (headed !== model) disposeHeads(headed);
+    throw e;
+  }
 }
 
 /**
@@ -107,7 +117,7 @@ export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: Traini
 export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: BpFitConfig = {}): Promise<FitHistory> {
   const loop = resolveLoopConfig(config);
   const strategy = resolveBpStrategy(config);
-  const train = batchSource(data, { numClasses: config.numClasses, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+  const train = trainingSource(model, data, config);
   let network: Network;
   let normalization = normalizationOf(train);
   if (isHeaded(model)) {
@@ -117,21 +127,28 @@ export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: Trainin
     network = withClassifier(networkFromModel(model, { numClasses: await classesOf(train, config.numClasses) }), strategy.seed, config.token);
   }
   const headed: HeadedNetwork = { network, heads: [], inputHead: null, normalization };
-  const engine = new SequentialEngine(new BpTrainer(network, strategy, loop.epochs));
-  return run(headed, engine, train, loop, strategy.seed, config);
+  try {
+    return await run(headed, () => new SequentialEngine(new BpTrainer(network, strategy, loop.epochs)), train, loop, strategy.seed, config);
+  } catch (e) {
+    // A classifier made here is the caller's only through the result: free it when there is none.
+    if (!(isHeaded(model) && model.network.classifier)) network.classifier?.dispose();
+    throw e;
+  }
 }
 
 async function run(
   model: HeadedNetwork,
-  engine: SequentialEngine,
+  makeEngine: () => SequentialEngine,
   train: BatchSource,
   loop: LoopConfig,
   seed: number,
   config: FitOptions,
 ): Promise<FitHistory> {
   const numClasses = model.network.spec.numClasses;
+  const k = await train.classes();
+  if (k !== null && k !== numClasses) throw new DataError(`the training data have ${k} classes, the model ${numClasses}`);
   const validation = config.validationData ? batchSource(config.validationData, { numClasses }) : null;
-  const result = await fit({ model, engine, train, validation, loop, seed, callbacks: config.callbacks });
+  const result = await fit({ model, engine: makeEngine(), train, validation, loop, seed, callbacks: config.callbacks });
   return {
     epoch: Array.from({ length: result.epochs }, (_, i) => i),
     history: result.history,
@@ -142,6 +159,42 @@ async function run(
     evaluation: result.evaluation,
     trainSeconds: result.trainSeconds,
   };
+}
+
+/** The training batches; for a model that has its K already, labels are checked against it. */
+function trainingSource(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: FitOptions): BatchSource {
+  let numClasses = config.numClasses;
+  if (isHeaded(model)) {
+    const k = model.network.spec.numClasses;
+    if (numClasses !== undefined && numClasses !== k) throw new DataError(`numClasses is ${numClasses}, but the model has ${k} classes`);
+    numClasses = k;
+  }
+  return batchSource(data, { numClasses, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+}
+
+/**
+ * A model trained further keeps its heads: an option that shapes the heads must agree with them (it would
+ * otherwise be ignored without a word).
+ */
+function checkHeads(model: HeadedNetwork, config: Partial<SllStrategy>): void {
+  const head = model.heads[0]?.config;
+  if (!head) return;
+  const kept: [keyof SllStrategy, unknown, unknown][] = [
+    ['keep', config.keep, head.keep],
+    ['maskScale', config.maskScale, head.maskScale],
+    ['projection', config.projection, head.distribution],
+    ['projScale', config.projScale, head.scale],
+    ['projCenter', config.projCenter, head.center ?? false],
+    ['firstParent', config.firstParent, model.inputHead ? 'input' : 'none'],
+  ];
+  for (const [option, given, has] of kept) {
+    if (given !== undefined && given !== has) {
+      throw new ConfigError(option, `is ${String(given)}, but this model's heads were made with ${String(has)} (a model trained further keeps its heads)`);
+    }
+  }
+  if (config.projDim !== undefined && model.heads.some((h) => h.config.poolDim !== config.projDim)) {
+    throw new ConfigError('projDim', `is ${String(config.projDim)}, but this model's heads pool to ${model.heads.map((h) => String(h.config.poolDim)).join(', ')} (a model trained further keeps its heads)`);
+  }
 }
 
 function isHeaded(model: tf.LayersModel | HeadedNetwork): model is HeadedNetwork {

@@ -125,10 +125,10 @@ export interface FitResult {
   params: CallbackParams;
 }
 
-/** The run stopped on request, after writing a checkpoint. */
+/** The run stopped on request after `steps` steps in all, with a checkpoint of them (checkpoints/step-<steps>). */
 export class FitInterrupted extends Error {
-  constructor(readonly step: number) {
-    super(`stopped on request at step ${step}`);
+  constructor(readonly steps: number) {
+    super(`stopped on request after step ${steps}`);
     this.name = 'FitInterrupted';
   }
 }
@@ -212,7 +212,7 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
       const startBatch = state.batch;
       const end = every > 0 ? Math.min(perEpoch!, startBatch + every - (state.step % every)) : null;
       const order = { batchSize: loop.batchSize, shuffle: loop.shuffle, seed: setup.seed, epoch, startBatch };
-      const batches = numbered(train.batches(order), state.step, end === null ? null : end - startBatch, (b) => callbacks.onBatchBegin(startBatch + b));
+      const batches = numbered(train.batches(order), state.step, end === null ? null : end - startBatch, (b) => callbacks.onBatchBegin(startBatch + b), more);
       try {
         await engine.run(batches, onStep, more);
       } catch (e) {
@@ -227,10 +227,13 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
       ended = perEpoch === null ? true : state.batch >= perEpoch;
       if (stop || !ended) await checkpoint(structuredClone(state));
       clock = performance.now();
-      if (stop) throw new FitInterrupted(state.step - 1);
+      if (stop) throw new FitInterrupted(state.step);
       if (watched.stopTraining) break;
     }
-    if (watched.stopTraining && (perEpoch === null || state.batch < perEpoch)) break;
+    // A callback that stops training inside an epoch ends that epoch there, as in tfjs: its logs cover the
+    // batches run, and its checkpoint is the one the loop above wrote (the epoch is not complete).
+    const stoppedInEpoch = watched.stopTraining;
+    if (state.seen === 0) break;
     await engine.sync();
     evaluation = validation ? await evaluate(model, validation, { ensemble: loop.ensemble, numClasses: model.network.spec.numClasses }) : null;
     const epochMetrics = state.sums.map((r, u) => ({
@@ -253,7 +256,7 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
     const logs = epochLogs(epochMetrics, evaluation, schedule, bp);
     for (const [k, v] of Object.entries(logs)) (history[k] ??= []).push(v);
     await callbacks.onEpochEnd(epoch, logs);
-    await checkpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 });
+    if (!stoppedInEpoch) await checkpoint({ ...structuredClone(state), epoch: epoch + 1, batch: 0 });
   }
   if (evaluation === null && validation) {
     await engine.sync();
@@ -272,19 +275,27 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
   };
 }
 
-/** The source's batches numbered from step `first`, at most `count` of them; `onBegin(b)` before each. */
+/**
+ * The source's batches numbered from step `first`, at most `count` of them, while `more()`; `onBegin(b)`
+ * before each is used (after it is read, as in tfjs).
+ */
 async function* numbered(
   batches: AsyncGenerator<{ x: tf.Tensor; labels: tf.Tensor1D; n: number }>,
   first: number,
   count: number | null,
   onBegin: (b: number) => Promise<void>,
+  more: () => boolean,
 ): AsyncGenerator<StepBatch> {
   let i = 0;
   try {
     while (count === null || i < count) {
-      await onBegin(i);
       const next = await batches.next();
       if (next.done) return;
+      if (!more()) {
+        tf.dispose([next.value.x, next.value.labels]);
+        return;
+      }
+      await onBegin(i);
       yield { step: first + i++, ...next.value };
     }
   } finally {

@@ -1,6 +1,6 @@
 /** Each unit's optimizer: made from a strategy's OptimizerConfig, its learning-rate schedule, and its state as plain data. */
 import * as tf from '@tensorflow/tfjs';
-import { perUnit, type OptimizerConfig } from './config.js';
+import { ConfigError, perUnit, type OptimizerConfig } from './config.js';
 
 /** PyTorch's Adam epsilon; tfjs's default (1e-7) differs, which matters when comparing runs. */
 export const ADAM_EPSILON = 1e-8;
@@ -31,11 +31,21 @@ export function registerMomentum(backend: string, factory: MomentumFactory): voi
 
 /** The optimizer `o` names for unit `unit` (0-based), at the unit's peak learning rate. */
 export function makeOptimizer(o: OptimizerConfig, unit = 0): tf.Optimizer {
-  if (typeof o.optimizer === 'function') return o.optimizer(unit);
+  if (typeof o.optimizer === 'function') {
+    const made: unknown = o.optimizer(unit);
+    if (!(made instanceof tf.Optimizer)) throw new ConfigError('optimizer', `factory must return a tf.Optimizer (e.g. tf.train.adam(lr)), got ${String(made)} for unit ${unit + 1}`);
+    return made;
+  }
   const lr = perUnit(o.lr, unit);
   if (o.optimizer === 'sgd') return (momentumByBackend.get(tf.getBackend()) ?? ((l, m) => tf.train.momentum(l, m)))(lr, o.momentum);
   const adam = adamByBackend.get(tf.getBackend()) ?? tf.train.adam;
   return adam(lr, 0.9, 0.999, ADAM_EPSILON);
+}
+
+/** Frees an optimizer's state; tfjs's MomentumOptimizer.dispose keeps its learning-rate scalar, freed here. */
+export function disposeOptimizer(optimizer: tf.Optimizer): void {
+  optimizer.dispose();
+  if (optimizer instanceof tf.MomentumOptimizer) (optimizer as unknown as { c?: tf.Tensor }).c?.dispose();
 }
 
 /** tfjs optimizers read their rate on every step, but only SGD exposes a setter. */
@@ -48,7 +58,11 @@ export function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
 /** Learning rate of unit `unit` in epoch `epoch` (both 0-based) of `epochs`: constant, cosine-annealed to 0, or the schedule's own. */
 export function learningRateAt(o: Pick<OptimizerConfig, 'lr' | 'lrSchedule'>, epoch: number, epochs: number, unit = 0): number {
   const peak = perUnit(o.lr, unit);
-  if (typeof o.lrSchedule === 'function') return o.lrSchedule(epoch, unit, peak, epochs);
+  if (typeof o.lrSchedule === 'function') {
+    const lr = o.lrSchedule(epoch, unit, peak, epochs);
+    if (!(Number.isFinite(lr) && lr >= 0)) throw new ConfigError('lrSchedule', `returned ${lr} for epoch ${epoch}, unit ${unit}: a learning rate must be a number >= 0`);
+    return lr;
+  }
   if (o.lrSchedule === 'constant') return peak;
   return 0.5 * peak * (1 + Math.cos((Math.PI * epoch) / epochs));
 }

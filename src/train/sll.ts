@@ -7,12 +7,12 @@
  * only h_{i-1}, v_{i-1} and one unit's activations are alive at a time: memory is flat in depth.
  */
 import * as tf from '@tensorflow/tfjs';
-import { applyUnit, unitVariables, type Unit } from '../models/network.js';
+import { ModelError, applyUnit, regularization, unitVariables, type Unit } from '../models/network.js';
 import { stopGradient } from '../objectives/stop-gradient.js';
 import { unitLossStats } from '../objectives/unit-loss.js';
-import { perUnit, type SllStrategy } from './config.js';
+import { ConfigError, perUnit, type SllStrategy } from './config.js';
 import type { HeadedNetwork } from './model.js';
-import { learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
+import { disposeOptimizer, learningRateAt, makeOptimizer, setLearningRate } from './optimizers.js';
 import type { EpochSchedule, Trainer } from './trainer.js';
 
 /** The SLL strategy: every unit trained on its own loss (eq. 5) by its own optimizer. */
@@ -32,9 +32,17 @@ export class SllTrainer implements Trainer {
     range: { first: number; end: number } = { first: 0, end: model.network.units.length },
   ) {
     this.units = model.network.units.slice(range.first, range.end);
+    for (const u of this.units) {
+      if (unitVariables(u).length === 0) {
+        throw new ModelError(
+          `unit ${u.index + 1} (${u.layers.map((l) => l.name).join(', ')}) has no trainable weights, and SLL trains each unit by its ` +
+            'own loss: group its layers with a unit that has some (units), or make them trainable',
+        );
+      }
+    }
+    this.lambdas = this.lambdasAt(0);
     this.optimizers = this.units.map((u) => makeOptimizer(strategy, u.index));
     this.statRows = this.units.length;
-    this.lambdas = this.lambdasAt(0);
   }
 
   setEpoch(epoch: number): EpochSchedule {
@@ -46,7 +54,12 @@ export class SllTrainer implements Trainer {
 
   private lambdasAt(epoch: number): number[] {
     const { lambda } = this.strategy;
-    return this.units.map((u) => (typeof lambda === 'function' ? lambda(epoch, u.index) : perUnit(lambda, u.index)));
+    return this.units.map((u) => {
+      if (typeof lambda !== 'function') return perUnit(lambda, u.index);
+      const value = lambda(epoch, u.index);
+      if (!(Number.isFinite(value) && value >= 0)) throw new ConfigError('lambda', `returned ${value} for epoch ${epoch}, unit ${u.index}: it must be a number >= 0`);
+      return value;
+    });
   }
 
   /** The first unit's parent logits for input x: a fixed projection of x, or none. */
@@ -84,7 +97,8 @@ export class SllTrainer implements Trainer {
         const vi = heads[i].project(hi, step);
         const loss = unitLossStats(vi, labels, parent, this.lambdas[k]);
         out = { h: tf.keep(hi), v: tf.keep(vi), stats: loss.stats };
-        return loss.total;
+        const penalty = regularization(unit.layers);
+        return penalty ? (tf.add(loss.total, penalty) as tf.Scalar) : loss.total;
       }, unitVariables(unit));
       this.optimizers[k].applyGradients(grads);
       tf.dispose(grads);
@@ -102,6 +116,6 @@ export class SllTrainer implements Trainer {
 
   /** Frees every unit's optimizer state. */
   dispose(): void {
-    this.optimizers.forEach((o) => o.dispose());
+    this.optimizers.forEach(disposeOptimizer);
   }
 }

@@ -96,7 +96,9 @@ test('SIGINT stops cleanly after a checkpoint, and resuming gives the uninterrup
   const out = tmp();
   const stopped = await interruptedRun(out, 'SIGINT');
   assert.equal(stopped.code, 130, stopped.stderr);
-  assert.match(stopped.stderr, /stopped on request at step \d+; checkpoint written, continue with: sll train --resume/);
+  const steps = /stopped on request after step (\d+); checkpoint written, continue with: sll train --resume/.exec(stopped.stderr)?.[1];
+  assert.ok(steps !== undefined, stopped.stderr);
+  assert.ok(fs.existsSync(path.join(out, 'checkpoints', `step-${steps.padStart(9, '0')}`)), `the message names the checkpoint's step ${steps}`);
   const resumed = sll('train', '--resume', out);
   assert.equal(resumed.code, 0, resumed.stderr);
   assertSameRun(uninterrupted(), out);

@@ -10,7 +10,7 @@ import { DataError } from '../../src/data/errors.js';
 import { registerFileSystem, saveModel } from '../../src/io/model-files.js';
 import { evaluate } from '../../src/train/evaluate.js';
 import { fitBp, fitSll } from '../../src/train/fit-model.js';
-import { disposeHeads } from '../../src/train/model.js';
+import { disposeHeaded, disposeHeads } from '../../src/train/model.js';
 import { predict } from '../../src/train/predict.js';
 
 before(async () => {
@@ -157,4 +157,132 @@ test('fitSll leaves no tensor behind but the heads, which disposeHeads frees', a
   const history = await fitSll(model, [train.x, train.y], { ...quick, epochs: 2, validationData: [valid.x, valid.y] });
   disposeHeads(history.model);
   assert.equal(tf.memory().numTensors, before);
+});
+
+test('with batchesPerEpoch, each epoch takes the next batches of the tf.data.Dataset (as fitDataset does)', async () => {
+  const firsts: number[] = [];
+  const ds = tf.data
+    .zip({ xs: tf.data.array(tf.unstack(train.x)), ys: tf.data.array(tf.unstack(train.y)) })
+    .batch(32)
+    .map((b) => {
+      const { xs } = b as { xs: tf.Tensor };
+      firsts.push(tf.tidy(() => xs.slice([0, 0], [1, 1]).dataSync()[0]));
+      return b;
+    });
+  const history = await fitSll(denseModel(), ds.repeat(), { ...quick, epochs: 3, batchesPerEpoch: 2, numClasses: K });
+  assert.equal(firsts.length, 6, 'six batches read in three epochs of two');
+  assert.equal(new Set(firsts).size, 6, `every epoch reads new batches: ${firsts}`);
+  disposeHeads(history.model);
+  // 13 batches in all: epoch 7 runs out.
+  await assert.rejects(fitSll(denseModel(), ds, { ...quick, epochs: 7, batchesPerEpoch: 2, numClasses: K }), (e: Error) => e instanceof DataError && /ran out after 1 batches of epoch 7 \(batchesPerEpoch 2\)/.test(e.message));
+  for (const bad of [0, 1.5]) {
+    await assert.rejects(fitSll(denseModel(), ds, { ...quick, batchesPerEpoch: bad }), new RegExp(`batchesPerEpoch must be an integer >= 1, got ${bad}`));
+  }
+  await assert.rejects(fitSll(denseModel(), [train.x, train.y], { ...quick, batchesPerEpoch: 2 }), /batchesPerEpoch applies to a tf.data.Dataset/);
+});
+
+test('weight regularizers of the layers are added to the loss they train on, as in model.fit', async () => {
+  const norm = (m: tf.LayersModel) => tf.tidy(() => tf.norm(m.layers[0].getWeights()[0]).dataSync()[0]);
+  const model = (l2: number) =>
+    tf.sequential({
+      layers: [
+        tf.layers.dense({ units: 32, activation: 'relu', inputShape: [16], kernelInitializer: tf.initializers.heNormal({ seed: 1 }), ...(l2 > 0 && { kernelRegularizer: tf.regularizers.l2({ l2 }) }) }),
+        tf.layers.dense({ units: 32, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: 2 }) }),
+      ],
+    });
+  for (const method of [fitSll, fitBp]) {
+    const plain = model(0);
+    const penalised = model(1);
+    const start = norm(plain);
+    assert.equal(norm(penalised), start, 'the same initial weights');
+    const a = await method(plain, [train.x, train.y], { ...quick, epochs: 2 });
+    const b = await method(penalised, [train.x, train.y], { ...quick, epochs: 2 });
+    assert.ok(norm(penalised) < 0.75 * norm(plain), `${method.name}: an l2 penalty shrinks the kernel (${norm(penalised)} against ${norm(plain)})`);
+    for (const h of [a, b]) disposeHeads(h.model);
+  }
+});
+
+test('labels of another number of classes than the model\'s are refused, not trained on', async () => {
+  const history = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1 });
+  const six = tf.oneHot(tf.fill([400], 5, 'int32'), 6);
+  await assert.rejects(fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1, numClasses: 10 }), /one-hot labels have 4 classes, expected 10/);
+  await assert.rejects(fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1, validationData: [train.x, six] }), /one-hot labels have 6 classes, expected 4/);
+  await assert.rejects(evaluate(history.model, [train.x, six]), /one-hot labels have 6 classes, expected 4/);
+  await assert.rejects(fitSll(history.model, [train.x, six], { ...quick, epochs: 1 }), /one-hot labels have 6 classes, expected 4/);
+  await assert.rejects(fitSll(history.model, [train.x, train.y], { ...quick, epochs: 1, numClasses: 6 }), /numClasses is 6, but the model has 4 classes/);
+  six.dispose();
+  disposeHeads(history.model);
+});
+
+test('callbacks stop fitSll as they stop model.fit: a compiled tf.Sequential\'s stopTraining, and mid-epoch', async () => {
+  const compiled = denseModel();
+  compiled.compile({ optimizer: 'adam', loss: 'categoricalCrossentropy' });
+  const one = await fitSll(compiled, [train.x, train.y], { ...quick, epochs: 4, callbacks: { onEpochEnd: async () => void (compiled.stopTraining = true) } });
+  assert.deepEqual(one.epoch, [0]);
+  disposeHeads(one.model);
+  // Stopped after batch 2 of epoch 1: the epoch ends there, with its logs; every onBatchBegin has its onBatchEnd.
+  const events: string[] = [];
+  class StopMidEpoch extends tf.Callback {
+    override async onBatchBegin(batch: number) {
+      events.push(`begin ${batch}`);
+    }
+    override async onBatchEnd(batch: number) {
+      events.push(`end ${batch}`);
+      if (batch === 2) this.model.stopTraining = true;
+    }
+    override async onEpochEnd(epoch: number) {
+      events.push(`epoch ${epoch}`);
+    }
+  }
+  const partial = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 3, callbacks: new StopMidEpoch() });
+  assert.deepEqual(events, ['begin 0', 'end 0', 'begin 1', 'end 1', 'begin 2', 'end 2', 'epoch 0']);
+  assert.deepEqual(partial.epoch, [0]);
+  assert.equal(partial.history.loss.length, 1);
+  assert.ok(Number.isFinite(partial.history.loss[0]));
+  disposeHeads(partial.model);
+  const ends: number[] = [];
+  const begins: number[] = [];
+  const full = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 2, callbacks: { onBatchBegin: async (b: number) => void begins.push(b), onBatchEnd: async (b: number) => void ends.push(b) } });
+  assert.deepEqual(begins, ends, 'no onBatchBegin without its batch');
+  disposeHeads(full.model);
+});
+
+test('bad data, models and options fail with a message saying what is wrong, and leak nothing', async () => {
+  const oneHot = (n: number) => tf.tidy(() => tf.oneHot(tf.zeros([n], 'int32'), K));
+  const xs = tf.zeros([8, 16]);
+  const [y8, y6, y4] = [oneHot(8), oneHot(6), oneHot(4)];
+  const activationOnly = () => tf.sequential({ layers: [tf.layers.activation({ inputShape: [16], activation: 'relu' })] });
+  const cases: [tf.LayersModel, (m: tf.LayersModel) => Promise<unknown>, RegExp][] = [
+    [denseModel(), (m) => fitSll(m, tf.data.array<tf.TensorContainer>([]), { ...quick, numClasses: K }), /the tf.data.Dataset gave no batches/],
+    [denseModel(), (m) => fitSll(m, tf.data.array([{ x: xs, y: y8 }]), quick), /each tf.data.Dataset element must be a batch \{xs, ys\}/],
+    [denseModel(), (m) => fitSll(m, tf.data.array([{ xs, ys: y6 }]), quick), /batch 0: xs holds 8 examples, ys 6/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, optimizer: () => 'adam' as unknown as tf.Optimizer }), /optimizer factory must return a tf.Optimizer/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, epochs: 1, lambda: () => -1 }), /lambda returned -1 for epoch 0, unit 0/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, epochs: 1, lrSchedule: () => -1 }), /lrSchedule returned -1 for epoch 0, unit 0/],
+    [activationOnly(), (m) => fitSll(m, [train.x, train.y], quick), /unit 1 \(.*\) has no trainable weights/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, validationData: [xs, y4] }), /x has 8 examples, y 4/],
+    [denseModel(), (m) => fitBp(m, [train.x, train.y], { ...quick, validationData: [xs, y4] }), /x has 8 examples, y 4/],
+  ];
+  for (const [model, call, message] of cases) {
+    const before = tf.memory().numTensors;
+    await assert.rejects(call(model), message);
+    assert.equal(tf.memory().numTensors, before, `${message}: no tensor left behind`);
+    model.dispose();
+  }
+  tf.dispose([xs, y8, y6, y4]);
+  const sgd = tf.memory().numTensors;
+  const history = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1, optimizer: 'sgd' });
+  disposeHeaded(history.model);
+  const bp = await fitBp(denseModel(), [train.x, train.y], { ...quick, epochs: 1, optimizer: 'sgd' });
+  disposeHeaded(bp.model);
+  assert.equal(tf.memory().numTensors, sgd, 'SGD with momentum frees its learning-rate scalar');
+});
+
+test('a model trained further keeps its heads: head options must agree with them', async () => {
+  const history = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1, keep: 0.8 });
+  await assert.rejects(fitSll(history.model, [train.x, train.y], { ...quick, epochs: 1, keep: 1 }), /keep is 1, but this model's heads were made with 0.8/);
+  await assert.rejects(fitSll(history.model, [train.x, train.y], { ...quick, keep: 0.8, epochs: 1, projDim: 8 }), /projDim is 8, but this model's heads pool to null, null/);
+  const more = await fitSll(history.model, [train.x, train.y], { ...quick, keep: 0.8, epochs: 1 });
+  assert.equal(more.model, history.model);
+  disposeHeads(history.model);
 });
