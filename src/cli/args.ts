@@ -13,6 +13,8 @@ export interface Flag {
   /** Shown in --help (omit when the description says what happens without the flag). */
   default?: unknown;
   required?: boolean;
+  /** The smallest value of an int flag (default 1). */
+  min?: number;
   /** The section of --help the flag is listed in. */
   group?: string;
 }
@@ -21,7 +23,9 @@ export interface Flag {
 export interface Command {
   /** As typed: 'train', 'bench memory'. */
   name: string;
-  /** One line saying what it does. */
+  /** A few words for the list of commands in `sll --help`. */
+  brief: string;
+  /** What it does, at the top of its --help. */
   summary: string;
   /** What follows the name in the usage line, e.g. '[flags] DIR...'. */
   usage: string;
@@ -94,7 +98,12 @@ function convert(key: string, spec: Flag, raw: string): unknown {
     case 'boolean':
       if (raw !== 'true' && raw !== 'false') throw new OptionError(key, `${flag} takes no value, or true or false; got '${raw}'`);
       return raw === 'true';
-    case 'int':
+    case 'int': {
+      const n = number(raw);
+      const min = spec.min ?? 1;
+      if (!Number.isSafeInteger(n) || n < min) throw new OptionError(key, `${flag} must be an integer >= ${min}, got ${raw}`);
+      return n;
+    }
     case 'number':
       return number(raw);
     case 'numbers': {

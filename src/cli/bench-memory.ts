@@ -20,6 +20,7 @@ export interface StepMemoryRow extends StepBytes {
 
 export const benchMemoryCommand: Command = {
   name: 'bench memory',
+  brief: 'peak training memory against depth, SLL beside BP',
   summary:
     'Measures the tensor memory of one training step (after two warm-up steps, so optimizer state exists) at each depth, ' +
     'SLL beside BP: peak_bytes (all tensors alive at the peak), param_bytes (parameters + optimizer state), ' +
@@ -29,14 +30,14 @@ export const benchMemoryCommand: Command = {
   flags: {
     model: { kind: 'string', values: ['mlp', 'conv', 'vit'], default: 'mlp', description: 'an MLP on 28x28x1 inputs, a stack of conv3x3 units without pooling on SxSx3, or a ViT on SxSx3 (depth: blocks)' },
     depths: { kind: 'numbers', default: '2,4,8,16', description: 'the depths (units) to measure' },
-    method: { kind: 'string', default: 'sll,bp', description: 'sll, bp, or both (comma-separated)' },
+    method: { kind: 'string', values: ['sll,bp', 'sll', 'bp', 'bp,sll'], default: 'sll,bp', description: 'sll, bp, or both (comma-separated)' },
     unitLayers: { kind: 'int', default: 1, description: 'layers (ViT blocks) per unit: SLL^{i+}' },
     width: { kind: 'int', description: 'units\' width (mlp, default 1024), channels (conv, default 64) or embedding width (vit, default 192)' },
     heads: { kind: 'int', default: 3, description: 'vit: attention heads' },
     patchSize: { kind: 'int', default: 4, description: 'vit: patch size (a 32x32 image gives 64 tokens and the class token)' },
     mlpRatio: { kind: 'number', default: 4, description: 'vit: MLP width over embedding width' },
-    batchSize: { kind: 'int', description: 'examples per step (default 128 mlp, 32 conv)' },
-    imageSize: { kind: 'int', default: 32, description: 'conv: input images are S x S x 3' },
+    batchSize: { kind: 'int', description: 'examples per step (default 128 mlp, 32 conv and vit)' },
+    imageSize: { kind: 'int', default: 32, description: 'conv and vit: input images are S x S x 3 (mlp: 28 x 28 x 1)' },
     optimizer: { kind: 'string', values: ['sgd', 'adam'], default: 'sgd', description: 'the optimizer (SGD with momentum, as in the paper\'s Fig. 2)' },
     backend: { kind: 'string', values: BACKENDS, default: 'auto', description: 'tfjs backend' },
     json: { kind: 'boolean', description: 'one JSON line per measurement on stdout (the table goes to stderr)' },

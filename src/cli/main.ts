@@ -21,7 +21,7 @@ function version(): string {
 }
 
 function usage(): string {
-  const rows = COMMANDS.map((c) => `  sll ${c.name.padEnd(14)} ${c.summary.split('. ')[0].replace(/\.$/, '')}`);
+  const rows = COMMANDS.map((c) => `  sll ${c.name.padEnd(14)} ${c.brief}`);
   return [
     'usage: sll COMMAND [flags]      (sll COMMAND --help for its flags)',
     '',
@@ -56,6 +56,8 @@ async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
   argv = argv.filter((a) => a !== '--debug');
   try {
+    // `sll help COMMAND` is `sll COMMAND --help`.
+    if (argv[0] === 'help' && argv.length > 1) argv = [...argv.slice(1), '--help'];
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
       console.log(usage());
       return 0;

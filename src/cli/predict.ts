@@ -13,14 +13,16 @@ import { readLayersModel } from '../io/model-files.js';
 import { BACKENDS, useBackend, type BackendName } from '../backend.js';
 import type { Command } from './args.js';
 
-/** An input of the predictor: raw 0..255 pixels [H, W, C] and where they came from. */
+/** An input of the predictor: raw 0..255 pixels [H, W, C] and where they came from (an IDX file's record `index`). */
 interface Input {
-  name: string;
+  file: string;
+  index?: number;
   pixels: Uint8Array;
 }
 
 export const predictCommand: Command = {
   name: 'predict',
+  brief: 'classes of PNG/JPEG images or IDX records from a saved model',
   summary:
     'Prints the predicted class and its probability for each image (PNG or JPEG, converted to the model\'s channels and ' +
     'resized to its input size) or each record of an IDX image file, using DIR/model.json: the saved tfjs model, ' +
@@ -37,9 +39,8 @@ export const predictCommand: Command = {
     if (files.length === 0) throw new DataError('sll predict needs one or more image or IDX files after its flags');
     const dir = values.modelDir as string;
     const limit = values.limit as number | undefined;
-    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1)) throw new DataError(`--limit must be an integer >= 1, got ${limit}`);
     const sllFile = path.join(dir, 'sll.json');
-    const sll = fs.existsSync(sllFile) ? (JSON.parse(fs.readFileSync(sllFile, 'utf8')) as SllJson) : null;
+    const sll = fs.existsSync(sllFile) ? readSllJson(sllFile) : null;
     await useBackend((values.backend as BackendName | undefined) ?? 'auto');
     const model = await tf.loadLayersModel(tf.io.fromMemory(readLayersModel(dir)));
     const shape = model.inputs[0].shape.slice(1) as number[];
@@ -56,8 +57,10 @@ export const predictCommand: Command = {
       probs.dispose();
       rows.forEach((p, i) => {
         const k = p.indexOf(Math.max(...p));
-        if (values.json) console.log(JSON.stringify({ file: part[i].name, class: k, probability: p[k], probabilities: p }));
-        else console.log(`${part[i].name}: class ${k} (p ${p[k].toFixed(4)})`);
+        const { file, index } = part[i];
+        const name = index === undefined ? file : `${file}#${index}`;
+        if (values.json) console.log(JSON.stringify({ file, ...(index !== undefined && { index }), class: k, probability: p[k], probabilities: p }));
+        else console.log(`${name}: class ${k} (p ${p[k].toFixed(4)})`);
       });
     }
     model.dispose();
@@ -65,9 +68,18 @@ export const predictCommand: Command = {
   },
 };
 
+function readSllJson(file: string): SllJson {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as SllJson;
+  } catch (e) {
+    throw new DataError(`${file} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
 /** The images in `file` at the model's [H, W, C]: one for a PNG/JPEG, one per record for an IDX file. */
 function readInputs(file: string, [h, w, c]: number[], limit: number | undefined): Input[] {
   if (!fs.existsSync(file)) throw new DataError(`${file} not found`);
+  if (!fs.statSync(file).isFile()) throw new DataError(`${file} is not a file (an image, PNG or JPEG, or an IDX image file)`);
   const bytes = new Uint8Array(fs.readFileSync(file));
   if (bytes.length >= 3 && bytes[0] === 0 && bytes[1] === 0 && bytes[2] === 0x08) {
     const idx = parseIdx(bytes, file);
@@ -76,11 +88,12 @@ function readInputs(file: string, [h, w, c]: number[], limit: number | undefined
     const stride = ih * iw * ic;
     const count = Math.min(n, limit ?? n);
     return Array.from({ length: count }, (_, i) => ({
-      name: `${file}#${i}`,
+      file,
+      index: i,
       pixels: fit({ width: iw, height: ih, channels: ic, data: idx.data.subarray(i * stride, (i + 1) * stride) }, h, w, c),
     }));
   }
-  return [{ name: file, pixels: fit(decodeImage(bytes, file), h, w, c) }];
+  return [{ file, pixels: fit(decodeImage(bytes, file), h, w, c) }];
 }
 
 /** An image as the model's input: its channels converted (gray <-> RGB), then resized to h x w. */

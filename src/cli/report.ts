@@ -4,12 +4,14 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BACKENDS, useBackend, type BackendName } from '../backend.js';
 import { writeFileAtomic } from '../io/model-files.js';
+import { DataError } from '../data/errors.js';
 import { OptionError } from '../recipe/options.js';
 import { buildReport } from '../report/page.js';
 import type { Command } from './args.js';
 
 export const reportCommand: Command = {
   name: 'report',
+  brief: 'one HTML page about runs and memory: curves, UMAP, CKA, histograms',
   summary:
     'Writes one self-contained HTML page (inline SVG charts, no scripts, no external URLs) about saved runs and memory ' +
     'measurements: the runs side by side, every unit\'s curves, UMAP and CKA of every unit\'s representations, weight and ' +
@@ -19,7 +21,7 @@ export const reportCommand: Command = {
   flags: {
     memory: { kind: 'path', description: 'a file of `sll bench memory --json` lines (more such files may be given as arguments)' },
     out: { kind: 'path', default: 'report.html', description: 'the HTML file to write' },
-    examples: { kind: 'int', default: 1000, description: 'test examples for the representations (UMAP, CKA) and activation histograms; 0 leaves them out' },
+    examples: { kind: 'int', min: 0, default: 1000, description: 'test examples for the representations (UMAP, CKA) and activation histograms; 0 leaves them out' },
     backend: { kind: 'string', values: BACKENDS, default: 'auto', description: 'tfjs backend that runs the saved models' },
     screenshot: { kind: 'path', description: 'also write a full-page PNG of the report, taken in headless Chromium (needs playwright-core and a Chromium)' },
     figures: { kind: 'path', description: 'also write each figure of the report as DIR/<figure id>.png (e.g. curves.png, embedding-1.png), taken in headless Chromium' },
@@ -27,8 +29,12 @@ export const reportCommand: Command = {
   },
   notes: 'Arguments that are folders are runs (written by sll train); files are memory measurements.',
   async run(values, args) {
-    const runs = args.filter((a) => fs.existsSync(a) && fs.statSync(a).isDirectory());
+    const missing = args.find((a) => !fs.existsSync(a));
+    if (missing !== undefined) throw new DataError(`${missing}: no such run folder or memory file`);
+    const runs = args.filter((a) => fs.statSync(a).isDirectory());
     const memory = [...args.filter((a) => !runs.includes(a)), ...(values.memory !== undefined ? [values.memory as string] : [])];
+    const folder = memory.find((m) => fs.existsSync(m) && fs.statSync(m).isDirectory());
+    if (folder !== undefined) throw new OptionError('memory', `--memory takes a file of sll bench memory --json lines; ${folder} is a folder (a run? give it as an argument)`);
     const out = (values.out as string | undefined) ?? 'report.html';
     const examples = (values.examples as number | undefined) ?? 1000;
     if (runs.length > 0 && examples > 0) await useBackend((values.backend as BackendName | undefined) ?? 'auto');

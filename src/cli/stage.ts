@@ -7,6 +7,7 @@ import type { Command } from './args.js';
 
 export const stageCommand: Command = {
   name: 'stage',
+  brief: 'one stage of a pipelined run over a Redis broker',
   summary:
     'Runs one stage of a pipelined SLL run over a Redis broker, on this machine: it takes its units, weights and options from the run\'s ' +
     'coordinator (sll train --pipeline N --broker URL --run NAME), trains them on what the previous stage sends, and ends with the run. ' +

@@ -12,6 +12,7 @@ import { runFlags } from './train.js';
 
 export const sweepCommand: Command = {
   name: 'sweep',
+  brief: 'train a grid of options over seeds: mean ± std per grid point',
   summary:
     'Trains every combination of a grid of options, once per seed, each run in its own folder OUT/<cell>; writes OUT/sweep.jsonl ' +
     '(one line per run) and OUT/sweep.md (mean ± std over seeds per grid point). Run it again to resume: finished runs are skipped, interrupted ones continued. ' +
@@ -28,7 +29,7 @@ export const sweepCommand: Command = {
     },
     seeds: { kind: 'numbers', group: 'sweep', description: 'the seeds each grid point is trained with, comma-separated (default: --seed, else 0)' },
     out: { kind: 'path', group: 'sweep', description: 'the sweep\'s folder (default runs/sweep-<dataset>-<model>-<method>)' },
-    json: { kind: 'boolean', group: 'sweep', description: 'print the table as one JSON line per grid point instead of text' },
+    json: { kind: 'boolean', group: 'sweep', description: 'print the table as one JSON line per grid point instead of text (stdout then holds only those lines; progress goes to stderr)' },
     ...runFlags(),
   },
   notes:
@@ -45,6 +46,8 @@ export const sweepCommand: Command = {
     if (seedsFlag !== undefined && given.seed !== undefined) throw new OptionError('seeds', 'give --seeds or --seed, not both');
     const seeds = seedsFlag === undefined ? [given.seed ?? 0] : Array.isArray(seedsFlag) ? seedsFlag : [seedsFlag];
     const spec: SweepSpec = { base: given, grid: parseGrid(gridSpec), seeds };
+    // With --json, stdout holds the JSON lines alone; progress goes to stderr.
+    const log = json ? (line: string) => console.error(line) : (line: string) => console.log(line);
     const o = { dataset: given.dataset ?? 'mnist', model: given.model ?? 'mlp', method: given.method ?? 'sll' };
     const out = outFlag ?? path.join('runs', `sweep-${o.dataset}-${o.model}-${o.method}`);
     const signals = listenForStop();
@@ -55,7 +58,7 @@ export const sweepCommand: Command = {
         {
           onCell(cell, i, total, status) {
             const what = { skipped: 'finished before, skipped', resumed: 'resuming', trained: 'training', busy: 'being trained by another process, left to it' }[status];
-            console.log(`cell ${i + 1}/${total} ${cell.name}: ${what}`);
+            log(`cell ${i + 1}/${total} ${cell.name}: ${what}`);
           },
           runCallbacks(cell) {
             const bar = new ProgressBar(cell.options.epochs, cell.options.batchSize);
@@ -64,13 +67,13 @@ export const sweepCommand: Command = {
               onBatchEnd: (info) => bar.update(info),
               onEpochEnd: (epoch, metrics, evaluation) => {
                 const heads = metrics.map((m) => (m.test_accuracy === null ? '-' : (100 * m.test_accuracy).toFixed(2))).join(' ');
-                console.log(`  epoch ${epoch + 1}/${cell.options.epochs}: test ${evaluation ? pct(evaluation.accuracy) : '-'} (heads ${heads}), ${metrics[0].epoch_seconds.toFixed(1)}s`);
+                log(`  epoch ${epoch + 1}/${cell.options.epochs}: test ${evaluation ? pct(evaluation.accuracy) : '-'} (heads ${heads}), ${metrics[0].epoch_seconds.toFixed(1)}s`);
               },
               warn: (message) => console.error(`sll: ${message}`),
             };
           },
           onCellEnd(r) {
-            if (r.status !== 'skipped') console.log(`  ${r.cell}: test accuracy ${pct(r.test_accuracy)}, ${r.train_seconds.toFixed(1)}s training`);
+            if (r.status !== 'skipped') log(`  ${r.cell}: test accuracy ${pct(r.test_accuracy)}, ${r.train_seconds.toFixed(1)}s training`);
           },
         },
         { stopRequested: signals.stopRequested },
@@ -86,9 +89,9 @@ export const sweepCommand: Command = {
         console.log(textTable(table));
       }
       if (result.busy.length > 0) {
-        console.log(`${result.busy.length} cell(s) were being trained by another process (${result.busy.map((c) => c.name).join(', ')}): they join OUT/sweep.jsonl when it finishes them`);
+        log(`${result.busy.length} cell(s) were being trained by another process (${result.busy.map((c) => c.name).join(', ')}): they join OUT/sweep.jsonl when it finishes them`);
       }
-      console.log(`wrote ${path.join(out, 'sweep.jsonl')} and ${path.join(out, 'sweep.md')}`);
+      log(`wrote ${path.join(out, 'sweep.jsonl')} and ${path.join(out, 'sweep.md')}`);
       return 0;
     } catch (e) {
       if (e instanceof FitInterrupted) {

@@ -17,13 +17,14 @@ export function runFlags(): Record<string, Flag> {
   return Object.fromEntries(
     (Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).map((k) => {
       const spec = OPTION_TABLE[k];
-      return [k, { kind: spec.kind, values: spec.values, description: spec.description, default: spec.kind === 'boolean' ? undefined : DEFAULTS[k], group: spec.group }];
+      return [k, { kind: spec.kind, values: spec.values, min: spec.min, description: spec.description, default: spec.kind === 'boolean' ? undefined : DEFAULTS[k], group: spec.group }];
     }),
   );
 }
 
 export const trainCommand: Command = {
   name: 'train',
+  brief: 'train a network with SLL, or the backprop baseline (--method bp); resume a run',
   summary:
     'Trains a network with SLL (or the BP baseline) on a data set and writes OUT/summary.json, metrics.jsonl, the model ' +
     '(model.json + weights.bin, a tfjs model that predicts classes; sll.json + heads.bin) and checkpoints.',

@@ -73,6 +73,7 @@ const isFile = (p: string): boolean => {
 
 /** dataDir itself when it holds the first file, else its official archive folder when present, else dataDir. */
 function resolveDir(spec: CifarSpec, dataDir: string): string {
+  if (isFile(dataDir)) throw new DataError(`${spec.title} data directory ${dataDir} is a file: give the folder that holds ${spec.trainFiles[0]} or ${spec.folder}/`);
   if (!isDir(dataDir)) throw new DataError(`${spec.title} data directory not found: ${dataDir}`);
   const first = spec.trainFiles[0];
   if (isFile(join(dataDir, first))) return dataDir;

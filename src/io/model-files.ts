@@ -139,12 +139,25 @@ export function appendFileChecked(file: string, text: string): void {
   }
 }
 
+/**
+ * Why `dir` lacks `name`, a file a finished run writes: the run has not finished (DIR/run.json without
+ * DIR/summary.json: stopped or still going), or `dir` is no run folder at all.
+ */
+export function missingRunFile(dir: string, name: string): string {
+  const file = path.join(dir, name);
+  if (fs.existsSync(path.join(dir, 'run.json')) && !fs.existsSync(path.join(dir, 'summary.json'))) {
+    return `${file} not found: the run in ${dir} has not finished (sll train --resume ${dir} finishes it; ` +
+      `each of ${path.join(dir, 'checkpoints')}/step-* holds a model meanwhile)`;
+  }
+  return `${file} not found: is ${dir} a folder written by sll train?`;
+}
+
 /** Reads a model's files from the folder `dir`. */
 function folderReader(dir: string): ModelFileReader {
   return {
     read(name) {
       const file = path.join(dir, name);
-      if (!fs.existsSync(file)) throw new ModelFileError(`${file} not found: is ${dir} a directory written by sll train?`);
+      if (!fs.existsSync(file)) throw new ModelFileError(missingRunFile(dir, name));
       return fs.readFileSync(file);
     },
     describe: (name) => path.join(dir, name),

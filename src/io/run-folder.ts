@@ -71,8 +71,10 @@ export interface ClaimOptions {
  */
 export function claimRunFolder(dir: string, opts: ClaimOptions = {}): RunFolder {
   const warn = opts.warn ?? (() => {});
-  makeFolder(dir);
-  const release = lock(dir, warn);
+  // Messages name the flag the user gave the folder with.
+  const flag = opts.resume ? '--resume' : '--out';
+  makeFolder(dir, flag);
+  const release = lock(dir, flag, warn);
   try {
     removeTemporaries(dir, warn);
     const recorded = opts.resume ? readRunRecord(dir) ?? legacyRecord() : null;
@@ -137,7 +139,7 @@ function safeRecord(dir: string): RunRecord | null {
  * mkdir -p, one level at a time: Node's recursive mkdir spins forever under /proc (ENOENT on a path whose
  * parent exists). Every failure is a RunFolderError naming the folder and the cause.
  */
-function makeFolder(dir: string): void {
+function makeFolder(dir: string, flag: string): void {
   const missing: string[] = [];
   for (let d = path.resolve(dir); !fs.existsSync(d); d = path.dirname(d)) {
     missing.unshift(d);
@@ -145,15 +147,15 @@ function makeFolder(dir: string): void {
   }
   try {
     for (const d of missing) fs.mkdirSync(d);
-    if (!fs.statSync(dir).isDirectory()) throw new Error('not a directory');
+    if (!fs.statSync(dir).isDirectory()) throw new Error('it is a file, not a folder');
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (e) {
-    throw new RunFolderError(`--out ${dir} cannot be written: ${(e as Error).message}`);
+    throw new RunFolderError(`${flag} ${dir} cannot be written: ${(e as Error).message}`);
   }
 }
 
 /** Takes DIR/.sll-lock for this process (a stale one, of a process that is gone, is taken over). */
-function lock(dir: string, warn: (message: string) => void): () => void {
+function lock(dir: string, flag: string, warn: (message: string) => void): () => void {
   const file = path.join(dir, LOCK);
   const mine: LockRecord = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
   for (let attempt = 0; ; attempt++) {
@@ -162,18 +164,19 @@ function lock(dir: string, warn: (message: string) => void): () => void {
       break;
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      if (err.code !== 'EEXIST') throw new RunFolderError(`--out ${dir} cannot be written: ${err.message}`);
-      if (attempt > 0) throw new RunFolderError(`--out ${dir}: another process took its lock at the same moment`);
+      if (err.code !== 'EEXIST') throw new RunFolderError(`${flag} ${dir} cannot be written: ${err.message}`);
+      if (attempt > 0) throw new RunFolderError(`${flag} ${dir}: another process took its lock at the same moment`);
     }
     const holder = readLock(file);
     if (holder && holder.host !== mine.host) {
       throw new RunFolderError(
-        `--out ${dir} is in use by process ${holder.pid} on ${holder.host} (since ${holder.started}); ` +
+        `${flag} ${dir} is in use by process ${holder.pid} on ${holder.host} (since ${holder.started}); ` +
           `if that run is gone, delete ${file}`,
       );
     }
     if (holder && alive(holder.pid)) {
-      throw new RunFolderError(`--out ${dir} is in use by a run in process ${holder.pid} (since ${holder.started}); wait for it or choose another --out`);
+      const choose = flag === '--out' ? ' or choose another --out' : '';
+      throw new RunFolderError(`${flag} ${dir} is in use by a run in process ${holder.pid} (since ${holder.started}); wait for it${choose}`);
     }
     warn(holder ? `taking over the lock of process ${holder.pid}, which is no longer running` : `replacing the unreadable lock file ${file}`);
     fs.rmSync(file, { force: true });

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelFileError } from './artifacts.js';
+import { missingRunFile } from './model-files.js';
 
 /** DIR/summary.json of a run. */
 export interface RunSummary {
@@ -44,7 +45,7 @@ export interface RunComparison {
 /** DIR/summary.json, checked for the fields a comparison reads. */
 export function readRunSummary(dir: string): RunSummary {
   const file = path.join(dir, 'summary.json');
-  if (!fs.existsSync(file)) throw new ModelFileError(`${file} not found: is ${dir} a directory written by sll train?`);
+  if (!fs.existsSync(file)) throw new ModelFileError(missingRunFile(dir, 'summary.json'));
   let summary: RunSummary;
   try {
     summary = JSON.parse(fs.readFileSync(file, 'utf8')) as RunSummary;

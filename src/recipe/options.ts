@@ -271,6 +271,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
     if (o.pipeline < 2) fail('broker', `needs --pipeline N with N >= 2 stages, got --pipeline ${o.pipeline}`);
     if (!/^rediss?:\/\/[^/\s]+/.test(o.broker)) fail('broker', `must be a URL redis://HOST:PORT, got "${o.broker}"`);
   }
+  if (o.broker === null && (o.run !== null || o.remoteStages)) fail(o.run !== null ? 'run' : 'remoteStages', 'applies only with --broker redis://HOST:PORT (stages over Redis)');
   if (o.run !== null && !/^[\w.-]+$/.test(o.run)) fail('run', `must be letters, digits, '.', '-' or '_', got "${o.run}"`);
   if (o.projDim !== null && o.model === 'mlp' && o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
   if (Array.isArray(o.lr) && o.method === 'bp') fail('lr', `takes one value with --method bp (one optimizer), got ${o.lr.length}`);

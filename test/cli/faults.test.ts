@@ -84,7 +84,8 @@ test('two runs on one folder: the second exits 2 while the first holds the lock;
     for (const args of [[...RUN, '--out', out], [...RUN, '--out', out, '--overwrite'], ['--resume', out]]) {
       const second = sll('train', ...args);
       assert.equal(second.code, 2, second.stderr);
-      assert.match(second.stderr, new RegExp(`--out ${out} is in use by a run in process ${first.pid}`));
+      const flag = args[0] === '--resume' ? '--resume' : '--out';
+      assert.match(second.stderr, new RegExp(`${flag} ${out} is in use by a run in process ${first.pid}`));
     }
   } finally {
     first.kill('SIGKILL');
@@ -214,7 +215,7 @@ test('user mistakes end with exit 2 and a message, never a stack trace', () => {
     [['evaluate', '--model-dir', bare], 2, /has no summary\.json, run\.json or checkpoint state\.json .*: give --dataset/],
     [['evaluate', '--model-dir', path.join(bare, 'nope')], 2, /no such folder/],
     [['evaluate', '--model-dir', run, '--probe-epochs', '3'], 2, /--probe-epochs needs --probe/],
-    [['evaluate', '--model-dir', run, '--probe', '--probe-epochs', '0'], 2, /--probe-epochs must be at least 1/],
+    [['evaluate', '--model-dir', run, '--probe', '--probe-epochs', '0'], 2, /--probe-epochs must be an integer >= 1, got 0/],
     [['train', '--resume', run], 0, /checkpoint .* is damaged \(state\.json does not hold a checkpoint's record\); trying the previous one/],
   ];
   for (const [args, code, message] of cases) {

@@ -45,7 +45,8 @@ test('sll predict gives, for PNG images and IDX records, the classes and probabi
   assert.equal(p.code, 0, p.stderr);
   const rows = p.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(rows.length, 2 * n);
-  assert.deepEqual(rows.slice(n).map((row) => row.file), Array.from({ length: n }, (_, i) => `${idx}#${i}`));
+  assert.deepEqual(rows.slice(n).map((row) => [row.file, row.index]), Array.from({ length: n }, (_, i) => [idx, i]));
+  assert.ok(rows.slice(0, n).every((row) => !('index' in row)), 'an image file has no record index');
 
   await useBackend('cpu');
   const model = await loadModel(out);
@@ -69,4 +70,13 @@ test('sll predict gives, for PNG images and IDX records, the classes and probabi
   const e = sll('predict', '--model-dir', out, bad);
   assert.equal(e.code, 2);
   assert.match(e.stderr, /not-an-image.png: not a JPEG or PNG image/);
+  const folder = sll('predict', '--model-dir', out, root);
+  assert.equal(folder.code, 2, folder.stderr);
+  assert.match(folder.stderr, /is not a file \(an image/);
+  const broken = path.join(root, 'broken-model');
+  fs.cpSync(out, broken, { recursive: true });
+  fs.writeFileSync(path.join(broken, 'sll.json'), '{bad');
+  const corrupt = sll('predict', '--model-dir', broken, idx);
+  assert.equal(corrupt.code, 2, corrupt.stderr);
+  assert.match(corrupt.stderr, /sll\.json is not valid JSON/);
 });

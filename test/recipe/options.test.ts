@@ -34,6 +34,8 @@ const bad: [Partial<RunOptions>, RegExp][] = [
   [{ model: 'vgg11', pipeline: 9 }, /--pipeline must be <= the number of units \(8\)/],
   [{ projDim: 2048 }, /--proj-dim must be <= --width \(1024\), got 2048/],
   [{ trainLimit: 0 }, /--train-limit must be an integer >= 1/],
+  [{ run: 'r1' }, /--run applies only with --broker/],
+  [{ pipeline: 2, remoteStages: true }, /--remote-stages applies only with --broker/],
   [{ backend: 'tpu' as RunOptions['backend'] }, /--backend must be one of auto, native, wasm, cpu/],
 ];
 

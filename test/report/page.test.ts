@@ -140,7 +140,7 @@ test('sll report names what it cannot read, with exit 2', () => {
   fs.writeFileSync(bad, '{"method":"sll","depth":2}\nnot json\n');
   const cases: [string[], RegExp][] = [
     [[bad], /bad\.jsonl: line 1 lacks peak_bytes, activation_peak_bytes/],
-    [[path.join(dir, 'none.jsonl')], /memory file .*none\.jsonl not found/],
+    [[path.join(dir, 'none.jsonl')], /none\.jsonl: no such run folder or memory file/],
     [[dir], /summary\.json not found/],
     [[], /nothing to report/],
   ];
