@@ -23,6 +23,8 @@ export interface ImageDataset {
   /** Per-channel normalisation on the 0..1 scale: x = (p/255 - mean[c]) / std[c]. */
   readonly mean: readonly number[];
   readonly std: readonly number[];
+  /** The classes' names, label k naming classNames[k], where the data name them (an image folder's class folders). */
+  readonly classNames?: readonly string[];
 }
 
 /** A data set whose images are all in memory. */
@@ -48,9 +50,10 @@ type Meta = Omit<ImageDataset, 'size' | 'pixels' | 'readPixels'>;
 
 /** Checks the metadata shared by both kinds of set; returns size. */
 function checkMeta(init: Meta, fail: (msg: string) => never): number {
-  const { shape, numClasses, labels, mean, std } = init;
+  const { shape, numClasses, labels, mean, std, classNames } = init;
   if (shape.length !== 3 || !shape.every(isPosInt)) fail(`bad shape [${shape}] (expected [H, W, C] of positive integers)`);
   if (!isPosInt(numClasses)) fail(`bad numClasses ${numClasses}`);
+  if (classNames !== undefined && classNames.length !== numClasses) fail(`${classNames.length} class names for ${numClasses} classes`);
   const c = shape[2];
   if (mean.length !== c || std.length !== c) fail(`mean/std need ${c} entries, got ${mean.length}/${std.length}`);
   if (!std.every((s) => s > 0)) fail(`std must be positive, got [${std}]`);
@@ -75,6 +78,11 @@ function checkRead(name: string, size: number, stride: number, indices: ArrayLik
   }
 }
 
+/** `classNames` as a field, when there are any (a set without names has no such field). */
+function named(classNames: readonly string[] | undefined): { classNames?: readonly string[] } {
+  return classNames === undefined ? {} : { classNames: Object.freeze([...classNames]) };
+}
+
 /** Attaches readPixels as a non-enumerable property (so deepEqual and structuredClone see only the data) and freezes. */
 function finish<D extends ImageDataset>(data: Omit<D, 'readPixels'>, read: (indices: ArrayLike<number>, out: Uint8Array) => void): D {
   const [h, w, c] = data.shape;
@@ -89,7 +97,7 @@ function finish<D extends ImageDataset>(data: Omit<D, 'readPixels'>, read: (indi
 
 /** An in-memory data set from its pixels and labels, checked (DataError names what is inconsistent). */
 export function makeDataset(init: DatasetInit): InMemoryDataset {
-  const { name, pixels, labels, shape, numClasses, mean, std } = init;
+  const { name, pixels, labels, shape, numClasses, mean, std, classNames } = init;
   const fail = (msg: string): never => {
     throw new DataError(`${name}: ${msg}`);
   };
@@ -100,7 +108,7 @@ export function makeDataset(init: DatasetInit): InMemoryDataset {
     fail(`${size} labels need ${size * stride} pixels (${h}x${w}x${c} each), got ${pixels.length}`);
   }
   checkLabels(name, labels, numClasses);
-  return finish<InMemoryDataset>({ name, pixels, labels, shape, numClasses, size, mean, std }, (indices, out) => {
+  return finish<InMemoryDataset>({ name, pixels, labels, shape, numClasses, size, mean, std, ...named(classNames) }, (indices, out) => {
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k];
       out.set(pixels.subarray(i * stride, (i + 1) * stride), k * stride);
@@ -113,11 +121,11 @@ export function makeDataset(init: DatasetInit): InMemoryDataset {
  * only the labels live in memory. The reader gets validated indices and a large enough `out`.
  */
 export function makeStreamingDataset(init: StreamingDatasetInit): ImageDataset {
-  const { name, labels, shape, numClasses, mean, std, readPixels } = init;
+  const { name, labels, shape, numClasses, mean, std, classNames, readPixels } = init;
   const size = checkMeta(init, (msg: string): never => {
     throw new DataError(`${name}: ${msg}`);
   });
   checkLabels(name, labels, numClasses);
   if (typeof readPixels !== 'function') throw new DataError(`${name}: readPixels must be a function`);
-  return finish<ImageDataset>({ name, labels, shape, numClasses, size, mean, std }, readPixels);
+  return finish<ImageDataset>({ name, labels, shape, numClasses, size, mean, std, ...named(classNames) }, readPixels);
 }

@@ -45,6 +45,7 @@ export function mnistFromIdx(images: IdxArray, labels: IdxArray, name: string, w
     throw new DataError(`${what.images}: expected dims [N, 28, 28], got [${images.dims}]`);
   }
   if (labels.dims.length !== 1) throw new DataError(`${what.labels}: expected dims [N], got [${labels.dims}]`);
+  if (n === 0) throw new DataError(`${what.images}: holds no images`);
   if (labels.dims[0] !== n) {
     throw new DataError(`${name}: ${n} images (${what.images}) but ${labels.dims[0]} labels (${what.labels})`);
   }

@@ -90,9 +90,12 @@ export function checkImageHeader(size: number, readAt: ReadAt, what: string): { 
         const width = be16(m, 7);
         if (!(width > 0 && height > 0)) fail(`corrupt JPEG: size ${width}x${height}`);
         if (![1, 3, 4].includes(m[9])) fail(`unsupported JPEG: ${m[9]} components`);
-        let eoi = false;
-        for (let i = tail.length - 2; i >= 0 && !eoi; i--) eoi = tail[i] === 0xff && tail[i + 1] === 0xd9;
-        if (!eoi) fail('truncated JPEG: no end-of-image marker');
+        const hasEoi = (b: Uint8Array) => {
+          for (let i = b.length - 2; i >= 0; i--) if (b[i] === 0xff && b[i + 1] === 0xd9) return true;
+          return false;
+        };
+        // Near the end, unless data follows the image (a phone's "motion photo" trailer): then anywhere.
+        if (!hasEoi(tail) && !hasEoi(readAt(pos, size - pos))) fail('truncated JPEG: no end-of-image marker');
         return { width, height };
       }
       if (marker === 0xda || marker === 0xd9) fail('corrupt JPEG: no frame header before the image data');

@@ -5,8 +5,8 @@
  * pixel cache and served from memory (image-cache.ts), or read, decoded and resized when a batch asks
  * for them (only the file list and the labels in memory).
  */
-import { type Dirent, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { type Dirent, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { join, sep } from 'node:path';
 import { type DataSplits, type ImageDataset, makeDataset, makeStreamingDataset } from './dataset.js';
 import { DataError } from './errors.js';
 import { checkImageHeader } from './image.js';
@@ -73,13 +73,18 @@ function subfolders(dir: string, what: string): string[] {
 }
 
 /** The image files under a class folder (sub-folders included), sorted by path. */
-function imagesIn(dir: string, depth = 0): string[] {
+function imagesIn(dir: string, depth = 0, above: readonly string[] = [realpathSync(dir)]): string[] {
   const found: string[] = [];
   for (const d of readDir(dir, 'folder').filter(visible)) {
     const k = kind(dir, d);
     const path = join(dir, d.name);
     if (k === 'file' && IMAGE_FILE.test(d.name)) found.push(path);
-    else if (k === 'dir' && depth < MAX_DEPTH) found.push(...imagesIn(path, depth + 1));
+    else if (k === 'dir' && depth < MAX_DEPTH) {
+      // A link to a folder above would count that folder's images again, under this class.
+      const real = realpathSync(path);
+      if (above.some((a) => real === a || a.startsWith(real + sep))) throw new DataError(`${path} links back to a folder above it (${real})`);
+      found.push(...imagesIn(path, depth + 1, [...above, real]));
+    }
   }
   return found.sort();
 }
@@ -104,6 +109,7 @@ function annotatedSplit(valDir: string, annotations: string, classes: string[]):
   const present = new Set(readDir(imagesDir, 'val images folder').map((d) => d.name));
   const files: string[] = [];
   const labels: number[] = [];
+  const listed = new Set<string>();
   readFileSync(annotations, 'utf8')
     .split(/\r?\n/)
     .forEach((line, i) => {
@@ -114,10 +120,14 @@ function annotatedSplit(valDir: string, annotations: string, classes: string[]):
       const k = classes.indexOf(name);
       if (k < 0) throw new DataError(`${where}: val class '${name}' is not a class of train/`);
       if (!present.has(file)) throw new DataError(`${where}: image not found: ${join(imagesDir, file)}`);
+      if (listed.has(file)) throw new DataError(`${where}: ${file} is listed a second time`);
+      listed.add(file);
       files.push(join(imagesDir, file));
       labels.push(k);
     });
   if (files.length === 0) throw new DataError(`${annotations}: no images listed`);
+  const unlisted = [...present].filter((f) => IMAGE_FILE.test(f) && !listed.has(f));
+  if (unlisted.length > 0) throw new DataError(`${annotations} lists no class for ${unlisted.length} image(s) of ${imagesDir}, e.g. ${unlisted[0]}`);
   return { files, labels: Int32Array.from(labels) };
 }
 
@@ -158,11 +168,11 @@ export function listImageFolder(root: string): ImageFolderIndex {
   return { root, classes, train, val };
 }
 
-/** A streaming data set of `files`: each image read, decoded to RGB and resized to size x size when asked for. */
+/** A streaming data set of `files` of `classes` (a count, or the names): each image read, decoded to RGB and resized to size x size when asked for. */
 export function imageFilesDataset(
   name: string,
   split: ImageFolderSplit,
-  numClasses: number,
+  classes: number | readonly string[],
   size: number,
   norm: { mean: readonly number[]; std: readonly number[] } = { mean: IMAGENET_MEAN, std: IMAGENET_STD },
 ): ImageDataset {
@@ -174,7 +184,7 @@ export function imageFilesDataset(
     name,
     labels: split.labels,
     shape: [size, size, 3],
-    numClasses,
+    ...(typeof classes === 'number' ? { numClasses: classes } : { numClasses: classes.length, classNames: classes }),
     mean: norm.mean,
     std: norm.std,
     readPixels(indices, out) {
@@ -293,13 +303,14 @@ export function loadImageFolder(root: string, opts: ImageFolderOptions = {}): Da
   }
   const n = index.classes.length;
   const [train, test] = parts.map(({ name, split, key, pixels }) => {
-    if (!key) return imageFilesDataset(name, split, n, size);
+    if (!key) return imageFilesDataset(name, split, index.classes, size);
     return makeDataset({
       name,
       pixels: pixels ?? buildCache(key, split.files, size, opts.workers),
       labels: split.labels,
       shape: [size, size, 3],
       numClasses: n,
+      classNames: index.classes,
       mean: IMAGENET_MEAN,
       std: IMAGENET_STD,
     });

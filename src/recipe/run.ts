@@ -200,6 +200,8 @@ export async function resumeTraining(
   overrides: Partial<Pick<RunOptions, 'backend'>> = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   if (!fs.existsSync(outDir)) throw new OptionError('resume', `--resume ${outDir}: no such folder`);
+  const changed = Object.keys(overrides).filter((k) => k !== 'backend');
+  if (changed.length > 0) throw new OptionError('resume', `a resumed run keeps its options: only backend may change, not ${changed.join(', ')}`);
   const folder = claimRunFolder(outDir, { resume: true, warn: callbacks.warn });
   try {
     const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}), folder.run.run_id);
@@ -281,8 +283,8 @@ export function fitSetup(o: RunOptions, model: HeadedNetwork, data: DataSplits, 
   return {
     model,
     engine,
-    train: batchSource(data.train, { augment }),
-    validation: batchSource(data.test),
+    train: batchSource(data.train, { augment, classNames: model.normalization?.classNames }),
+    validation: batchSource(data.test, { classNames: model.normalization?.classNames }),
     loop: resolveLoopConfig(loopConfig(o)),
     seed: o.seed,
   };
@@ -328,5 +330,6 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
 }
 
 function normalizationOf(data: DataSplits): Normalization {
-  return { mean: [...data.train.mean], std: [...data.train.std] };
+  const { mean, std, classNames } = data.train;
+  return { mean: [...mean], std: [...std], ...(classNames && { classNames: [...classNames] }) };
 }

@@ -3,6 +3,7 @@
  * head, or the BP classifier), and optionally of the ensemble of heads (mean of their softmaxes).
  */
 import * as tf from '@tensorflow/tfjs';
+import { DataError } from '../data/errors.js';
 import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
 import { applyUnit, classify } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
@@ -37,42 +38,52 @@ export interface EvaluateOptions {
 /** Every head's accuracy and loss on `data` (inference mode). */
 export async function evaluate(model: HeadedNetwork, data: TrainingData, opts: EvaluateOptions = {}): Promise<Evaluation> {
   const { network, heads } = model;
-  const source: BatchSource = batchSource(data, { numClasses: opts.numClasses ?? network.spec.numClasses });
+  const source: BatchSource = batchSource(data, { numClasses: opts.numClasses ?? network.spec.numClasses, classNames: model.normalization?.classNames });
   const bp = network.classifier != null;
   const rows = bp ? 1 : network.units.length;
   const ensemble = (opts.ensemble ?? false) && !bp;
   // Per row: [correct, summed loss]; the ensemble's row counts only correct.
   let sums = tf.zeros([rows + (ensemble ? 1 : 0), 2]);
   let examples = 0;
-  for await (const batch of source.batches({ batchSize: opts.batchSize ?? 500, shuffle: false, seed: 0, epoch: 0 })) {
-    const next = tf.tidy(() => {
-      const targets = tf.oneHot(batch.labels, network.spec.numClasses).toFloat() as tf.Tensor2D;
-      const score = (logits: tf.Tensor2D) =>
-        tf.stack([
-          tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), batch.labels), 'float32')),
-          tf.mul(predictionLoss(logits, targets), batch.n),
-        ]);
-      let logits: tf.Tensor2D[];
-      if (bp) {
-        logits = [classify(network, batch.x, false)];
-      } else {
-        let h: tf.Tensor = batch.x;
-        logits = network.units.map((unit) => {
-          h = applyUnit(unit, h, false);
-          return heads[unit.index].project(h);
+  try {
+    for await (const batch of source.batches({ batchSize: opts.batchSize ?? 500, shuffle: false, seed: 0, epoch: 0 })) {
+      let next: tf.Tensor;
+      try {
+        next = tf.tidy(() => {
+          const targets = tf.oneHot(batch.labels, network.spec.numClasses).toFloat() as tf.Tensor2D;
+          const score = (logits: tf.Tensor2D) =>
+            tf.stack([
+              tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), batch.labels), 'float32')),
+              tf.mul(predictionLoss(logits, targets), batch.n),
+            ]);
+          let logits: tf.Tensor2D[];
+          if (bp) {
+            logits = [classify(network, batch.x, false)];
+          } else {
+            let h: tf.Tensor = batch.x;
+            logits = network.units.map((unit) => {
+              h = applyUnit(unit, h, false);
+              return heads[unit.index].project(h);
+            });
+          }
+          const scores = logits.map(score);
+          if (ensemble) scores.push(score(tf.log(tf.div(tf.addN(logits.map((v) => tf.softmax(v))), logits.length)) as tf.Tensor2D));
+          return tf.add(sums, tf.stack(scores));
         });
+      } finally {
+        tf.dispose([batch.x, batch.labels]);
       }
-      const scores = logits.map(score);
-      if (ensemble) scores.push(score(tf.log(tf.div(tf.addN(logits.map((v) => tf.softmax(v))), logits.length)) as tf.Tensor2D));
-      return tf.add(sums, tf.stack(scores));
-    });
-    tf.dispose([sums, batch.x, batch.labels]);
-    sums = next;
-    examples += batch.n;
+      sums.dispose();
+      sums = next;
+      examples += batch.n;
+    }
+  } catch (e) {
+    sums.dispose();
+    throw e;
   }
   const values = (await sums.array()) as number[][];
   sums.dispose();
-  if (examples === 0) throw new Error('evaluate: the data hold no examples');
+  if (examples === 0) throw new DataError('evaluate: the data hold no examples');
   const unitAccuracy = values.slice(0, rows).map((r) => r[0] / examples);
   const unitLoss = values.slice(0, rows).map((r) => r[1] / examples);
   return {
@@ -98,26 +109,35 @@ export interface UnitActivity {
 /** UnitActivity of every unit on `data` (inference mode), for SLL and BP networks alike. */
 export async function unitActivity(model: HeadedNetwork, data: TrainingData, opts: { batchSize?: number } = {}): Promise<UnitActivity[]> {
   const { units } = model.network;
-  const source = batchSource(data, { numClasses: model.network.spec.numClasses });
+  const source = batchSource(data, { numClasses: model.network.spec.numClasses, classNames: model.normalization?.classNames });
   const channels = units.map((u) => u.outputShape[u.outputShape.length - 1]);
   let zeros = tf.zeros([units.length]);
   let channelMax = units.map((_, i) => tf.zeros([channels[i]]));
   let examples = 0;
-  for await (const batch of source.batches({ batchSize: opts.batchSize ?? 500, shuffle: false, seed: 0, epoch: 0 })) {
-    const [nextZeros, ...nextMax] = tf.tidy(() => {
-      let h: tf.Tensor = batch.x;
-      const counts: tf.Tensor[] = [];
-      const maxima = units.map((unit, i) => {
-        h = applyUnit(unit, h, false);
-        counts.push(tf.sum(tf.cast(tf.equal(h, 0), 'float32')));
-        return tf.maximum(channelMax[i], tf.max(tf.abs(tf.reshape(h, [-1, channels[i]])), 0));
-      });
-      return [tf.add(zeros, tf.stack(counts)), ...maxima];
-    });
-    tf.dispose([zeros, ...channelMax, batch.x, batch.labels]);
-    zeros = nextZeros;
-    channelMax = nextMax;
-    examples += batch.n;
+  try {
+    for await (const batch of source.batches({ batchSize: opts.batchSize ?? 500, shuffle: false, seed: 0, epoch: 0 })) {
+      let next: tf.Tensor[];
+      try {
+        next = tf.tidy(() => {
+          let h: tf.Tensor = batch.x;
+          const counts: tf.Tensor[] = [];
+          const maxima = units.map((unit, i) => {
+            h = applyUnit(unit, h, false);
+            counts.push(tf.sum(tf.cast(tf.equal(h, 0), 'float32')));
+            return tf.maximum(channelMax[i], tf.max(tf.abs(tf.reshape(h, [-1, channels[i]])), 0));
+          });
+          return [tf.add(zeros, tf.stack(counts)), ...maxima];
+        });
+      } finally {
+        tf.dispose([batch.x, batch.labels]);
+      }
+      tf.dispose([zeros, ...channelMax]);
+      [zeros, ...channelMax] = next;
+      examples += batch.n;
+    }
+  } catch (e) {
+    tf.dispose([zeros, ...channelMax]);
+    throw e;
   }
   // Read asynchronously: the webgpu backend cannot read synchronously in Node.
   const zeroCounts = await zeros.data();

@@ -147,7 +147,7 @@ async function run(
   const numClasses = model.network.spec.numClasses;
   const k = await train.classes();
   if (k !== null && k !== numClasses) throw new DataError(`the training data have ${k} classes, the model ${numClasses}`);
-  const validation = config.validationData ? batchSource(config.validationData, { numClasses }) : null;
+  const validation = config.validationData ? batchSource(config.validationData, { numClasses, classNames: model.normalization?.classNames }) : null;
   const result = await fit({ model, engine: makeEngine(), train, validation, loop, seed, callbacks: config.callbacks });
   return {
     epoch: Array.from({ length: result.epochs }, (_, i) => i),
@@ -169,7 +169,8 @@ function trainingSource(model: tf.LayersModel | HeadedNetwork, data: TrainingDat
     if (numClasses !== undefined && numClasses !== k) throw new DataError(`numClasses is ${numClasses}, but the model has ${k} classes`);
     numClasses = k;
   }
-  return batchSource(data, { numClasses, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+  const classNames = isHeaded(model) ? model.normalization?.classNames : undefined;
+  return batchSource(data, { numClasses, classNames, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
 }
 
 /**
@@ -208,5 +209,7 @@ async function classesOf(train: BatchSource, given: number | undefined): Promise
 }
 
 function normalizationOf(train: BatchSource): Normalization | null {
-  return train.images ? { mean: [...train.images.mean], std: [...train.images.std] } : null;
+  if (!train.images) return null;
+  const { mean, std, classNames } = train.images;
+  return { mean: [...mean], std: [...std], ...(classNames && { classNames: [...classNames] }) };
 }

@@ -11,6 +11,8 @@ import type { HeadsConfig } from './config.js';
 export interface Normalization {
   readonly mean: readonly number[];
   readonly std: readonly number[];
+  /** The data set's class names, where it has them (an image folder): data evaluated or trained on later must name the same classes in the same order. */
+  readonly classNames?: readonly string[];
 }
 
 /** A network and its projection heads: the SLL model (a BP-trained network has none: its classifier reads the last unit). */

@@ -79,13 +79,23 @@ test('sll train --model vgg11 --dataset cifar10 --data-dir DIR trains on the bin
 test('sll train --dataset imagefolder --data-dir DIR decodes and resizes JPEG and PNG images once (the cache beside them, or in --cache-dir), with BP too', () => {
   const root = imageFolder();
   const cacheDir = tmp();
+  const outs: Record<string, string> = {};
   for (const method of ['sll', 'bp']) {
     const cache = method === 'bp' ? ['--cache-dir', cacheDir] : [];
+    outs[method] = tmp();
     const r = sll('train', ...vgg, '--method', method, '--dataset', 'imagefolder', '--data-dir', root, '--image-size', '16',
-      '--batch-size', '4', ...cache, '--out', tmp());
+      '--batch-size', '4', ...cache, '--out', outs[method]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /data: imagefolder, 12 train \/ 4 test examples, shape \[16,16,3\]/);
   }
+  // The model records its classes' names; a folder that names them otherwise is refused, not scored label for label.
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(outs.sll, 'sll.json'), 'utf8')).normalization.classNames, ['blue', 'red']);
+  const renamed = tmp();
+  fs.cpSync(root, renamed, { recursive: true, filter: (f) => !f.includes('.sll-cache') });
+  for (const split of ['train', 'val']) fs.renameSync(path.join(renamed, split, 'blue'), path.join(renamed, split, 'teal'));
+  const e = sll('evaluate', '--model-dir', outs.sll, '--data-dir', renamed);
+  assert.equal(e.code, 2, e.stderr);
+  assert.match(e.stderr, /the image data set's classes \(red, teal\) are not the model's \(blue, red\), label for label/);
   // The SLL run cached beside the data; the BP run, told --cache-dir, there and only there.
   const pixels = (dir: string) => fs.readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith('.pixels'));
   assert.equal(pixels(path.join(root, '.sll-cache')).length, 2);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import jpeg from 'jpeg-js';
@@ -281,6 +281,27 @@ test('the Tiny-ImageNet layout: train/<class>/images/*.JPEG, val/images/ with va
   assert.throws(() => loadImageFolder(r), dataError(/val_annotations\.txt: line 1: val class 'n03' is not a class of train\//));
   put(join(r, 'val/val_annotations.txt'), 'val_9.JPEG\tn01\t0\t0\t1\t1\n');
   assert.throws(() => loadImageFolder(r), dataError(/line 1: image not found: .*val_9\.JPEG/));
+  put(join(r, 'val/val_annotations.txt'), 'val_0.JPEG\tn02\t0\t0\t1\t1\nval_1.JPEG\tn01\nval_0.JPEG\tn01\n');
+  assert.throws(() => loadImageFolder(r), dataError(/line 3: val_0\.JPEG is listed a second time/));
+  put(join(r, 'val/val_annotations.txt'), 'val_0.JPEG\tn02\t0\t0\t1\t1\n');
+  assert.throws(() => loadImageFolder(r), dataError(/lists no class for 1 image\(s\) of .*images, e\.g\. val_1\.JPEG/));
+});
+
+test('a link inside a class folder back to a folder above it is refused (its images would count again, mislabelled)', () => {
+  const r = tree('link-loop');
+  symlinkSync('..', join(r, 'train/cat/loop'));
+  assert.throws(() => loadImageFolder(r), dataError(/train\/cat\/loop links back to a folder above it/));
+  rmSync(join(r, 'train/cat/loop'));
+  symlinkSync(join(r, 'train/dog'), join(r, 'train/cat/dogs'));
+  assert.equal(loadImageFolder(r).train.size, 8, 'a link to a folder elsewhere is followed');
+});
+
+test('a JPEG with data after its end-of-image marker (a phone\'s trailer) is read', () => {
+  const r = tree('jpeg-trailer');
+  const file = join(r, 'train/cat/b.jpg');
+  writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.alloc(100, 7)]));
+  const { train } = loadImageFolder(r, { imageSize: 4 });
+  assert.equal(train.size, 6);
 });
 
 test('loadDataset: imagefolder needs dataDir, passes imageSize (default 64) and rejects a bad one', () => {

@@ -53,6 +53,11 @@ test('labels outside 0..9 are rejected', () => {
   assert.throws(() => loadMnist(dir), (e: Error) => e instanceof DataError && /mnist\/train: label 10 at index 0/.test(e.message));
 });
 
+test('an empty split is rejected naming its file', () => {
+  const dir = fakeMnist('empty', { 't10k-images-idx3-ubyte': [[0, 28, 28], new Uint8Array(0)], 't10k-labels-idx1-ubyte': [[0], new Uint8Array(0)] });
+  assert.throws(() => loadMnist(dir), (e: Error) => e instanceof DataError && /t10k-images-idx3-ubyte: holds no images/.test(e.message));
+});
+
 test('a missing directory is rejected with a DataError naming the file', () => {
   const dir = join(root, 'missing');
   assert.throws(() => loadMnist(dir), (e: Error) => e instanceof DataError && e.message.includes(join(dir, 'train-images-idx3-ubyte')));

