@@ -13,6 +13,14 @@ import { registerUnitLossStats } from './objectives/unit-loss.js';
 import { nativeUnitLossStats } from './native/unit-loss.js';
 import { applyWasmTrainingFixes } from './wasm/training-kernels.js';
 
+// Importing tfjs-backend-wasm registers it as tfjs's default (priority 2), so a user's plain tfjs code would
+// run on wasm, without the training fixes that useBackend('wasm') applies. Keep it registered, below cpu.
+const wasmFactory = tf.findBackendFactory('wasm');
+if (wasmFactory && tf.getBackend() !== 'wasm') {
+  tf.removeBackend('wasm');
+  tf.registerBackend('wasm', wasmFactory, 0);
+}
+
 /**
  * The backends `useBackend` knows: 'auto' is native when its addon is built, else wasm (with a notice saying
  * why); 'webgpu' is tfjs-backend-webgpu on the GPU through Dawn (gpu/webgpu-node.ts).
@@ -64,6 +72,9 @@ async function loadWebGpu(): Promise<void> {
 export async function useBackend(name: BackendName, threads: number | null = null): Promise<BackendName> {
   if (!BACKENDS.includes(name)) {
     throw new BackendError(`unknown backend '${name}'; available: ${BACKENDS.join(', ')}`);
+  }
+  if (threads !== null && !(Number.isSafeInteger(threads) && threads >= 1 && threads <= 1024)) {
+    throw new BackendError(`threads must be an integer from 1 to 1024 (or null: all cores), got ${String(threads)}`);
   }
   if (name === 'auto') {
     const addon = loadNativeAddon();

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { useBackend, BackendError } from '../src/backend.js';
 
@@ -43,4 +45,15 @@ test('gradients through wasm matMul equal the cpu backend', async () => {
 
 test('an unknown backend is refused with the list of backends', async () => {
   await assert.rejects(useBackend('gpu' as 'cpu'), (e: Error) => e instanceof BackendError && /wasm, cpu/.test(e.message));
+});
+
+test('importing sll/node leaves tfjs on its own default (cpu), and useBackend checks its thread count', async () => {
+  const node = new URL('../src/node.js', import.meta.url).href;
+  const script = `import * as tf from '@tensorflow/tfjs'; await import(${JSON.stringify(node)}); console.log(tf.tensor([2]).dataSync()[0], tf.getBackend());`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: fileURLToPath(new URL('../..', import.meta.url)) });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^2 cpu$/m);
+  for (const bad of [0, 1.5, -3]) {
+    await assert.rejects(useBackend('cpu', bad), (e: Error) => e instanceof BackendError && /threads must be an integer from 1 to 1024/.test(e.message));
+  }
 });

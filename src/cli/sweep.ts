@@ -45,7 +45,8 @@ export const sweepCommand: Command = {
     };
     if (seedsFlag !== undefined && given.seed !== undefined) throw new OptionError('seeds', 'give --seeds or --seed, not both');
     const seeds = seedsFlag === undefined ? [given.seed ?? 0] : Array.isArray(seedsFlag) ? seedsFlag : [seedsFlag];
-    const spec: SweepSpec = { base: given, grid: parseGrid(gridSpec), seeds };
+    const { seed: _seed, ...base } = given;
+    const spec: SweepSpec = { base, grid: parseGrid(gridSpec), seeds };
     // With --json, stdout holds the JSON lines alone; progress goes to stderr.
     const log = json ? (line: string) => console.error(line) : (line: string) => console.log(line);
     const o = { dataset: given.dataset ?? 'mnist', model: given.model ?? 'mlp', method: given.method ?? 'sll' };

@@ -122,19 +122,28 @@ export function parseGrid(spec: string): GridAxis[] {
     const name = item.slice(0, eq).replace(/^--/, '');
     const option = byFlag.get(name);
     if (option === undefined) throw new OptionError('grid', `--grid: unknown option '${name}' (sll train --help lists them, without the dashes)`);
+    const raw = item.slice(eq + 1).split(',');
+    if (raw.some((v) => v === '')) throw new OptionError('grid', `--grid: ${name} has an empty value in '${item}'`);
+    axes.push({ option, values: raw.map((v) => gridValue(option, name, v)) });
+    checkGrid(axes);
+  }
+  return axes;
+}
+
+/** Throws OptionError for a grid axis of an unknown option, one a grid may not vary, one given twice, or a value listed twice. */
+export function checkGrid(axes: readonly GridAxis[]): void {
+  axes.forEach(({ option, values }, i) => {
+    if (!(option in OPTION_TABLE)) throw new OptionError('grid', `--grid: unknown option '${String(option)}'`);
+    const name = flagName(option).slice(2);
     if (NOT_IN_GRID.has(option)) {
       throw new OptionError('grid', option === 'seed' ? '--grid: vary the seed with --seeds 0,1,2, not in the grid' : `--grid: ${name} names one run and cannot vary in a sweep`);
     }
-    if (axes.some((a) => a.option === option)) throw new OptionError('grid', `--grid: ${name} is given twice`);
-    const raw = item.slice(eq + 1).split(',');
-    if (raw.some((v) => v === '')) throw new OptionError('grid', `--grid: ${name} has an empty value in '${item}'`);
-    const values = raw.map((v) => gridValue(option, name, v));
+    if (axes.findIndex((a) => a.option === option) !== i) throw new OptionError('grid', `--grid: ${name} is given twice`);
+    if (values.length === 0) throw new OptionError('grid', `--grid: ${name} has no values`);
     const keys = values.map((v) => JSON.stringify(v));
-    const twice = keys.find((k, i) => keys.indexOf(k) !== i);
+    const twice = keys.find((k, j) => keys.indexOf(k) !== j);
     if (twice !== undefined) throw new OptionError('grid', `--grid: ${name} lists ${twice} twice`);
-    axes.push({ option, values });
-  }
-  return axes;
+  });
 }
 
 function gridValue(option: keyof RunOptions, name: string, raw: string): unknown {
@@ -179,6 +188,8 @@ export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
     if (!Number.isSafeInteger(s) || s < 0) throw new OptionError('seeds', `--seeds must be integers >= 0, got ${s}`);
   }
   if (new Set(spec.seeds).size !== spec.seeds.length) throw new OptionError('seeds', `--seeds lists a seed twice: ${spec.seeds.join(',')}`);
+  checkGrid(spec.grid);
+  if (spec.base.seed !== undefined) throw new OptionError('seed', 'a sweep\'s base options hold no seed: the seeds are given as seeds');
   const both = spec.grid.find((axis) => spec.base[axis.option] !== undefined);
   if (both !== undefined) throw new OptionError(both.option, `${flagName(both.option)} is given as a flag and varies in --grid: give one`);
   let points: { values: Partial<RunOptions>; point: Record<string, unknown> }[] = [{ values: {}, point: {} }];
@@ -186,7 +197,7 @@ export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
     const name = flagName(axis.option).slice(2);
     points = points.flatMap((p) => axis.values.map((v) => ({ values: { ...p.values, [axis.option]: v }, point: { ...p.point, [name]: v } })));
   }
-  return points.flatMap(({ values, point }) =>
+  const cells = points.flatMap(({ values, point }) =>
     spec.seeds.map((seed) => {
       const name = [...Object.entries(point).map(([k, v]) => `${k}=${gridValueText(v)}`), `seed=${seed}`].join(',').replace(/[^\w.=,+-]/g, '_');
       let options: RunOptions;
@@ -199,6 +210,10 @@ export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
       return { name, dir: path.join(outDir, name), point, seed, options };
     }),
   );
+  const names = cells.map((c) => c.name);
+  const clash = names.find((n, i) => names.indexOf(n) !== i);
+  if (clash !== undefined) throw new OptionError('grid', `--grid: two cells would share the folder ${clash} (values that differ only in characters a folder name cannot hold)`);
+  return cells;
 }
 
 /** The options in which a recorded run differs from the cell's (execution options aside), as "--flag a vs b". */

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { OptionError, type RunOptions } from '../../src/recipe/options.js';
-import { runTraining } from '../../src/recipe/run.js';
+import { resumeTraining, runTraining } from '../../src/recipe/run.js';
 import { meanStd, parseGrid, recordCells, runSweep, summarizeSweep, sweepCells, type SweepCellResult, type SweepSpec } from '../../src/recipe/sweep.js';
 import { FitInterrupted } from '../../src/train/fit.js';
 
@@ -96,6 +96,13 @@ test('sweepCells: every grid point with every seed, first axis slowest; a bad ce
   assert.throws(() => sweepCells({ base: {}, grid: parseGrid('keep=0.5,2'), seeds: [0] }, 'd'), /sweep cell keep=2,seed=0: --keep must be in \(0, 1\]/);
   assert.throws(() => sweepCells({ base: {}, grid: parseGrid('keep=1'), seeds: [] }, 'd'), /--seeds needs at least one seed/);
   assert.throws(() => sweepCells({ base: {}, grid: parseGrid('keep=1'), seeds: [1, 1] }, 'd'), /lists a seed twice/);
+  // A grid built in code is checked as a parsed one is.
+  const cellsOf = (grid: SweepSpec['grid'], base: SweepSpec['base'] = {}) => () => sweepCells({ base, grid, seeds: [0] }, 'd');
+  assert.throws(cellsOf([{ option: 'seed', values: [1, 2] }]), /vary the seed with --seeds/);
+  assert.throws(cellsOf([{ option: 'keep', values: [1, 1] }]), /keep lists 1 twice/);
+  assert.throws(cellsOf([{ option: 'trainlimit' as keyof RunOptions, values: [1, 2] }]), /unknown option 'trainlimit'/);
+  assert.throws(cellsOf([], { seed: 5 }), /base options hold no seed/);
+  assert.throws(cellsOf([{ option: 'dataDir', values: ['/a/b', '_a_b'] }]), /two cells would share the folder data-dir=_a_b,seed=0/);
 });
 
 /** A tiny MNIST MLP on the cpu backend: runs are bit-reproducible there. */
@@ -256,4 +263,8 @@ test('recordCells waits for the lock another process holds, and takes over one l
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
+});
+
+test('resumeTraining keeps the run\'s options: an override other than the backend is refused', async () => {
+  await assert.rejects(resumeTraining(os.tmpdir(), {}, {}, { epochs: 3 } as Partial<RunOptions>), /a resumed run keeps its options: only backend may change, not epochs/);
 });
