@@ -107,17 +107,24 @@ function checkLabels(labels: tf.Tensor1D, numClasses: number, where: string): vo
   }
 }
 
+/** Integer labels of `y`, each checked to lie in 0..numClasses-1 (freed when one does not). */
+function checkedLabels(y: tf.Tensor, numClasses: number, where: string): tf.Tensor1D {
+  const labels = toLabels(y, numClasses);
+  try {
+    checkLabels(labels, numClasses, where);
+  } catch (e) {
+    labels.dispose();
+    throw e;
+  }
+  return labels;
+}
+
 function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchSource {
   if (x.shape[0] !== y.shape[0]) throw new DataError(`x has ${x.shape[0]} examples, y ${y.shape[0]}`);
   if (x.shape[0] === 0) throw new DataError('x holds no examples');
   const numClasses: number | null = o.numClasses ?? (y.rank === 2 ? (y.shape[1] as number) : null);
   if (numClasses === null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
-  const all = toLabels(y, numClasses);
-  try {
-    checkLabels(all, numClasses, 'y');
-  } finally {
-    all.dispose();
-  }
+  checkedLabels(y, numClasses, 'y').dispose();
   const size = x.shape[0];
   return {
     size,
@@ -180,12 +187,11 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
         }
         const numClasses = o.numClasses ?? (ys.rank === 2 ? (ys.shape[1] as number) : null);
         if (numClasses == null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
-        let labels: tf.Tensor1D | null = null;
+        let labels: tf.Tensor1D;
         try {
-          labels = toLabels(ys, numClasses);
-          checkLabels(labels, numClasses, `batch ${b}`);
+          labels = checkedLabels(ys, numClasses, `batch ${b}`);
         } catch (e) {
-          tf.dispose([xs, ...(labels ? [labels] : [])]);
+          xs.dispose();
           throw e;
         } finally {
           ys.dispose();
