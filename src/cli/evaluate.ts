@@ -7,7 +7,7 @@ import { readCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/model-files.js';
 import { readRunRecord } from '../io/run-folder.js';
 import { readRunSummary } from '../io/runs.js';
-import { OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { OptionError, flagName, recordedOptions, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { loadRunData } from '../recipe/run.js';
 import { evaluate, unitActivity } from '../train/evaluate.js';
 import { linearProbe } from '../train/probe.js';
@@ -106,10 +106,10 @@ function readRecordedOptions(dir: string, datasetGiven: boolean): Partial<RunOpt
   if (!fs.existsSync(dir)) throw new OptionError('modelDir', `--model-dir ${dir}: no such folder`);
   if (!fs.statSync(dir).isDirectory()) throw new OptionError('modelDir', `--model-dir ${dir} is a file: give the folder a run wrote (sll train --out)`);
   const summary = path.join(dir, 'summary.json');
-  if (fs.existsSync(summary)) return readRunSummary(dir).options as Partial<RunOptions>;
+  if (fs.existsSync(summary)) return recordedOptions(readRunSummary(dir).options);
   const run = readRunRecord(dir);
-  if (run) return run.options as Partial<RunOptions>;
-  if (fs.existsSync(path.join(dir, 'state.json'))) return readCheckpoint(dir).options as Partial<RunOptions>;
+  if (run) return recordedOptions(run.options);
+  if (fs.existsSync(path.join(dir, 'state.json'))) return recordedOptions(readCheckpoint(dir).options);
   if (!datasetGiven) {
     throw new OptionError('dataset', `${dir} has no summary.json, run.json or checkpoint state.json saying which data set it was trained on: give --dataset`);
   }

@@ -11,6 +11,7 @@ import { MASK_SCALES, PROJECTION_DISTRIBUTIONS, PROJECTION_SCALES, type MaskScal
 import {
   ConfigError,
   FIRST_PARENTS,
+  checkKnownKeys,
   LOOP_DEFAULTS,
   LR_SCHEDULES,
   OPTIMIZERS,
@@ -238,8 +239,22 @@ export function unitCount(o: Pick<RunOptions, 'model' | 'layers' | 'unitLayers'>
   return Math.ceil((o.model === 'vgg11' ? VGG11_LAYERS : o.layers) / o.unitLayers);
 }
 
-/** Fills in defaults and checks every value; throws OptionError naming the flag and what is allowed. */
+/**
+ * The run options among `recorded` (a run's summary.json, run.json or checkpoint): what resolveOptions
+ * takes. Keys an older version recorded and this one no longer has are left out.
+ */
+export function recordedOptions(recorded: Readonly<Record<string, unknown>>): Partial<RunOptions> {
+  return Object.fromEntries(Object.entries(recorded).filter(([k]) => Object.hasOwn(OPTION_TABLE, k))) as Partial<RunOptions>;
+}
+
+/** Fills in defaults and checks every value (an unknown key too); throws OptionError naming the flag and what is allowed. */
 export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
+  try {
+    checkKnownKeys(partial, Object.keys(OPTION_TABLE));
+  } catch (e) {
+    if (e instanceof ConfigError) throw new OptionError(e.option, e.message);
+    throw e;
+  }
   const o: RunOptions = { ...DEFAULTS, ...defined(partial) };
   const fail = (option: keyof RunOptions, problem: string): never => {
     throw new OptionError(option, `${flagName(option)} ${problem}`);

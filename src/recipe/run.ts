@@ -33,7 +33,7 @@ import type { StageRun } from '../train/pipeline-protocol.js';
 import { balancedStages, evenStages, measureUnitCosts } from '../train/stages.js';
 import { SllTrainer } from '../train/sll.js';
 import type { Trainer } from '../train/trainer.js';
-import { OptionError, blasThreads, bpStrategy, loopConfig, resolveOptions, sllStrategy, type RunOptions } from './options.js';
+import { OptionError, blasThreads, bpStrategy, loopConfig, recordedOptions, resolveOptions, sllStrategy, type RunOptions } from './options.js';
 
 /** What a run tells its front end, besides the fit loop's hooks. */
 export interface RunCallbacks extends ProgressHooks {
@@ -205,7 +205,7 @@ export async function resumeTraining(
   const folder = claimRunFolder(outDir, { resume: true, warn: callbacks.warn });
   try {
     const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}), folder.run.run_id);
-    const o = resolveOptions({ ...(checkpoint.options as Partial<RunOptions>), ...overrides });
+    const o = resolveOptions({ ...recordedOptions(checkpoint.options), ...overrides });
     await useBackend(o.backend, blasThreads(o));
     const data = loadRunData(o);
     const resume = { state: checkpoint.state, optimizers: checkpoint.optimizers };

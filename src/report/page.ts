@@ -11,7 +11,7 @@ import { batchSource } from '../data/source.js';
 import { subset } from '../data/subset.js';
 import { loadModel, missingRunFile } from '../io/model-files.js';
 import { compareRuns, type RunComparison } from '../io/runs.js';
-import { flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { flagName, recordedOptions, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { loadRunData } from '../recipe/run.js';
 import { disposeHeaded } from '../train/model.js';
 import type { UnitEpochMetrics } from '../train/fit.js';
@@ -108,7 +108,7 @@ export async function buildReport(input: ReportInput): Promise<{ html: string; f
       const reps: Representations[] = [];
       sections.push('<h2>Representations</h2>', `<p>On ${examples} examples of each run's test set (seeded, every class in proportion): a 2-D UMAP of every unit's output h_i and logits v_i, coloured by class, and the linear CKA of each h_i with the input and with the other units.</p>`);
       for (const [i, dir] of input.runs.entries()) {
-        const r = await runRepresentations(dir, comparison.runs[i].summary.options as Partial<RunOptions>, examples);
+        const r = await runRepresentations(dir, recordedOptions(comparison.runs[i].summary.options), examples);
         reps.push(r);
         facts.cka.push(r.cka[0].slice(1));
         const panels = r.units.flatMap((u) => [{ unit: u.unit, of: 'h' as const, points: u.hEmbedding }, ...(u.vEmbedding ? [{ unit: u.unit, of: 'v' as const, points: u.vEmbedding }] : [])]);

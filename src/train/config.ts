@@ -251,6 +251,46 @@ function list(v: number | readonly number[]): readonly number[] {
   return typeof v === 'number' ? [v] : v;
 }
 
+/** Levenshtein distance of a and b (small strings: option names). */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
+/** The known name closest to `name` (same letters in another case or kebab-case, or a typo or two away), or null. */
+export function nearestName(name: string, known: readonly string[]): string | null {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  const same = known.find((k) => plain(k) === plain(name));
+  if (same !== undefined) return same;
+  let best: string | null = null;
+  let bestDistance = Math.min(2, Math.floor(name.length / 3));
+  for (const k of known) {
+    const d = editDistance(plain(name), plain(k));
+    if (d <= bestDistance) [best, bestDistance] = [k, d - 1];
+  }
+  return best;
+}
+
+/**
+ * Throws ConfigError for the first key of `config` that is not in `known` (a misspelt or foreign option
+ * would otherwise leave its default in place unnoticed): the message gives `hints[key]` when there is
+ * one, else the nearest known name. Keys whose value is undefined count as not given.
+ */
+export function checkKnownKeys(config: object, known: readonly string[], hints: Readonly<Record<string, string>> = {}): void {
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new ConfigError('config', `must be an object of options, got ${Array.isArray(config) ? 'an array' : String(config)}`);
+  for (const [key, value] of Object.entries(config)) {
+    if (value === undefined || known.includes(key)) continue;
+    const near = nearestName(key, known);
+    const hint = Object.hasOwn(hints, key) ? hints[key] : near !== null ? `did you mean ${near}?` : `known: ${known.join(', ')}`;
+    throw new ConfigError(key, `is not an option here (${hint})`);
+  }
+}
+
 /** `{a: undefined}` means "not given", as a spread of optional fields produces it. */
 export function defined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

@@ -14,7 +14,11 @@ import type { ProjectionHead } from '../objectives/projection.js';
 import { BpTrainer } from './bp.js';
 import type { CallbackParams, TfCallbacks } from './callbacks.js';
 import {
+  BP_DEFAULTS,
   ConfigError,
+  LOOP_DEFAULTS,
+  SLL_DEFAULTS,
+  checkKnownKeys,
   resolveBpStrategy,
   resolveLoopConfig,
   resolveSllStrategy,
@@ -45,7 +49,11 @@ export interface FitOptions extends Partial<LoopConfig> {
   batchesPerEpoch?: number;
 }
 
-/** fitSll's configuration: the SLL strategy, how the model's layers form units, and the loop. */
+/**
+ * fitSll's configuration: the SLL strategy, how the model's layers form units, and the loop. A key that is
+ * none of these is refused (ConfigError), with what to use instead for model.fit's validationSplit,
+ * stepsPerEpoch, verbose, initialEpoch and classWeight.
+ */
 export interface SllFitConfig extends Partial<SllStrategy>, FitOptions {
   /** How the layers form units (layer counts, or whether a layer starts one); default: each weighted layer starts a unit. */
   units?: UnitGrouping;
@@ -53,10 +61,36 @@ export interface SllFitConfig extends Partial<SllStrategy>, FitOptions {
   unitLayers?: number;
 }
 
-/** fitBp's configuration: the BP strategy and the loop. */
+/**
+ * fitBp's configuration: the BP strategy and the loop. fitBp also takes an SllFitConfig's keys (and leaves
+ * the SLL-only ones unused), so that one object configures both sides of a comparison.
+ */
 export interface BpFitConfig extends Partial<BpStrategy>, FitOptions {
   /** A model whose last layer outputs tokens [T, D]: the classifier reads the class token or their mean. Default 'cls'. */
   token?: TokenPooling;
+}
+
+/** FitOptions' own keys (the loop's are LOOP_DEFAULTS'); the type makes sure none is missing. */
+const FIT_KEYS = Object.keys({
+  validationData: 0,
+  callbacks: 0,
+  numClasses: 0,
+  augment: 0,
+  batchesPerEpoch: 0,
+} satisfies Record<Exclude<keyof FitOptions, keyof LoopConfig>, 0>);
+const SLL_FIT_KEYS = [...Object.keys(SLL_DEFAULTS), ...Object.keys(LOOP_DEFAULTS), ...FIT_KEYS, ...Object.keys({ units: 0, unitLayers: 0 } satisfies Record<Exclude<keyof SllFitConfig, keyof SllStrategy | keyof FitOptions>, 0>)];
+// fitBp takes fitSll's configuration too (its SLL-only options unused), so that one object serves both.
+const BP_FIT_KEYS = [...new Set([...SLL_FIT_KEYS, ...Object.keys(BP_DEFAULTS), ...Object.keys({ token: 0 } satisfies Record<Exclude<keyof BpFitConfig, keyof BpStrategy | keyof FitOptions>, 0>)])];
+
+/** What keys that tfjs's model.fit takes mean here. */
+function fitHints(fn: 'fitSll' | 'fitBp'): Record<string, string> {
+  return {
+    validationSplit: 'tfjs\'s model.fit splits it off; give validationData',
+    stepsPerEpoch: 'give batchesPerEpoch, as for tfjs\'s fitDataset',
+    verbose: `${fn} prints nothing itself: follow it with callbacks`,
+    initialEpoch: `the model ${fn} returned (FitHistory.model) trains further from its weights; epochs count from 0`,
+    classWeight: 'not supported: every example counts alike',
+  };
 }
 
 /** What fitSll and fitBp return: tfjs History's fields, the trained model with its heads, and the run's measures. */
@@ -86,6 +120,7 @@ export interface FitHistory {
  * fitSll or `loadModel` (trained further with its own heads).
  */
 export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: SllFitConfig = {}): Promise<FitHistory> {
+  checkKnownKeys(config, SLL_FIT_KEYS, fitHints('fitSll'));
   const loop = resolveLoopConfig(config);
   const train = trainingSource(model, data, config);
   let headed: HeadedNetwork;
@@ -115,6 +150,7 @@ export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: Traini
  * flattened, -> K logits), end to end by one optimizer on the classifier's cross-entropy.
  */
 export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: BpFitConfig = {}): Promise<FitHistory> {
+  checkKnownKeys(config, BP_FIT_KEYS, fitHints('fitBp'));
   const loop = resolveLoopConfig(config);
   const strategy = resolveBpStrategy(config);
   const train = trainingSource(model, data, config);

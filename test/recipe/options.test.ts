@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DEFAULTS, OptionError, resolveOptions, type RunOptions } from '../../src/recipe/options.js';
+import { DEFAULTS, OptionError, recordedOptions, resolveOptions, type RunOptions } from '../../src/recipe/options.js';
 
 test('defaults resolve unchanged', () => {
   assert.deepEqual(resolveOptions({}), { ...DEFAULTS });
@@ -37,6 +37,11 @@ const bad: [Partial<RunOptions>, RegExp][] = [
   [{ run: 'r1' }, /--run applies only with --broker/],
   [{ pipeline: 2, remoteStages: true }, /--remote-stages applies only with --broker/],
   [{ backend: 'tpu' as RunOptions['backend'] }, /--backend must be one of auto, native, wasm, cpu/],
+  // A misspelt key would otherwise leave its option at the default, unnoticed (runTraining from JavaScript, JSON).
+  [{ epoch: 3 } as Partial<RunOptions>, /^epoch is not an option here \(did you mean epochs\?\)$/],
+  [{ 'batch-size': 3 } as Partial<RunOptions>, /did you mean batchSize\?/],
+  [{ lamda: 2 } as Partial<RunOptions>, /did you mean lambda\?/],
+  [{ zzzz: 1 } as Partial<RunOptions>, /zzzz is not an option here \(known: model, layers, /],
 ];
 
 for (const [partial, message] of bad) {
@@ -44,3 +49,10 @@ for (const [partial, message] of bad) {
     assert.throws(() => resolveOptions(partial), (e: Error) => e instanceof OptionError && message.test(e.message));
   });
 }
+
+test('recorded options keep the run options and leave out keys an older version wrote', () => {
+  const recorded = { ...DEFAULTS, epochs: 3, removedOption: 'x' } as Record<string, unknown>;
+  assert.deepEqual(recordedOptions(recorded), { ...DEFAULTS, epochs: 3 });
+  assert.equal(resolveOptions(recordedOptions(recorded)).epochs, 3);
+  assert.throws(() => resolveOptions(recorded as Partial<RunOptions>), /removedOption is not an option here/);
+});

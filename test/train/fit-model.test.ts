@@ -9,7 +9,7 @@ import { useBackend } from '../../src/backend.js';
 import { DataError } from '../../src/data/errors.js';
 import { registerFileSystem, saveModel } from '../../src/io/model-files.js';
 import { evaluate, unitActivity } from '../../src/train/evaluate.js';
-import { fitBp, fitSll } from '../../src/train/fit-model.js';
+import { fitBp, fitSll, type BpFitConfig, type SllFitConfig } from '../../src/train/fit-model.js';
 import { disposeHeaded, disposeHeads } from '../../src/train/model.js';
 import { predict } from '../../src/train/predict.js';
 
@@ -262,6 +262,12 @@ test('bad data, models and options fail with a message saying what is wrong, and
     [activationOnly(), (m) => fitSll(m, [train.x, train.y], quick), /unit 1 \(.*\) has no trainable weights/],
     [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, validationData: [xs, y4] }), /x has 8 examples, y 4/],
     [denseModel(), (m) => fitBp(m, [train.x, train.y], { ...quick, validationData: [xs, y4] }), /x has 8 examples, y 4/],
+    // Keys fitSll does not know are refused, not left at their defaults: model.fit's with what to use here.
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, epoch: 3 } as SllFitConfig), /epoch is not an option here \(did you mean epochs\?\)/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, batch_size: 3 } as SllFitConfig), /did you mean batchSize\?/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], { ...quick, validationSplit: 0.1 } as SllFitConfig), /validationSplit is not an option here \(.*give validationData\)/],
+    [denseModel(), (m) => fitBp(m, [train.x, train.y], { ...quick, stepsPerEpoch: 3 } as BpFitConfig), /stepsPerEpoch .*give batchesPerEpoch/],
+    [denseModel(), (m) => fitSll(m, [train.x, train.y], null as unknown as SllFitConfig), /config must be an object of options, got null/],
   ];
   for (const [model, call, message] of cases) {
     const before = tf.memory().numTensors;
