@@ -19,9 +19,12 @@ export {
   type ImageFolderIndex,
   type ImageFolderOptions,
   type ImageFolderSplit,
+  type SkipReason,
+  type SkippedEntry,
   imageFilesDataset,
   listImageFolder,
   loadImageFolder,
+  skippedNotice,
 } from './data/imagefolder.js';
 export { DATASETS, loadDataset, type DatasetName, type LoadDatasetOptions } from './data/load.js';
 export { loadMnist, readIdxFile } from './data/mnist.js';

@@ -55,7 +55,7 @@ export const evaluateCommand: Command = {
     console.log(`backend: ${activeBackend()}`);
     const model = await loadModel(dir);
     try {
-      const { train, test } = loadRunData(o);
+      const { train, test } = loadRunData(o, (message) => console.error(`sll: ${message}`));
       const result = await evaluate(model, test, { ensemble: model.network.classifier == null });
       const activity = await unitActivity(model, test);
       const bp = model.network.classifier != null;

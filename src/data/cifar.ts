@@ -6,7 +6,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type DataSplits, type InMemoryDataset, makeDataset } from './dataset.js';
-import { DataError } from './errors.js';
+import { DataError, requirePath } from './errors.js';
 
 const SIDE = 32;
 const PLANE = SIDE * SIDE;
@@ -174,8 +174,8 @@ function planarToHwc(src: Uint8Array, dst: Uint8Array): void {
   }
 }
 
-function loadCifar(spec: CifarSpec, dataDir: string): DataSplits<InMemoryDataset> {
-  const dir = resolveDir(spec, dataDir);
+function loadCifar(spec: CifarSpec, dataDir: string, loader: string): DataSplits<InMemoryDataset> {
+  const dir = resolveDir(spec, requirePath(dataDir, loader));
   return { train: readSplit(spec, dir, spec.trainFiles, 'train'), test: readSplit(spec, dir, spec.testFiles, 'test') };
 }
 
@@ -184,7 +184,7 @@ function loadCifar(spec: CifarSpec, dataDir: string): DataSplits<InMemoryDataset
  * in `dataDir` or in `dataDir/cifar-10-batches-bin/`.
  */
 export function loadCifar10(dataDir: string): DataSplits<InMemoryDataset> {
-  return loadCifar(CIFAR10, dataDir);
+  return loadCifar(CIFAR10, dataDir, 'loadCifar10');
 }
 
 /**
@@ -192,5 +192,5 @@ export function loadCifar10(dataDir: string): DataSplits<InMemoryDataset> {
  * in `dataDir` or in `dataDir/cifar-100-binary/`.
  */
 export function loadCifar100(dataDir: string): DataSplits<InMemoryDataset> {
-  return loadCifar(CIFAR100, dataDir);
+  return loadCifar(CIFAR100, dataDir, 'loadCifar100');
 }

