@@ -90,7 +90,11 @@ export interface FitControl {
   start?: { state: FitState; optimizers: OptimizerState[] };
   /** Steps between checkpoints; 0 checkpoints at epoch ends only. */
   checkpointEvery?: number;
-  /** Polled between steps: true stops the run after a last checkpoint (e.g. on SIGINT). */
+  /**
+   * Polled between steps: true stops the run after a last checkpoint (e.g. on SIGINT). A pipeline sends no
+   * new step once it is true, and finishes the steps already in flight (at most its depth) first: the
+   * checkpoint and FitInterrupted count them.
+   */
   stopRequested?(): boolean;
 }
 

@@ -12,7 +12,7 @@ import type { HeadedNetwork } from './model.js';
 import type { OptimizerState } from './optimizers.js';
 import { stageName, type ChainMessage, type HeadData, type StageInit, type StageReply, type StageRun, type StepMessage } from './pipeline-protocol.js';
 import type { ThreadStageInit } from './pipeline-worker.js';
-import type { StageRange } from './stages.js';
+import { checkStageRanges, type StageRange } from './stages.js';
 import type { EpochSchedule } from './trainer.js';
 
 /** A stage failed (crashed, exited, threw, or stopped answering): the message names it and its units. */
@@ -71,7 +71,11 @@ export class PipelineEngine implements StepEngine {
     private readonly options: PipelineOptions = {},
   ) {
     this.statRows = model.network.units.length;
+    checkStageRanges(ranges, this.statRows);
     this.depth = options.depth ?? 2 * ranges.length;
+    if (!(Number.isInteger(this.depth) && this.depth >= 1)) throw new RangeError(`depth must be an integer >= 1, got ${this.depth}`);
+    const timeoutMs = options.stageTimeoutMs;
+    if (timeoutMs != null && !(timeoutMs > 0)) throw new RangeError(`stageTimeoutMs must be > 0 (null: no limit), got ${timeoutMs}`);
     this.names = ranges.map((r, s) => stageName(s, r));
     this.lastReply = ranges.map(() => Date.now());
     transport.listen(
@@ -128,10 +132,25 @@ export class PipelineEngine implements StepEngine {
     });
   }
 
-  /** Starts one worker thread per stage, each holding its units' current weights and heads. */
-  static async start(model: HeadedNetwork, run: StageRun, ranges: StageRange[]): Promise<PipelineEngine> {
-    const engine = new PipelineEngine(model, new ThreadTransport(stageInits(model, run, ranges)), ranges);
-    await engine.started();
+  /**
+   * Starts one worker thread per stage, each holding its units' current weights and heads, and waits
+   * until every stage is ready; if one fails to start, every worker is ended and the error names it.
+   */
+  static async start(model: HeadedNetwork, run: StageRun, ranges: StageRange[], options: PipelineOptions = {}): Promise<PipelineEngine> {
+    const transport = new ThreadTransport(stageInits(model, run, ranges));
+    let engine: PipelineEngine;
+    try {
+      engine = new PipelineEngine(model, transport, ranges, options);
+    } catch (e) {
+      await transport.close();
+      throw e;
+    }
+    try {
+      await engine.started();
+    } catch (e) {
+      await engine.dispose();
+      throw e;
+    }
     return engine;
   }
 
@@ -300,6 +319,7 @@ export class PipelineEngine implements StepEngine {
 /** Each stage's init: the network's layers and spec, and the stage's units' current weights and heads. */
 export function stageInits(model: HeadedNetwork, run: StageRun, ranges: readonly StageRange[]): StageInit[] {
   const { network, heads, inputHead } = model;
+  checkStageRanges(ranges, network.units.length);
   const { strategy } = run;
   for (const key of ['optimizer', 'lrSchedule', 'lambda'] as const) {
     if (typeof strategy[key] === 'function') throw new Error(`a pipeline's stages run apart: give ${key} by name or value, not as a function`);

@@ -11,8 +11,26 @@ export interface StageRange {
   end: number;
 }
 
+/**
+ * Throws unless `ranges` split units 0..units-1 into contiguous, non-empty stages in order (what a
+ * pipeline needs: each unit trained by one stage, the chain passing through all of them).
+ */
+export function checkStageRanges(ranges: readonly StageRange[], units: number): void {
+  const text = () => JSON.stringify(ranges);
+  if (!Array.isArray(ranges) || ranges.length === 0) throw new RangeError(`a pipeline needs at least one stage range, got ${String(ranges)}`);
+  let next = 0;
+  ranges.forEach((r, s) => {
+    if (!Number.isInteger(r?.first) || !Number.isInteger(r?.end) || r.first !== next || r.end <= r.first) {
+      throw new RangeError(`stage ${s + 1} must hold units from ${next} (0-based first, end past the last), contiguous and non-empty: got ${text()}`);
+    }
+    next = r.end;
+  });
+  if (next !== units) throw new RangeError(`the stages hold units 0..${next - 1}, the network has ${units}: got ${text()}`);
+}
+
 /** Contiguous ranges of `units` units over `stages` stages, as even in count as can be. */
 export function evenStages(units: number, stages: number): StageRange[] {
+  if (!(Number.isInteger(stages) && stages >= 1 && stages <= units)) throw new RangeError(`stages must be an integer in 1..${units} (one unit each at least), got ${stages}`);
   return Array.from({ length: stages }, (_, s) => ({
     first: Math.round((s * units) / stages),
     end: Math.round(((s + 1) * units) / stages),
@@ -22,6 +40,7 @@ export function evenStages(units: number, stages: number): StageRange[] {
 /** Contiguous ranges over `stages` stages that minimise the costliest stage (exhaustive over cut points). */
 export function balancedStages(costs: readonly number[], stages: number): StageRange[] {
   const n = costs.length;
+  if (!(Number.isInteger(stages) && stages >= 1 && stages <= n)) throw new RangeError(`stages must be an integer in 1..${n} (one unit each at least), got ${stages}`);
   const prefix = costs.reduce<number[]>((p, c) => [...p, p[p.length - 1] + c], [0]);
   // best[s][i]: the smallest max-stage cost splitting units 0..i-1 into s stages; cut[s][i]: its last cut.
   const best = Array.from({ length: stages + 1 }, () => new Array<number>(n + 1).fill(Infinity));

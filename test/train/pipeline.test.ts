@@ -7,8 +7,9 @@ import { useBackend } from '../../src/backend.js';
 import { makeStreamingDataset } from '../../src/data/dataset.js';
 import { DataError } from '../../src/data/errors.js';
 import { disposeHeaded } from '../../src/train/model.js';
-import { StageError, type PipelineEngine, type ThreadTransport } from '../../src/train/pipeline.js';
-import { balancedStages, evenStages } from '../../src/train/stages.js';
+import { PipelineEngine, StageError, ThreadTransport } from '../../src/train/pipeline.js';
+import { balancedStages, evenStages, type StageRange } from '../../src/train/stages.js';
+import { stageRun } from '../../src/recipe/run.js';
 import { fitSmall, pipelineOf, randomImages, smallModel, unitWeights } from './helpers.js';
 
 before(async () => {
@@ -169,4 +170,35 @@ test('an image that fails mid-epoch: the steps before it are checkpointed, seque
   assert.deepEqual(pipe.saved!.weights, seq.saved.weights);
   disposeHeaded(sequential.model);
   disposeHeaded(piped.model);
+});
+
+test('a pipeline refuses stage ranges that skip, repeat or leave out units, and a stage that fails to start ends every worker', async () => {
+  const small = smallModel(run);
+  const bad: [StageRange[], RegExp][] = [
+    [[{ first: 0, end: 2 }, { first: 3, end: 4 }], /stage 2 must hold units from 2/],
+    [[{ first: 0, end: 2 }, { first: 2, end: 2 }, { first: 2, end: 4 }], /stage 2 must hold units from 2 .* non-empty/],
+    [[{ first: 0, end: 3 }], /the stages hold units 0..2, the network has 4/],
+    [[], /at least one stage range/],
+  ];
+  for (const [ranges, message] of bad) await assert.rejects(pipelineOf(small, ranges), (e: Error) => e instanceof RangeError && message.test(e.message));
+  assert.throws(() => evenStages(4, 5), /stages must be an integer in 1..4/);
+  assert.throws(() => balancedStages([1, 1], 0), /stages must be an integer in 1..2/);
+  const closed: number[] = [];
+  const close = ThreadTransport.prototype.close;
+  ThreadTransport.prototype.close = async function (this: ThreadTransport) {
+    const exits = this.workers.map((w) => new Promise<number>((resolve) => w.once('exit', resolve)));
+    await close.call(this);
+    closed.push((await Promise.all(exits)).length);
+  };
+  try {
+    const stageRunOf = stageRun(small.options, 4);
+    await assert.rejects(
+      PipelineEngine.start(small.model, { ...stageRunOf, backend: 'no-such-backend' }, evenStages(4, 2)),
+      (e: Error) => e instanceof StageError && /pipeline stage 1 \(units 1-2\) failed: .*no-such-backend/.test(e.message),
+    );
+  } finally {
+    ThreadTransport.prototype.close = close;
+  }
+  assert.deepEqual(closed, [2], 'both workers ended');
+  disposeHeaded(small.model);
 });
