@@ -68,7 +68,7 @@ export { webGpuMaskedProjection } from './gpu/masked-projection.js';
 export { useWebGpuKernels, type WebGpuKernelOptions } from './gpu/kernels.js';
 export { MATMUL_TILINGS, type MatMulTiling } from './gpu/matmul.js';
 export { measureStepMemory, type StepBytes } from './train/memory.js';
-export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, type HeadedNetwork, type Normalization } from './train/model.js';
+export { CONV_PROJ_DIM, attachHeads, disposeHeaded, disposeHeads, isHeadedNetwork, type HeadedNetwork, type Normalization } from './train/model.js';
 export {
   ADAM_EPSILON,
   learningRateAt,

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { cloneLayer, sequentialOf } from '../models/clone.js';
 import { chainLayers, networkFromModel, type Network, type NetworkSpec } from '../models/network.js';
 import { ProjectionHead, featureDim, type ProjectionHeadConfig } from '../objectives/projection.js';
-import type { HeadedNetwork, Normalization } from '../train/model.js';
+import { requireHeaded, type HeadedNetwork, type Normalization } from '../train/model.js';
 
 /** The format of sll.json this version writes and reads. */
 export const MODEL_FORMAT = 'sll-model/2';
@@ -56,6 +56,7 @@ const NORMALIZE = 'sll_normalize';
  * frozen dense layer, or through the BP classifier. With a recorded normalisation it takes raw 0..255 pixels.
  */
 export function toPredictor(model: HeadedNetwork, opts: { head?: number } = {}): tf.Sequential {
+  requireHeaded(model, 'toPredictor');
   const { network } = model;
   const last = network.units.length - 1;
   const head = opts.head ?? last;
@@ -106,6 +107,7 @@ function headLayers(head: ProjectionHead): tf.layers.Layer[] {
 
 /** `model` as data, its predictor reading out the last head (SLL) or the classifier (BP). */
 export async function toArtifacts(model: HeadedNetwork): Promise<SllArtifacts> {
+  requireHeaded(model, 'toArtifacts');
   // Read the heads' R asynchronously first: the webgpu backend cannot read synchronously in Node, except
   // what an asynchronous read has cached on the CPU (toPredictor's readoutMatrix then finds R there).
   const heads = [...model.heads, ...(model.inputHead ? [model.inputHead] : [])];

@@ -9,10 +9,11 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ModelFileError, fromArtifacts, toArtifacts } from './artifacts.js';
 import { WEIGHTS_FILE, artifactsFromModelFiles, layersModelFiles, layersModelFromFiles, modelFiles, type ModelFileReader } from './model-layout.js';
-import type { HeadedNetwork } from '../train/model.js';
+import { requireHeaded, type HeadedNetwork } from '../train/model.js';
 
 /** Writes `model` into `dir`: model.json + weights.bin (the predictor), sll.json + heads.bin, each atomically. */
 export async function saveModel(dir: string, model: HeadedNetwork): Promise<void> {
+  requireHeaded(model, 'saveModel');
   fs.mkdirSync(dir, { recursive: true });
   const files = modelFiles(await toArtifacts(model));
   // model.json last: a folder with a model.json holds a whole model.

@@ -7,7 +7,7 @@ import { DataError } from '../data/errors.js';
 import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
 import { applyUnit, classify } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
-import type { HeadedNetwork } from './model.js';
+import { requireHeaded, type HeadedNetwork } from './model.js';
 
 /** What {@link evaluate} measures. */
 export interface Evaluation {
@@ -31,14 +31,17 @@ export interface EvaluateOptions {
   batchSize?: number;
   /** Also the ensemble of heads (SLL). Default false. */
   ensemble?: boolean;
-  /** K, for integer labels from tensors or a tf.data.Dataset. */
+  /** K: the model's, which it may repeat; another value is refused (DataError). */
   numClasses?: number;
 }
 
 /** Every head's accuracy and loss on `data` (inference mode). */
 export async function evaluate(model: HeadedNetwork, data: TrainingData, opts: EvaluateOptions = {}): Promise<Evaluation> {
+  requireHeaded(model, 'evaluate');
   const { network, heads } = model;
-  const source: BatchSource = batchSource(data, { numClasses: opts.numClasses ?? network.spec.numClasses, classNames: model.normalization?.classNames });
+  const K = network.spec.numClasses;
+  if (opts.numClasses !== undefined && opts.numClasses !== K) throw new DataError(`evaluate: numClasses ${opts.numClasses} disagrees with the model's ${K} classes`);
+  const source: BatchSource = batchSource(data, { numClasses: K, classNames: model.normalization?.classNames });
   const bp = network.classifier != null;
   const rows = bp ? 1 : network.units.length;
   const ensemble = (opts.ensemble ?? false) && !bp;
@@ -108,6 +111,7 @@ export interface UnitActivity {
 
 /** UnitActivity of every unit on `data` (inference mode), for SLL and BP networks alike. */
 export async function unitActivity(model: HeadedNetwork, data: TrainingData, opts: { batchSize?: number } = {}): Promise<UnitActivity[]> {
+  requireHeaded(model, 'unitActivity');
   const { units } = model.network;
   const source = batchSource(data, { numClasses: model.network.spec.numClasses, classNames: model.normalization?.classNames });
   const channels = units.map((u) => u.outputShape[u.outputShape.length - 1]);

@@ -29,7 +29,7 @@ import {
 import { SequentialEngine } from './engine.js';
 import type { Evaluation } from './evaluate.js';
 import { fit, type UnitEpochMetrics } from './fit.js';
-import { attachHeads, disposeHeads, type HeadedNetwork, type Normalization } from './model.js';
+import { attachHeads, disposeHeads, isHeadedNetwork, type HeadedNetwork, type Normalization } from './model.js';
 import { SllTrainer } from './sll.js';
 
 /** What fitSll and fitBp take besides the strategy: the loop, the data's details, callbacks. */
@@ -125,7 +125,7 @@ export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: Traini
   const train = trainingSource(model, data, config);
   let headed: HeadedNetwork;
   let strategy: SllStrategy;
-  if (isHeaded(model)) {
+  if (isHeadedNetwork(model)) {
     headed = model;
     if (headed.network.classifier) throw new Error('fitSll: this network was trained with BP (it has a classifier); use fitBp');
     strategy = resolveSllStrategy(config, headed.network.units.length);
@@ -156,7 +156,7 @@ export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: Trainin
   const train = trainingSource(model, data, config);
   let network: Network;
   let normalization = normalizationOf(train);
-  if (isHeaded(model)) {
+  if (isHeadedNetwork(model)) {
     network = withClassifier(model.network, strategy.seed, config.token);
     normalization = model.normalization;
   } else {
@@ -167,7 +167,7 @@ export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: Trainin
     return await run(headed, () => new SequentialEngine(new BpTrainer(network, strategy, loop.epochs)), train, loop, strategy.seed, config);
   } catch (e) {
     // A classifier made here is the caller's only through the result: free it when there is none.
-    if (!(isHeaded(model) && model.network.classifier)) network.classifier?.dispose();
+    if (!(isHeadedNetwork(model) && model.network.classifier)) network.classifier?.dispose();
     throw e;
   }
 }
@@ -200,12 +200,12 @@ async function run(
 /** The training batches; for a model that has its K already, labels are checked against it. */
 function trainingSource(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: FitOptions): BatchSource {
   let numClasses = config.numClasses;
-  if (isHeaded(model)) {
+  if (isHeadedNetwork(model)) {
     const k = model.network.spec.numClasses;
     if (numClasses !== undefined && numClasses !== k) throw new DataError(`numClasses is ${numClasses}, but the model has ${k} classes`);
     numClasses = k;
   }
-  const classNames = isHeaded(model) ? model.normalization?.classNames : undefined;
+  const classNames = isHeadedNetwork(model) ? model.normalization?.classNames : undefined;
   return batchSource(data, { numClasses, classNames, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
 }
 
@@ -232,10 +232,6 @@ function checkHeads(model: HeadedNetwork, config: Partial<SllStrategy>): void {
   if (config.projDim !== undefined && model.heads.some((h) => h.config.poolDim !== config.projDim)) {
     throw new ConfigError('projDim', `is ${String(config.projDim)}, but this model's heads pool to ${model.heads.map((h) => String(h.config.poolDim)).join(', ')} (a model trained further keeps its heads)`);
   }
-}
-
-function isHeaded(model: tf.LayersModel | HeadedNetwork): model is HeadedNetwork {
-  return 'network' in model && 'heads' in model;
 }
 
 async function classesOf(train: BatchSource, given: number | undefined): Promise<number> {

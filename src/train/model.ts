@@ -26,6 +26,20 @@ export interface HeadedNetwork {
   readonly normalization: Normalization | null;
 }
 
+/** True for a HeadedNetwork (FitHistory.model of fitSll or fitBp, what loadModel gives); false for a tf.LayersModel or anything else. */
+export function isHeadedNetwork(model: unknown): model is HeadedNetwork {
+  const m = model as Partial<HeadedNetwork> | null;
+  return typeof m === 'object' && m !== null && typeof m.network === 'object' && m.network !== null && Array.isArray(m.network.units) && Array.isArray(m.heads);
+}
+
+/** Throws a TypeError naming `fn` unless `model` is a HeadedNetwork; for a tf.LayersModel it says how to get one. */
+export function requireHeaded(model: unknown, fn: string): asserts model is HeadedNetwork {
+  if (isHeadedNetwork(model)) return;
+  const layersModel = typeof model === 'object' && model !== null && 'layers' in model && typeof (model as { predict?: unknown }).predict === 'function';
+  const got = layersModel ? 'a tf.LayersModel: train it with fitSll or fitBp, whose result holds it as .model' : model === null ? 'null' : typeof model;
+  throw new TypeError(`${fn} takes a HeadedNetwork (FitHistory.model of fitSll or fitBp, or loadModel's), got ${got}`);
+}
+
 /** Default d for conv units' heads (projDim null): each channel pooled to s x s with s * s * C <= 4096. */
 export const CONV_PROJ_DIM = 4096;
 

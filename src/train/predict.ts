@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { applyUnit } from '../models/network.js';
-import type { HeadedNetwork } from './model.js';
+import { requireHeaded, type HeadedNetwork } from './model.js';
 
 /**
  * Class probabilities [n, K] for inputs x (in the network's input space, i.e. normalised as in training):
@@ -8,6 +8,7 @@ import type { HeadedNetwork } from './model.js';
  * a BP network's classifier.
  */
 export function predict(model: HeadedNetwork, x: tf.Tensor, opts: { head?: number } = {}): tf.Tensor2D {
+  requireHeaded(model, 'predict');
   const { network, heads } = model;
   const last = network.units.length - 1;
   const head = opts.head ?? last;

@@ -11,7 +11,7 @@ import { batchSource, type TrainingData } from '../data/source.js';
 import { applyUnit } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
 import { resolveSllStrategy } from './config.js';
-import { attachHeads, disposeHeads, type HeadedNetwork } from './model.js';
+import { attachHeads, disposeHeads, requireHeaded, type HeadedNetwork } from './model.js';
 
 /** Options of {@link linearProbe}. */
 export interface ProbeOptions {
@@ -44,6 +44,7 @@ export interface ProbeResult {
  * for every unit at once, on `train` with the network fixed (inference mode), and scores it on `test`.
  */
 export async function linearProbe(model: HeadedNetwork, train: TrainingData, test: TrainingData, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  requireHeaded(model, 'linearProbe');
   const { network } = model;
   const K = network.spec.numClasses;
   const epochs = opts.epochs ?? 5;

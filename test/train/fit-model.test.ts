@@ -10,8 +10,9 @@ import { DataError } from '../../src/data/errors.js';
 import { registerFileSystem, saveModel } from '../../src/io/model-files.js';
 import { evaluate, unitActivity } from '../../src/train/evaluate.js';
 import { fitBp, fitSll, type BpFitConfig, type SllFitConfig } from '../../src/train/fit-model.js';
-import { disposeHeaded, disposeHeads } from '../../src/train/model.js';
+import { disposeHeaded, disposeHeads, isHeadedNetwork, type HeadedNetwork } from '../../src/train/model.js';
 import { predict } from '../../src/train/predict.js';
+import { toPredictor } from '../../src/io/artifacts.js';
 
 before(async () => {
   await useBackend('cpu');
@@ -307,5 +308,23 @@ test('evaluate and unitActivity: a bad batch size or bad data fail without leavi
   await assert.rejects(evaluate(history.model, [valid.x, tf.tensor1d(Array.from({ length: 200 }, () => 7), 'int32')]), /label 7 at index 0 outside 0..3/);
   assert.equal(tf.memory().numTensors, before + 1, 'only the labels tensor made in the last call');
   tf.dispose([wrong, y8]);
+  await assert.rejects(evaluate(history.model, [valid.x, valid.y], { numClasses: 5 }), /evaluate: numClasses 5 disagrees with the model's 4 classes/);
+  assert.equal((await evaluate(history.model, [valid.x, valid.y], { numClasses: K })).examples, 200);
   disposeHeads(history.model);
+});
+
+test('functions that take a trained model say so when given the tf.LayersModel itself', async () => {
+  const plain = denseModel();
+  const layersModel = /takes a HeadedNetwork \(FitHistory.model of fitSll or fitBp, or loadModel's\), got a tf.LayersModel: train it with fitSll or fitBp/;
+  const asHeaded = plain as unknown as HeadedNetwork;
+  await assert.rejects(evaluate(asHeaded, [valid.x, valid.y]), (e: Error) => e instanceof TypeError && /^evaluate /.test(e.message) && layersModel.test(e.message));
+  await assert.rejects(unitActivity(asHeaded, [valid.x, valid.y]), layersModel);
+  assert.throws(() => predict(asHeaded, valid.x), layersModel);
+  assert.throws(() => toPredictor(asHeaded), layersModel);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-plain-'));
+  await assert.rejects(saveModel(path.join(dir, 'm'), asHeaded), (e: Error) => /^saveModel /.test(e.message) && layersModel.test(e.message));
+  assert.equal(fs.existsSync(path.join(dir, 'm')), false, 'no folder made');
+  await assert.rejects(evaluate(null as unknown as HeadedNetwork, [valid.x, valid.y]), /evaluate takes a HeadedNetwork .*, got null/);
+  assert.equal(isHeadedNetwork(plain), false);
+  plain.dispose();
 });
