@@ -3,9 +3,9 @@
  * `root/val/<class>/...` holding .jpg/.jpeg/.png files. Images are either decoded once into a pixel cache
  * and served from memory (image-cache.ts), or read, decoded and resized when a batch asks for them (only
  * the file list and the labels in memory). Every file's header and end marker are checked at load, so a
- * truncated or mislabelled file stops the run before its first step; with the cache every file is also
- * decoded whole before it, while a streamed file damaged inside its pixel data stops the run at the
- * batch that reads it (after a checkpoint, when the run writes them).
+ * truncated file, or one that is no image, stops the run before its first step; with the cache every file
+ * is also decoded whole before it, while a streamed file damaged inside its pixel data stops the run at
+ * the batch that reads it (after a checkpoint, when the run writes them).
  */
 import { type Dirent, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';

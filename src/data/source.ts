@@ -47,7 +47,9 @@ export type DatasetBatch = { xs: tf.Tensor; ys: tf.Tensor } | [tf.Tensor, tf.Ten
 /**
  * Training or validation data, in any of the shapes a tfjs user holds: a `tf.data.Dataset` of batches
  * (`{xs, ys}`), tensors `{x, y}` or `[x, y]` (batched here), or one of our image data sets. Labels `y`
- * are one-hot [N, K] or integer class indices [N].
+ * are one-hot [N, K] or integer class indices [N] (or [N, 1], as tfjs's sparse losses take them).
+ * Tensors are the network's input as they are: a model trained on an image data set, whose saved
+ * predictor takes raw pixels, takes them normalised here.
  */
 export type TrainingData = tf.data.Dataset<tf.TensorContainer> | { x: tf.Tensor; y: tf.Tensor } | [tf.Tensor, tf.Tensor] | ImageDataset | BatchSource;
 
@@ -57,64 +59,85 @@ export interface BatchSourceOptions {
   numClasses?: number;
   /** Image data sets only: random crop and flip of every training batch. */
   augment?: Augmentation | null;
-  /** Image data sets that name their classes: the names they must have, in label order (a trained model's). */
-  classNames?: readonly string[];
+  /**
+   * Image data sets only: a trained model's normalisation (its Normalization), which the data set's mean
+   * and std must equal, and its class names, which a data set that names its classes must have in label
+   * order. Anything else would be scored or trained on inputs the model never saw in that form.
+   */
+  normalization?: { readonly mean: readonly number[]; readonly std: readonly number[]; readonly classNames?: readonly string[] } | null;
   /** tf.data only: batches per epoch, when the data set is endless or of unknown size. */
   batchesPerEpoch?: number;
 }
 
 /** A BatchSource over `data`. */
 export function batchSource(data: TrainingData, o: BatchSourceOptions = {}): BatchSource {
+  const expected = 'data must be a tf.data.Dataset of {xs, ys} batches, tensors {x, y} or [x, y], or an image data set';
+  if (data instanceof tf.Tensor) throw new DataError(`${expected}, got one tensor: give the inputs and labels together, e.g. [x, y] (model.fit(x, y) takes them apart)`);
+  if (typeof data !== 'object' || data === null) throw new DataError(`${expected}, got ${String(data)}`);
   if (isBatchSource(data)) return data;
+  if (o.augment && !('readPixels' in data)) throw new DataError('augment applies to image data sets (it crops and flips their pixels), not to tensors or a tf.data.Dataset');
   if (o.batchesPerEpoch !== undefined && !(data instanceof tf.data.Dataset)) throw new DataError('batchesPerEpoch applies to a tf.data.Dataset');
   if (o.batchesPerEpoch !== undefined && !(Number.isSafeInteger(o.batchesPerEpoch) && o.batchesPerEpoch >= 1)) {
     throw new DataError(`batchesPerEpoch must be an integer >= 1, got ${o.batchesPerEpoch}`);
   }
   if (data instanceof tf.data.Dataset) return datasetSource(data, o);
-  if (Array.isArray(data)) return tensorSource(data[0], data[1], o);
-  if ('x' in data && 'y' in data && data.x instanceof tf.Tensor) return tensorSource(data.x, data.y, o);
+  const pair = Array.isArray(data) ? data : 'x' in data && 'y' in data ? [data.x, data.y] : null;
+  if (pair) {
+    const what = (t: unknown) => (Array.isArray(t) ? 'an array' : ArrayBuffer.isView(t) ? 'a typed array' : String(t));
+    const names = Array.isArray(data) ? ['data[0]', 'data[1]'] : ['x', 'y'];
+    pair.forEach((t, i) => {
+      if (!(t instanceof tf.Tensor)) throw new DataError(`${names[i]} must be a tf.Tensor (e.g. ${i === 0 ? 'tf.tensor2d(rows)' : "tf.tensor1d(labels, 'int32')"}), got ${what(t)}`);
+    });
+    return tensorSource(pair[0], pair[1], o);
+  }
   if ('readPixels' in data) {
     if (o.numClasses !== undefined && data.numClasses !== o.numClasses) throw new DataError(`the image data set has ${data.numClasses} classes, expected ${o.numClasses}`);
-    const [want, have] = [o.classNames, data.classNames];
+    const model = o.normalization;
+    const [want, have] = [model?.classNames, data.classNames];
     if (want && have && want.some((c, k) => have[k] !== c)) {
       throw new DataError(`the image data set's classes (${have.join(', ')}) are not the model's (${want.join(', ')}), label for label`);
     }
+    const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => Math.abs(v - b[i]) <= 1e-6 * Math.max(1, Math.abs(v)));
+    if (model && !(same(model.mean, data.mean) && same(model.std, data.std))) {
+      throw new DataError(
+        `the image data set is normalised with mean [${data.mean}], std [${data.std}]; the model was trained with mean [${model.mean}], std [${model.std}] (make the data set with the model's)`,
+      );
+    }
     return imageSource(data, o.augment ?? null);
   }
-  throw new DataError('data must be a tf.data.Dataset of {xs, ys} batches, tensors {x, y} or [x, y], or an image data set');
+  throw new DataError(expected);
 }
 
 function isBatchSource(data: TrainingData): data is BatchSource {
   return typeof (data as BatchSource).batches === 'function' && typeof (data as BatchSource).numBatches === 'function';
 }
 
-/** Integer labels from one-hot [n, K] or index [n] labels. */
+/** Class indices [n] or [n, 1] (tfjs's sparse form); one-hot labels are [n, K] with K >= 2. */
+const isIndexLabels = (y: tf.Tensor) => y.rank === 1 || (y.rank === 2 && y.shape[1] === 1);
+
+/** K of one-hot labels; null for class indices. */
+const oneHotWidth = (y: tf.Tensor): number | null => (isIndexLabels(y) ? null : (y.shape[1] ?? null));
+
+/** Integer labels from one-hot [n, K] or index [n] / [n, 1] labels. */
 function toLabels(y: tf.Tensor, numClasses: number | null): tf.Tensor1D {
   return tf.tidy(() => {
-    if (y.rank === 2) {
-      if (numClasses !== null && y.shape[1] !== numClasses) throw new DataError(`one-hot labels have ${y.shape[1]} classes, expected ${numClasses}`);
-      return tf.cast(tf.argMax(y, 1), 'int32') as tf.Tensor1D;
-    }
-    if (y.rank !== 1) throw new DataError(`labels must be one-hot [n, K] or class indices [n], got shape [${y.shape}]`);
-    return tf.cast(y, 'int32') as tf.Tensor1D;
+    if (y.rank > 2 || y.rank === 0) throw new DataError(`labels must be one-hot [n, K] or class indices [n], got shape [${y.shape}]`);
+    if (isIndexLabels(y)) return tf.cast(tf.reshape(y, [-1]), 'int32') as tf.Tensor1D;
+    if (numClasses !== null && y.shape[1] !== numClasses) throw new DataError(`one-hot labels have ${y.shape[1]} classes, expected ${numClasses}`);
+    return tf.cast(tf.argMax(y, 1), 'int32') as tf.Tensor1D;
   });
 }
 
-function checkLabels(labels: tf.Tensor1D, numClasses: number, where: string): void {
-  const values = labels.dataSync();
-  for (let i = 0; i < values.length; i++) {
-    if (values[i] < 0 || values[i] >= numClasses) throw new DataError(`${where}: label ${values[i]} at index ${i} outside 0..${numClasses - 1}`);
-  }
-}
-
-/** Integer labels of `y`, each checked to lie in 0..numClasses-1 (freed when one does not). */
+/** Integer labels of `y`, each checked to be a whole number in 0..numClasses-1 (freed when one is not). */
 function checkedLabels(y: tf.Tensor, numClasses: number, where: string): tf.Tensor1D {
   const labels = toLabels(y, numClasses);
-  try {
-    checkLabels(labels, numClasses, where);
-  } catch (e) {
+  // Index labels are checked before the cast to int32, which would read 1.7 as 1 and NaN as 0.
+  const values = isIndexLabels(y) ? y.dataSync() : labels.dataSync();
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (Number.isInteger(v) && v >= 0 && v < numClasses) continue;
     labels.dispose();
-    throw e;
+    throw new DataError(`${where}: label ${v} at index ${i} is not a class index in 0..${numClasses - 1}`);
   }
   return labels;
 }
@@ -122,7 +145,7 @@ function checkedLabels(y: tf.Tensor, numClasses: number, where: string): tf.Tens
 function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchSource {
   if (x.shape[0] !== y.shape[0]) throw new DataError(`x has ${x.shape[0]} examples, y ${y.shape[0]}`);
   if (x.shape[0] === 0) throw new DataError('x holds no examples');
-  const numClasses: number | null = o.numClasses ?? (y.rank === 2 ? (y.shape[1] as number) : null);
+  const numClasses: number | null = o.numClasses ?? oneHotWidth(y);
   if (numClasses === null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
   checkedLabels(y, numClasses, 'y').dispose();
   const size = x.shape[0];
@@ -152,17 +175,23 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
   // With batchesPerEpoch, one iterator runs on across epochs (as in tfjs's fitDataset): each epoch takes
   // the next batches of a long or endless data set. Without it, every epoch iterates the data set anew.
   let running: Awaited<ReturnType<typeof ds.iterator>> | null = null;
+  // K: given, or the first one-hot batch's width, which every later batch must then have.
+  let known: number | null = o.numClasses ?? null;
+  let peeked: Promise<number | null> | null = null;
+  const peek = async (): Promise<number | null> => {
+    // One-hot labels say K: read it from the first batch (once).
+    const [first] = (await ds.take(1).toArray()) as DatasetBatch[];
+    if (first === undefined) throw new DataError('the tf.data.Dataset is empty');
+    const [, ys] = batchTensors(first, 0);
+    const k = oneHotWidth(ys);
+    tf.dispose(first as tf.TensorContainer);
+    return k;
+  };
   return {
     size: null,
     async classes() {
-      if (o.numClasses !== undefined) return o.numClasses;
-      // One-hot labels say K: read it from the first batch.
-      const [first] = (await ds.take(1).toArray()) as DatasetBatch[];
-      if (first === undefined) throw new DataError('the tf.data.Dataset is empty');
-      const [, ys] = batchTensors(first, 0);
-      const k = ys.rank === 2 ? (ys.shape[1] as number) : null;
-      tf.dispose(first as tf.TensorContainer);
-      return k;
+      if (known !== null) return known;
+      return (peeked ??= peek());
     },
     images: null,
     numBatches: () => perEpoch,
@@ -185,8 +214,12 @@ function datasetSource(ds: tf.data.Dataset<tf.TensorContainer>, o: BatchSourceOp
           tf.dispose([xs, ys]);
           continue;
         }
-        const numClasses = o.numClasses ?? (ys.rank === 2 ? (ys.shape[1] as number) : null);
-        if (numClasses == null) throw new DataError('integer labels need numClasses (or give one-hot labels)');
+        known ??= oneHotWidth(ys);
+        const numClasses = known;
+        if (numClasses === null) {
+          tf.dispose([xs, ys]);
+          throw new DataError('integer labels need numClasses (or give one-hot labels)');
+        }
         let labels: tf.Tensor1D;
         try {
           labels = checkedLabels(ys, numClasses, `batch ${b}`);
@@ -211,7 +244,7 @@ function batchTensors(element: DatasetBatch, b: number): [tf.Tensor, tf.Tensor] 
   }
   if (xs.rank === 0 || ys.rank === 0 || xs.shape[0] !== ys.shape[0]) {
     tf.dispose([xs, ys]);
-    throw new DataError(`batch ${b}: xs holds ${xs.shape[0] ?? 'no'} examples, ys ${ys.shape[0] ?? 'no'}`);
+    throw new DataError(`batch ${b}: xs holds ${xs.shape[0] ?? 'no'} examples, ys ${ys.shape[0] ?? 'no'} (each element must be a batch: is .batch(n) missing?)`);
   }
   return [xs, ys];
 }

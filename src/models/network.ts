@@ -158,6 +158,11 @@ export function unitsOf(layers: readonly tf.layers.Layer[], counts: readonly num
   return units;
 }
 
+/** Layers per unit: `layers` grouped into units by `grouping`, then `unitLayers` consecutive units merged (as networkFromModel does). */
+export function unitGrouping(layers: readonly tf.layers.Layer[], grouping?: UnitGrouping, unitLayers = 1): number[] {
+  return groupCounts(unitLayerCounts(layers, grouping), unitLayers);
+}
+
 /**
  * A network over a tfjs model: its layers (a chain) grouped into units by `grouping`, then `unitLayers`
  * consecutive units merged into one (the block-wise SLL^{i+}).
@@ -170,7 +175,7 @@ export function networkFromModel(
   const inputShape = model.inputs[0].shape.slice(1);
   if (inputShape.some((d) => d == null)) throw new ModelError(`the model's input shape [${model.inputs[0].shape}] must be fully defined but for the batch`);
   if (!Number.isInteger(o.numClasses) || o.numClasses < 2) throw new ModelError(`numClasses must be an integer >= 2, got ${o.numClasses}`);
-  const counts = groupCounts(unitLayerCounts(layers, o.grouping), o.unitLayers ?? 1);
+  const counts = unitGrouping(layers, o.grouping, o.unitLayers ?? 1);
   const spec: NetworkSpec = {
     model: o.name ?? 'custom',
     inputShape: inputShape as number[],

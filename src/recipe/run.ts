@@ -292,8 +292,8 @@ export function fitSetup(o: RunOptions, model: HeadedNetwork, data: DataSplits, 
   return {
     model,
     engine,
-    train: batchSource(data.train, { augment, classNames: model.normalization?.classNames }),
-    validation: batchSource(data.test, { classNames: model.normalization?.classNames }),
+    train: batchSource(data.train, { augment, normalization: model.normalization }),
+    validation: batchSource(data.test, { normalization: model.normalization }),
     loop: resolveLoopConfig(loopConfig(o)),
     seed: o.seed,
   };

@@ -172,7 +172,7 @@ async function runRepresentations(dir: string, options: Partial<RunOptions>, exa
   // A seeded, class-stratified subset: a test set may be ordered by class.
   const test = examples < all.size ? subset(all, examples, o.seed + 2) : all;
   const model = await loadModel(dir);
-  const source = batchSource(test, { numClasses: model.network.spec.numClasses, classNames: model.normalization?.classNames });
+  const source = batchSource(test, { numClasses: model.network.spec.numClasses, normalization: model.normalization });
   const batches = source.batches({ batchSize: test.size, shuffle: false, seed: 0, epoch: 0 });
   const first = await batches.next();
   await batches.return(undefined);

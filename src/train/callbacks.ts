@@ -3,6 +3,7 @@
  * tfjs-vis's `fitCallbacks`, or plain objects with `onEpochEnd(epoch, logs)`, `onBatchEnd(batch, logs)`, ...
  */
 import * as tf from '@tensorflow/tfjs';
+import { ConfigError, shown } from './config.js';
 
 /** A tfjs callback: an instance (tf.Callback, e.g. tf.callbacks.earlyStopping) or plain callback methods. */
 export type TfCallback = tf.CustomCallbackArgs | tf.CustomCallback | tf.Callback;
@@ -17,10 +18,14 @@ export interface CallbackParams {
   steps: number | null;
   /** Examples per epoch, when known. */
   samples: number | null;
-  batchSize: number;
+  /** Examples per batch (null for a tf.data.Dataset: its elements are batches of their own size). */
+  batchSize: number | null;
   /** The names of the epoch logs. */
   metrics: string[];
 }
+
+/** The hooks a callback object may have (tfjs's CustomCallbackArgs). */
+const HOOKS = ['onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchBegin', 'onBatchEnd', 'onYield'];
 
 /**
  * The callbacks as tfjs's CallbackList, given the model they watch (a callback stops training by setting
@@ -28,6 +33,15 @@ export interface CallbackParams {
  */
 export function callbackList(callbacks: TfCallbacks | undefined, model: tf.LayersModel, params: CallbackParams): tf.CallbackList {
   const all = callbacks === undefined ? [] : Array.isArray(callbacks) ? callbacks : [callbacks as TfCallback];
+  for (const c of all) {
+    const problem =
+      typeof c === 'function'
+        ? 'a function (a factory such as tf.callbacks.earlyStopping must be called: tf.callbacks.earlyStopping({ monitor: "val_loss" }))'
+        : typeof c !== 'object' || c === null
+          ? shown(c)
+          : Object.entries(c).find(([k, v]) => HOOKS.includes(k) && typeof v !== 'function')?.[0];
+    if (problem) throw new ConfigError('callbacks', `must be tf.Callback objects or objects of hooks ({ onEpochEnd(epoch, logs) {...} }), got ${HOOKS.includes(problem) ? `a ${problem} that is not a function` : problem}`);
+  }
   const list = new tf.CallbackList(
     all.map((c) => (typeof (c as tf.Callback).setParams === 'function' ? (c as tf.Callback) : new tf.CustomCallback(c as tf.CustomCallbackArgs))),
   );

@@ -23,6 +23,8 @@ export const OPTIMIZERS: readonly OptimizerName[] = ['adam', 'sgd'];
 /**
  * An optimizer by name, or a factory that makes a fresh `tf.train` optimizer for a unit (given its
  * 0-based index; BP's single optimizer is unit 0). SLL calls it once per unit: each unit has its own.
+ * Its learning rate is set at every epoch from `lr` and `lrSchedule`, as for the named ones: the rate the
+ * factory gives it is replaced (for a fixed rate r, give `lr: r, lrSchedule: 'constant'`).
  */
 export type OptimizerSpec = OptimizerName | ((unit: number) => tf.Optimizer);
 
@@ -218,24 +220,29 @@ function checkOptimizer(s: OptimizerConfig, units: number | undefined): void {
   c.range('momentum', s.momentum, (v) => v >= 0 && v < 1, 'must be in [0, 1)');
 }
 
+/** A value as a message shows it: strings quoted, so that '2' is not taken for 2. */
+export function shown(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? `[${v.map(shown).join(', ')}]` : String(v);
+}
+
 function checker(o: Record<string, unknown>) {
   const fail = (option: string, problem: string): never => {
     throw new ConfigError(option, problem);
   };
   return {
     oneOf(option: string, allowed: readonly unknown[]) {
-      if (!allowed.includes(o[option])) fail(option, `must be one of ${allowed.join(', ')}, got ${String(o[option])}`);
+      if (!allowed.includes(o[option])) fail(option, `must be one of ${allowed.join(', ')}, got ${shown(o[option])}`);
     },
     int(option: string, min: number) {
       const v = o[option];
-      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(option, `must be an integer >= ${min}, got ${String(v)}`);
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(option, `must be an integer >= ${min}, got ${shown(v)}`);
     },
     bool(option: string) {
-      if (typeof o[option] !== 'boolean') fail(option, `must be true or false, got ${String(o[option])}`);
+      if (typeof o[option] !== 'boolean') fail(option, `must be true or false, got ${shown(o[option])}`);
     },
     range(option: string, v: unknown, ok: (v: number) => boolean, problem: string) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(option, `must be a number, got ${String(v)}`);
-      if (!ok(v as number)) fail(option, `${problem}, got ${String(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(option, `must be a number, got ${shown(v)}`);
+      if (!ok(v as number)) fail(option, `${problem}, got ${shown(v)}`);
     },
     perUnit(option: string, v: unknown, units: number | undefined) {
       if (!Array.isArray(v)) return;
@@ -248,7 +255,7 @@ function checker(o: Record<string, unknown>) {
 }
 
 function list(v: number | readonly number[]): readonly number[] {
-  return typeof v === 'number' ? [v] : v;
+  return Array.isArray(v) ? v : [v as number];
 }
 
 /** Levenshtein distance of a and b (small strings: option names). */
@@ -263,7 +270,7 @@ function editDistance(a: string, b: string): number {
 }
 
 /** The known name closest to `name` (same letters in another case or kebab-case, or a typo or two away), or null. */
-export function nearestName(name: string, known: readonly string[]): string | null {
+function nearestName(name: string, known: readonly string[]): string | null {
   const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
   const same = known.find((k) => plain(k) === plain(name));
   if (same !== undefined) return same;

@@ -93,8 +93,11 @@ export class SequentialEngine implements StepEngine {
           tf.dispose([b.x, b.labels]);
           return;
         }
-        pending.push({ step: b.step, n: b.n, stats: this.trainer.step(b.x, b.labels, b.step) });
-        tf.dispose([b.x, b.labels]);
+        try {
+          pending.push({ step: b.step, n: b.n, stats: this.trainer.step(b.x, b.labels, b.step) });
+        } finally {
+          tf.dispose([b.x, b.labels]);
+        }
         // On webgpu, each step's work submitted at its end, so that every step gets the same buffers.
         submitRecorded();
         if (pending.length >= this.readEvery) await read();

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../data/errors.js';
+import { checkKnownKeys } from './config.js';
 import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
 import { applyUnit, classify } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
@@ -38,10 +39,11 @@ export interface EvaluateOptions {
 /** Every head's accuracy and loss on `data` (inference mode). */
 export async function evaluate(model: HeadedNetwork, data: TrainingData, opts: EvaluateOptions = {}): Promise<Evaluation> {
   requireHeaded(model, 'evaluate');
+  checkKnownKeys(opts, ['batchSize', 'ensemble', 'numClasses']);
   const { network, heads } = model;
   const K = network.spec.numClasses;
   if (opts.numClasses !== undefined && opts.numClasses !== K) throw new DataError(`evaluate: numClasses ${opts.numClasses} disagrees with the model's ${K} classes`);
-  const source: BatchSource = batchSource(data, { numClasses: K, classNames: model.normalization?.classNames });
+  const source: BatchSource = batchSource(data, { numClasses: K, normalization: model.normalization });
   const bp = network.classifier != null;
   const rows = bp ? 1 : network.units.length;
   const ensemble = (opts.ensemble ?? false) && !bp;
@@ -112,8 +114,9 @@ export interface UnitActivity {
 /** UnitActivity of every unit on `data` (inference mode), for SLL and BP networks alike. */
 export async function unitActivity(model: HeadedNetwork, data: TrainingData, opts: { batchSize?: number } = {}): Promise<UnitActivity[]> {
   requireHeaded(model, 'unitActivity');
+  checkKnownKeys(opts, ['batchSize']);
   const { units } = model.network;
-  const source = batchSource(data, { numClasses: model.network.spec.numClasses, classNames: model.normalization?.classNames });
+  const source = batchSource(data, { numClasses: model.network.spec.numClasses, normalization: model.normalization });
   const channels = units.map((u) => u.outputShape[u.outputShape.length - 1]);
   let zeros = tf.zeros([units.length]);
   let channelMax = units.map((_, i) => tf.zeros([channels[i]]));

@@ -4,11 +4,11 @@
  * `data` is a tf.data.Dataset or tensors, `config` holds only how to train (the strategy, the loop,
  * tfjs callbacks), and a History-like result comes back with the heads.
  */
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import type { Augmentation } from '../data/batches.js';
 import { DataError } from '../data/errors.js';
 import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
-import { networkFromModel, withClassifier, type Network, type UnitGrouping } from '../models/network.js';
+import { networkFromModel, unitGrouping, withClassifier, type Network, type UnitGrouping } from '../models/network.js';
 import type { TokenPooling } from '../models/tokens.js';
 import type { ProjectionHead } from '../objectives/projection.js';
 import { BpTrainer } from './bp.js';
@@ -82,6 +82,15 @@ const SLL_FIT_KEYS = [...Object.keys(SLL_DEFAULTS), ...Object.keys(LOOP_DEFAULTS
 // fitBp takes fitSll's configuration too (its SLL-only options unused), so that one object serves both.
 const BP_FIT_KEYS = [...new Set([...SLL_FIT_KEYS, ...Object.keys(BP_DEFAULTS), ...Object.keys({ token: 0 } satisfies Record<Exclude<keyof BpFitConfig, keyof BpStrategy | keyof FitOptions>, 0>)])];
 
+/** The kinds of fitSll's and fitBp's arguments, checked before anything reads them; then `config`'s keys. */
+function checkFitArgs(fn: 'fitSll' | 'fitBp', model: unknown, data: unknown, config: object, keys: readonly string[]): void {
+  if (!isHeadedNetwork(model) && !(model instanceof tf.LayersModel)) {
+    throw new TypeError(`${fn} trains a tf.LayersModel (tf.sequential(...), tf.model(...)) or a HeadedNetwork (a result's .model, loadModel's), got ${model === null ? 'null' : typeof model}`);
+  }
+  if (data instanceof tf.Tensor) throw new DataError(`${fn} takes (model, data, config): give the inputs and labels together as data, e.g. ${fn}(model, [x, y], { epochs })`);
+  checkKnownKeys(config, keys, fitHints(fn));
+}
+
 /** What keys that tfjs's model.fit takes mean here. */
 function fitHints(fn: 'fitSll' | 'fitBp'): Record<string, string> {
   return {
@@ -120,7 +129,7 @@ export interface FitHistory {
  * fitSll or `loadModel` (trained further with its own heads).
  */
 export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: SllFitConfig = {}): Promise<FitHistory> {
-  checkKnownKeys(config, SLL_FIT_KEYS, fitHints('fitSll'));
+  checkFitArgs('fitSll', model, data, config, SLL_FIT_KEYS);
   const loop = resolveLoopConfig(config);
   const train = trainingSource(model, data, config);
   let headed: HeadedNetwork;
@@ -150,7 +159,7 @@ export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: Traini
  * flattened, -> K logits), end to end by one optimizer on the classifier's cross-entropy.
  */
 export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: TrainingData, config: BpFitConfig = {}): Promise<FitHistory> {
-  checkKnownKeys(config, BP_FIT_KEYS, fitHints('fitBp'));
+  checkFitArgs('fitBp', model, data, config, BP_FIT_KEYS);
   const loop = resolveLoopConfig(config);
   const strategy = resolveBpStrategy(config);
   const train = trainingSource(model, data, config);
@@ -183,7 +192,7 @@ async function run(
   const numClasses = model.network.spec.numClasses;
   const k = await train.classes();
   if (k !== null && k !== numClasses) throw new DataError(`the training data have ${k} classes, the model ${numClasses}`);
-  const validation = config.validationData ? batchSource(config.validationData, { numClasses, classNames: model.normalization?.classNames }) : null;
+  const validation = config.validationData ? batchSource(config.validationData, { numClasses, normalization: model.normalization }) : null;
   const result = await fit({ model, engine: makeEngine(), train, validation, loop, seed, callbacks: config.callbacks });
   return {
     epoch: Array.from({ length: result.epochs }, (_, i) => i),
@@ -205,15 +214,27 @@ function trainingSource(model: tf.LayersModel | HeadedNetwork, data: TrainingDat
     if (numClasses !== undefined && numClasses !== k) throw new DataError(`numClasses is ${numClasses}, but the model has ${k} classes`);
     numClasses = k;
   }
-  const classNames = isHeadedNetwork(model) ? model.normalization?.classNames : undefined;
-  return batchSource(data, { numClasses, classNames, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
+  const normalization = isHeadedNetwork(model) ? model.normalization : undefined;
+  return batchSource(data, { numClasses, normalization, augment: config.augment, batchesPerEpoch: config.batchesPerEpoch });
 }
 
 /**
- * A model trained further keeps its heads: an option that shapes the heads must agree with them (it would
- * otherwise be ignored without a word).
+ * A model trained further keeps its units and heads: an option that shapes them must agree with them (it
+ * would otherwise be ignored without a word).
  */
-function checkHeads(model: HeadedNetwork, config: Partial<SllStrategy>): void {
+function checkHeads(model: HeadedNetwork, config: SllFitConfig): void {
+  if (config.units !== undefined || config.unitLayers !== undefined) {
+    const has = model.network.spec.unitLayerCounts;
+    const given = unitGrouping(model.network.units.flatMap((u) => u.layers), config.units, config.unitLayers ?? 1);
+    if (given.join() !== has.join()) {
+      const option = config.units !== undefined ? 'units' : 'unitLayers';
+      throw new ConfigError(option, `gives units of [${given}] layers, but this model's units hold [${has}] (a model trained further keeps its units)`);
+    }
+  }
+  const tokens = model.heads.map((h) => h.config.token).filter((t) => t !== undefined);
+  if (config.token !== undefined && tokens.some((t) => t !== config.token)) {
+    throw new ConfigError('token', `is ${config.token}, but this model's heads read tokens by ${tokens[0]} (a model trained further keeps its heads)`);
+  }
   const head = model.heads[0]?.config;
   if (!head) return;
   const kept: [keyof SllStrategy, unknown, unknown][] = [

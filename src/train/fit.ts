@@ -170,7 +170,7 @@ async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Pr
     epochs: loop.epochs,
     steps: perEpoch,
     samples: train.size,
-    batchSize: loop.batchSize,
+    batchSize: train.size === null ? null : loop.batchSize,
     metrics: logNames(engine.statRows, bp, validation !== null, loop.ensemble),
   };
   const callbacks = callbackList(setup.callbacks, watched, params);

@@ -33,7 +33,7 @@ export function registerMomentum(backend: string, factory: MomentumFactory): voi
 export function makeOptimizer(o: OptimizerConfig, unit = 0): tf.Optimizer {
   if (typeof o.optimizer === 'function') {
     const made: unknown = o.optimizer(unit);
-    if (!(made instanceof tf.Optimizer)) throw new ConfigError('optimizer', `factory must return a tf.Optimizer (e.g. tf.train.adam(lr)), got ${String(made)} for unit ${unit + 1}`);
+    if (!(made instanceof tf.Optimizer)) throw new ConfigError('optimizer', `factory must return a tf.Optimizer (e.g. tf.train.adam()), got ${String(made)} for unit ${unit + 1}`);
     return made;
   }
   const lr = perUnit(o.lr, unit);

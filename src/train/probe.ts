@@ -72,7 +72,7 @@ export async function linearProbe(model: HeadedNetwork, train: TrainingData, tes
   const hitsOf = (f: tf.Tensor2D[], labels: tf.Tensor1D) =>
     tf.stack(f.map((fi, i) => tf.sum(tf.cast(tf.equal(tf.argMax(logits(fi, i), 1), labels), 'float32'))));
   try {
-    const trainSource = batchSource(train, { numClasses, classNames: model.normalization?.classNames });
+    const trainSource = batchSource(train, { numClasses, normalization: model.normalization });
     let unitTrainAccuracy: number[] = [];
     for (let epoch = 0; epoch < epochs; epoch++) {
       let correct = tf.zeros([unitFeatures.length]);
@@ -95,7 +95,7 @@ export async function linearProbe(model: HeadedNetwork, train: TrainingData, tes
     }
     let correct = tf.zeros([unitFeatures.length]);
     let seen = 0;
-    for await (const batch of batchSource(test, { numClasses, classNames: model.normalization?.classNames }).batches({ batchSize: 500, shuffle: false, seed: 0, epoch: 0 })) {
+    for await (const batch of batchSource(test, { numClasses, normalization: model.normalization }).batches({ batchSize: 500, shuffle: false, seed: 0, epoch: 0 })) {
       const next = tf.tidy(() => tf.add(correct, hitsOf(features(batch.x), batch.labels)));
       tf.dispose([correct, batch.x, batch.labels]);
       correct = next;
