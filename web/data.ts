@@ -6,7 +6,12 @@
 import { mnistFromIdx, parseIdx, type DataSplits, type InMemoryDataset } from '../src/index.js';
 
 async function fetchBytes(url: URL): Promise<Uint8Array> {
-  const r = await fetch(url);
+  let r: Response;
+  try {
+    r = await fetch(url);
+  } catch (e) {
+    throw new Error(`${url}: ${e instanceof Error ? e.message : String(e)}`);
+  }
   if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return new Uint8Array(await r.arrayBuffer());
 }

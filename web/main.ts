@@ -15,6 +15,7 @@ import {
   subset,
   toArtifacts,
   type DataSplits,
+  type FitHistory,
   type HeadedNetwork,
   type InMemoryDataset,
 } from '../src/index.js';
@@ -96,6 +97,13 @@ function fail(where: string, e: unknown): void {
   console.error(message);
 }
 
+/** A new attempt starts with no error showing. */
+function clearErrors(): void {
+  state.errors = [];
+  $('errors').hidden = true;
+  $('errors').textContent = '';
+}
+
 function setStatus(status: typeof state.status, message: string): void {
   Object.assign(state, { status, message });
   $('status').textContent = message;
@@ -136,10 +144,15 @@ function presetFromUrl(): void {
 
 function readSettings(): Settings {
   const s = { method: $<HTMLSelectElement>('method').value as Settings['method'] } as Settings;
-  for (const [key, id] of FIELDS) (s[key] as number) = Number($<HTMLInputElement>(id).value);
   const check = (ok: boolean, what: string) => {
     if (!ok) throw new Error(what);
   };
+  for (const [key, id] of FIELDS) {
+    // Number('') is 0: an emptied field would train at 0 rather than say so.
+    const raw = $<HTMLInputElement>(id).value.trim();
+    check(raw !== '', `${key} is empty`);
+    (s[key] as number) = Number(raw);
+  }
   for (const key of ['layers', 'width', 'batchSize', 'epochs', 'trainSize', 'testSize'] as const) {
     check(Number.isInteger(s[key]) && s[key] >= 1, `${key} must be a positive integer, got ${s[key]}`);
   }
@@ -153,7 +166,11 @@ function readSettings(): Settings {
 // ---- training -----------------------------------------------------------------------------------
 
 function data(): Promise<DataSplits<InMemoryDataset>> {
-  mnist ??= loadMnist(new URL('mnist/', document.baseURI));
+  // A failed load is not kept: the next Start tries again.
+  mnist ??= loadMnist(new URL('mnist/', document.baseURI)).catch((e: unknown) => {
+    mnist = null;
+    throw e;
+  });
   return mnist;
 }
 
@@ -213,7 +230,13 @@ async function train(method: Method, s: Settings): Promise<void> {
   const callbacks = new PageCallback(run, Math.ceil(trainSet.size / s.batchSize));
   const loop = { epochs: s.epochs, batchSize: s.batchSize, lr: s.lr, seed: s.seed, validationData: test, callbacks };
   const model = mlp(s);
-  const history = method === 'sll' ? await fitSll(model, trainSet, { ...loop, lambda: s.lambda, keep: s.keep }) : await fitBp(model, trainSet, loop);
+  let history: FitHistory;
+  try {
+    history = method === 'sll' ? await fitSll(model, trainSet, { ...loop, lambda: s.lambda, keep: s.keep }) : await fitBp(model, trainSet, loop);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   Object.assign(run, {
     unitTestAccuracy: history.evaluation?.unitAccuracy ?? [],
     testAccuracy: history.evaluation?.accuracy ?? null,
@@ -229,6 +252,7 @@ async function train(method: Method, s: Settings): Promise<void> {
 async function start(): Promise<void> {
   if (running) return;
   let s: Settings;
+  clearErrors();
   try {
     s = readSettings();
   } catch (e) {

@@ -119,25 +119,26 @@ const isIndexLabels = (y: tf.Tensor) => y.rank === 1 || (y.rank === 2 && y.shape
 const oneHotWidth = (y: tf.Tensor): number | null => (isIndexLabels(y) ? null : (y.shape[1] ?? null));
 
 /** Integer labels from one-hot [n, K] or index [n] / [n, 1] labels. */
-function toLabels(y: tf.Tensor, numClasses: number | null): tf.Tensor1D {
+function toLabels(y: tf.Tensor, numClasses: number | null, where = 'y'): tf.Tensor1D {
   return tf.tidy(() => {
-    if (y.rank > 2 || y.rank === 0) throw new DataError(`labels must be one-hot [n, K] or class indices [n], got shape [${y.shape}]`);
+    if (y.rank > 2 || y.rank === 0) throw new DataError(`${where}: labels must be one-hot [n, K] or class indices [n], got shape [${y.shape}]`);
     if (isIndexLabels(y)) return tf.cast(tf.reshape(y, [-1]), 'int32') as tf.Tensor1D;
-    if (numClasses !== null && y.shape[1] !== numClasses) throw new DataError(`one-hot labels have ${y.shape[1]} classes, expected ${numClasses}`);
+    if (numClasses !== null && y.shape[1] !== numClasses) throw new DataError(`${where}: one-hot labels have ${y.shape[1]} classes, expected ${numClasses}`);
     return tf.cast(tf.argMax(y, 1), 'int32') as tf.Tensor1D;
   });
 }
 
 /** Integer labels of `y`, each checked to be a whole number in 0..numClasses-1 (freed when one is not). */
 function checkedLabels(y: tf.Tensor, numClasses: number, where: string): tf.Tensor1D {
-  const labels = toLabels(y, numClasses);
+  const labels = toLabels(y, numClasses, where);
   // Index labels are checked before the cast to int32, which would read 1.7 as 1 and NaN as 0.
   const values = isIndexLabels(y) ? y.dataSync() : labels.dataSync();
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (Number.isInteger(v) && v >= 0 && v < numClasses) continue;
     labels.dispose();
-    throw new DataError(`${where}: label ${v} at index ${i} is not a class index in 0..${numClasses - 1}`);
+    const problem = Number.isInteger(v) ? `outside 0..${numClasses - 1}` : 'is not a whole number (a class index)';
+    throw new DataError(`${where}: label ${Number(v.toPrecision(7))} at index ${i} ${problem}`);
   }
   return labels;
 }

@@ -8,7 +8,10 @@ import * as tf from '@tensorflow/tfjs';
 import { useBackend } from '../../src/backend.js';
 import { DataError } from '../../src/data/errors.js';
 import { registerFileSystem, saveModel } from '../../src/io/model-files.js';
-import { evaluate, unitActivity } from '../../src/train/evaluate.js';
+import { evaluate, unitActivity, type EvaluateOptions } from '../../src/train/evaluate.js';
+import type { TfCallbacks } from '../../src/train/callbacks.js';
+import { makeDataset } from '../../src/data/dataset.js';
+import type { TrainingData } from '../../src/data/source.js';
 import { fitBp, fitSll, type BpFitConfig, type SllFitConfig } from '../../src/train/fit-model.js';
 import { disposeHeaded, disposeHeads, isHeadedNetwork, type HeadedNetwork } from '../../src/train/model.js';
 import { predict } from '../../src/train/predict.js';
@@ -327,4 +330,74 @@ test('functions that take a trained model say so when given the tf.LayersModel i
   await assert.rejects(evaluate(null as unknown as HeadedNetwork, [valid.x, valid.y]), /evaluate takes a HeadedNetwork .*, got null/);
   assert.equal(isHeadedNetwork(plain), false);
   plain.dispose();
+});
+
+test('labels, data and options that would train or score silently wrong are refused, and a failed step frees its batch', async () => {
+  const n = 40;
+  const x = tf.slice(train.x, 0, n);
+  const yIdx = tf.tensor1d(Array.from(train.labels.subarray(0, n)), 'int32');
+  const [y17, yNaN, x10] = [tf.fill([n], 1.7), tf.fill([n], NaN), tf.zeros([n, 10])];
+  const oneHot = (k: number) => tf.tidy(() => tf.oneHot(tf.zeros([8], 'int32'), k));
+  const [oh4, oh5, xs8, x16, y4] = [oneHot(4), oneHot(5), tf.zeros([8, 16]), tf.zeros([16]), tf.zeros([4])];
+  const one = { ...quick, epochs: 1, numClasses: K };
+  const cases: [(m: tf.LayersModel) => Promise<unknown>, RegExp][] = [
+    [(m) => fitSll(m, { x, y: y17 }, one), /y: label 1.7 at index 0 is not a whole number \(a class index\)/],
+    [(m) => fitSll(m, { x, y: yNaN }, one), /y: label NaN at index 0 is not a whole number/],
+    [(m) => fitSll(m, tf.data.generator(function* () {
+      yield { xs: tf.clone(xs8), ys: tf.clone(oh4) };
+      yield { xs: tf.clone(xs8), ys: tf.clone(oh5) };
+    }), { ...quick, epochs: 1 }), /batch 1: one-hot labels have 5 classes, expected 4/],
+    [(m) => fitSll(m, x as unknown as TrainingData, yIdx as unknown as SllFitConfig), /fitSll takes \(model, data, config\): give the inputs and labels together as data, e\.g\. fitSll\(model, \[x, y\]/],
+    [(m) => fitSll(m, { x, y: [1, 2] as unknown as tf.Tensor }, one), /y must be a tf.Tensor \(e\.g\. tf\.tensor1d\(labels, 'int32'\)\), got an array/],
+    [(m) => fitSll(m, [x, yIdx], { ...one, callbacks: tf.callbacks.earlyStopping as unknown as TfCallbacks }), /callbacks must be tf.Callback objects .*, got a function \(a factory such as tf.callbacks.earlyStopping must be called/],
+    [(m) => fitSll(m, [x, yIdx], { ...one, callbacks: { onEpochEnd: 'log' } as unknown as TfCallbacks }), /got a onEpochEnd that is not a function/],
+    [(m) => fitSll(m, [x, yIdx], { ...one, augment: { cropPadding: 2 } }), /augment applies to image data sets/],
+    [(m) => fitSll(m, [x, yIdx], { ...one, lr: '0.01' as unknown as number }), /lr must be a number, got "0.01"/],
+    [(m) => fitSll(m, tf.data.array([{ xs: x16, ys: y4 }]), one), /xs holds 16 examples, ys 4 \(each element must be a batch: is \.batch\(n\) missing\?\)/],
+    [(m) => fitSll(m, [x10, yIdx], one), /./],
+  ];
+  for (const [call, message] of cases) {
+    const model = denseModel();
+    const before = tf.memory().numTensors;
+    await assert.rejects(call(model), message);
+    assert.equal(tf.memory().numTensors, before, `${message}: no tensor left behind`);
+    model.dispose();
+  }
+  await assert.rejects(fitSll({} as tf.LayersModel, [x, yIdx], one), (e: Error) => e instanceof TypeError && /fitSll trains a tf.LayersModel \(tf.sequential\(...\), tf.model\(...\)\) or a HeadedNetwork/.test(e.message));
+  // tfjs's sparse form [n, 1] trains as class indices.
+  const sparse = await fitSll(denseModel(), [x, tf.reshape(yIdx, [n, 1])], one);
+  assert.equal(sparse.params.batchSize, 32);
+  await assert.rejects(evaluate(sparse.model, [x, yIdx], { enssemble: true } as EvaluateOptions), /enssemble is not an option here \(did you mean ensemble\?\)/);
+  // A model trained further keeps its units and its heads' token pooling.
+  await assert.rejects(fitSll(sparse.model, [x, yIdx], { ...one, unitLayers: 2 }), /unitLayers gives units of \[2\] layers, but this model's units hold \[1,1\]/);
+  await assert.rejects(fitSll(sparse.model, [x, yIdx], { ...one, units: [2] }), /units gives units of \[2\] layers/);
+  assert.equal((await fitSll(sparse.model, [x, yIdx], { ...one, units: [1, 1] })).model, sparse.model, 'the same grouping is accepted');
+  disposeHeads(sparse.model);
+  // The class count of a tf.data.Dataset with one-hot labels is read from one batch, once; tf.data batches have their own size.
+  let started = 0;
+  const counted = tf.data.generator(() => {
+    started++;
+    let i = 0;
+    return { next: () => (i++ < 2 ? { value: { xs: tf.zeros([8, 16]), ys: tf.oneHot(tf.zeros([8], 'int32'), K) }, done: false } : { value: undefined, done: true }) };
+  });
+  const fromData = await fitSll(denseModel(), counted, { ...quick, epochs: 1 });
+  assert.equal(started, 2, 'one peek, one epoch');
+  assert.equal(fromData.params.batchSize, null);
+  disposeHeads(fromData.model);
+  tf.dispose([x, yIdx, y17, yNaN, x10, oh4, oh5, xs8, x16, y4]);
+});
+
+test('an image data set given to a trained model must be normalised as the model was', async () => {
+  const pixels = new Uint8Array(64 * 8 * 8);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37) % 256;
+  const labels = Int32Array.from({ length: 64 }, (_, i) => i % K);
+  const images = (mean: number) => makeDataset({ name: 'px', pixels, labels, shape: [8, 8, 1], numClasses: K, mean: [mean], std: [0.3] });
+  const history = await fitSll(convModel(), images(0.4), { ...quick, epochs: 1 });
+  assert.deepEqual(history.model.normalization?.mean, [0.4]);
+  assert.equal((await evaluate(history.model, images(0.4))).examples, 64);
+  const other = /the image data set is normalised with mean \[0.1\], std \[0.3\]; the model was trained with mean \[0.4\], std \[0.3\]/;
+  await assert.rejects(evaluate(history.model, images(0.1)), other);
+  await assert.rejects(fitSll(history.model, images(0.1), { ...quick, epochs: 1 }), other);
+  await assert.rejects(fitSll(convModel(), images(0.4), { ...quick, epochs: 1, validationData: images(0.1) }), other);
+  disposeHeads(history.model);
 });

@@ -103,11 +103,20 @@ after(async () => {
 });
 
 test('the page trains an SLL MLP on 6000 MNIST images in Chromium (wasm): > 80% test accuracy, every head charted, memory tracked', { skip }, async () => {
+  // An emptied field is refused (Number('') would be 0), and the next start clears the message.
+  const lambda = await page.inputValue('#lambda');
+  await page.fill('#lambda', '');
+  await page.click('#start');
+  assert.deepEqual((await pageState(page)).errors, ['settings: lambda is empty']);
+  await page.fill('#lambda', lambda);
   const started = Date.now();
   await page.click('#start');
   await page.waitForFunction(() => (window as unknown as { sllPage: { state: PageState } }).sllPage.state.status !== 'training', null, { timeout: 120_000, polling: 500 });
   const state = await pageState(page);
   assert.equal(state.status, 'idle', `${state.message} ${state.errors.join('\n')}`);
+  assert.deepEqual(state.errors, []);
+  // The refused start's console.error.
+  errors.splice(0, errors.length, ...errors.filter((e) => !e.includes('lambda is empty')));
   assert.equal(state.backend, 'wasm');
   const run = state.runs.sll;
   assert.equal(run.epochs.length, 3);
