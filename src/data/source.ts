@@ -37,6 +37,8 @@ export interface BatchSource {
   readonly images: ImageDataset | null;
   /** Batches per epoch, when known. */
   numBatches(batchSize: number): number | null;
+  /** The shape of one example (x without its batch axis), when known before reading a batch. */
+  readonly exampleShape?: readonly number[] | null;
   /** One epoch of batches. */
   batches(order: BatchOrder): AsyncGenerator<TensorBatch>;
 }
@@ -67,6 +69,15 @@ export interface BatchSourceOptions {
   normalization?: { readonly mean: readonly number[]; readonly std: readonly number[]; readonly classNames?: readonly string[] } | null;
   /** tf.data only: batches per epoch, when the data set is endless or of unknown size. */
   batchesPerEpoch?: number;
+}
+
+/**
+ * Throws a DataError when `source`'s examples are known not to have `inputShape` (what a model takes), so
+ * that data of the wrong shape fail before training rather than at the first step or after an epoch.
+ */
+export function checkExampleShape(source: BatchSource, inputShape: readonly number[], what: string): void {
+  const shape = source.exampleShape;
+  if (shape && shape.join() !== inputShape.join()) throw new DataError(`${what}: each example is [${shape}], the model takes [${inputShape}]`);
 }
 
 /** A BatchSource over `data`. */
@@ -152,6 +163,7 @@ function tensorSource(x: tf.Tensor, y: tf.Tensor, o: BatchSourceOptions): BatchS
   const size = x.shape[0];
   return {
     size,
+    exampleShape: x.shape.slice(1),
     classes: async () => numClasses,
     images: null,
     numBatches: (batchSize) => Math.ceil(size / batchSize),
@@ -253,6 +265,7 @@ function batchTensors(element: DatasetBatch, b: number): [tf.Tensor, tf.Tensor] 
 function imageSource(ds: ImageDataset, augment: Augmentation | null): BatchSource {
   return {
     size: ds.size,
+    exampleShape: ds.shape,
     classes: async () => ds.numClasses,
     images: ds,
     numBatches: (batchSize) => numBatches(ds, { batchSize }),

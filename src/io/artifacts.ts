@@ -147,7 +147,12 @@ export async function toArtifacts(model: HeadedNetwork): Promise<SllArtifacts> {
 }
 
 /** The model that {@link toArtifacts} wrote: network (and classifier), every head, the normalisation. */
-export async function fromArtifacts({ predictor, sll, heads }: SllArtifacts): Promise<HeadedNetwork> {
+export async function fromArtifacts(artifacts: SllArtifacts): Promise<HeadedNetwork> {
+  const { predictor, sll, heads } = (artifacts ?? {}) as Partial<SllArtifacts>;
+  if (typeof predictor !== 'object' || predictor === null || typeof sll !== 'object' || sll === null || !(heads instanceof Float32Array)) {
+    const what = artifacts && 'modelTopology' in artifacts ? 'tfjs model artifacts (a predictor alone: load those with tf.loadLayersModel)' : 'something else';
+    throw new ModelFileError(`fromArtifacts takes { predictor, sll, heads } (toArtifacts' result: tfjs artifacts, sll.json, heads.bin as a Float32Array), got ${what}`);
+  }
   if (sll.format !== MODEL_FORMAT) {
     throw new ModelFileError(`sll.json has format '${sll.format}', expected '${MODEL_FORMAT}' (saved by another version of sll: train it again)`);
   }

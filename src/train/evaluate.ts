@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../data/errors.js';
 import { checkKnownKeys } from './config.js';
-import { batchSource, type BatchSource, type TrainingData } from '../data/source.js';
+import { batchSource, checkExampleShape, type BatchSource, type TrainingData } from '../data/source.js';
 import { applyUnit, classify } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
 import { requireHeaded, type HeadedNetwork } from './model.js';
@@ -44,6 +44,7 @@ export async function evaluate(model: HeadedNetwork, data: TrainingData, opts: E
   const K = network.spec.numClasses;
   if (opts.numClasses !== undefined && opts.numClasses !== K) throw new DataError(`evaluate: numClasses ${opts.numClasses} disagrees with the model's ${K} classes`);
   const source: BatchSource = batchSource(data, { numClasses: K, normalization: model.normalization });
+  checkExampleShape(source, network.spec.inputShape, 'evaluate');
   const bp = network.classifier != null;
   const rows = bp ? 1 : network.units.length;
   const ensemble = (opts.ensemble ?? false) && !bp;

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../data/errors.js';
-import type { BatchSource } from '../data/source.js';
+import { checkExampleShape, type BatchSource } from '../data/source.js';
 import { callbackList, watchedModel, type CallbackParams, type TfCallbacks } from './callbacks.js';
 import type { LoopConfig } from './config.js';
 import { assertFiniteStats, assertFiniteWeights } from './divergence.js';
@@ -153,6 +153,8 @@ export async function fit(setup: FitSetup, hooks: FitHooks = {}, control: FitCon
 
 async function epochs(setup: FitSetup, hooks: FitHooks, control: FitControl): Promise<FitResult> {
   const { model, engine, train, validation, loop } = setup;
+  checkExampleShape(train, model.network.spec.inputShape, 'training data');
+  if (validation) checkExampleShape(validation, model.network.spec.inputShape, 'validation data');
   const bp = model.network.classifier != null;
   const perEpoch = train.numBatches(loop.batchSize);
   const every = control.checkpointEvery ?? 0;

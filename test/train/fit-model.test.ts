@@ -15,7 +15,7 @@ import type { TrainingData } from '../../src/data/source.js';
 import { fitBp, fitSll, type BpFitConfig, type SllFitConfig } from '../../src/train/fit-model.js';
 import { disposeHeaded, disposeHeads, isHeadedNetwork, type HeadedNetwork } from '../../src/train/model.js';
 import { predict } from '../../src/train/predict.js';
-import { toPredictor } from '../../src/io/artifacts.js';
+import { fromArtifacts, toPredictor, type SllArtifacts } from '../../src/io/artifacts.js';
 
 before(async () => {
   await useBackend('cpu');
@@ -329,6 +329,9 @@ test('functions that take a trained model say so when given the tf.LayersModel i
   assert.equal(fs.existsSync(path.join(dir, 'm')), false, 'no folder made');
   await assert.rejects(evaluate(null as unknown as HeadedNetwork, [valid.x, valid.y]), /evaluate takes a HeadedNetwork .*, got null/);
   assert.equal(isHeadedNetwork(plain), false);
+  const predictorOnly = await new Promise<tf.io.ModelArtifacts>((resolve) => void plain.save(tf.io.withSaveHandler(async (a) => (resolve(a), { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }))));
+  await assert.rejects(fromArtifacts(predictorOnly as unknown as SllArtifacts), /fromArtifacts takes \{ predictor, sll, heads \} .*got tfjs model artifacts \(a predictor alone: load those with tf.loadLayersModel\)/);
+  await assert.rejects(fromArtifacts(undefined as unknown as SllArtifacts), /got something else/);
   plain.dispose();
 });
 
@@ -354,7 +357,8 @@ test('labels, data and options that would train or score silently wrong are refu
     [(m) => fitSll(m, [x, yIdx], { ...one, augment: { cropPadding: 2 } }), /augment applies to image data sets/],
     [(m) => fitSll(m, [x, yIdx], { ...one, lr: '0.01' as unknown as number }), /lr must be a number, got "0.01"/],
     [(m) => fitSll(m, tf.data.array([{ xs: x16, ys: y4 }]), one), /xs holds 16 examples, ys 4 \(each element must be a batch: is \.batch\(n\) missing\?\)/],
-    [(m) => fitSll(m, [x10, yIdx], one), /./],
+    [(m) => fitSll(m, [x10, yIdx], one), /training data: each example is \[10\], the model takes \[16\]/],
+    [(m) => fitSll(m, [x, yIdx], { ...one, validationData: [x10, yIdx] }), /validation data: each example is \[10\], the model takes \[16\]/],
   ];
   for (const [call, message] of cases) {
     const model = denseModel();
