@@ -45,6 +45,7 @@ export {
   buildNetwork,
   loadRunData,
   makeTrainer,
+  RESUME_OVERRIDES,
   resumeTraining,
   runTraining,
   type RunCallbacks,

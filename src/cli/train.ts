@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { activeBackend } from '../backend.js';
 import { DEFAULTS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
-import { resumeTraining, runTraining, type RunCallbacks } from '../recipe/run.js';
+import { RESUME_OVERRIDES, resumeTraining, runTraining, type RunCallbacks } from '../recipe/run.js';
 import { DataError } from '../data/errors.js';
 import { WriteError, writeFileAtomic } from '../io/model-files.js';
 import { buildReport } from '../report/page.js';
@@ -28,11 +28,11 @@ export const trainCommand: Command = {
   summary:
     'Trains a network with SLL (or the BP baseline) on a data set and writes OUT/summary.json, metrics.jsonl, the model ' +
     '(model.json + weights.bin, a tfjs model that predicts classes; sll.json + heads.bin) and checkpoints.',
-  usage: '[flags] [--out DIR] | --resume DIR [--backend NAME]',
+  usage: '[flags] [--out DIR] | --resume DIR [--backend NAME] [--data-dir DIR] [--cache-dir DIR]',
   flags: {
     ...runFlags(),
     out: { kind: 'path', group: 'output', description: 'the run\'s folder (default runs/<dataset>-<model>-<method>)' },
-    resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint, with its own options (only --backend may change)' },
+    resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint (or from step 0 if it stopped before the first), with its own options (only --backend, --data-dir, --cache-dir may change)' },
     overwrite: { kind: 'boolean', group: 'output', description: 'a new run may replace another run\'s files in --out (otherwise such a folder is refused)' },
     report: { kind: 'boolean', group: 'output', description: 'at the end, write OUT/report.html (sll report of this run)' },
   },
@@ -43,11 +43,11 @@ export const trainCommand: Command = {
   async run(values) {
     const { out: outFlag, resume, overwrite, report, ...given } = values as Partial<RunOptions> & { out?: string; resume?: string; overwrite?: boolean; report?: boolean };
     if (resume !== undefined) {
-      const other = Object.keys(given).filter((k) => k !== 'backend');
+      const other = Object.keys(given).filter((k) => !(RESUME_OVERRIDES as readonly string[]).includes(k));
       // --report only adds a page at the end: allowed with --resume too.
       if (other.length > 0 || outFlag !== undefined || overwrite) {
         const drop = [...other.map(flagName), ...(outFlag !== undefined ? ['--out'] : []), ...(overwrite ? ['--overwrite'] : [])];
-        throw new OptionError('resume', `--resume takes the run's options from its checkpoint; drop ${drop.join(' ')}`);
+        throw new OptionError('resume', `--resume takes the run's options from its checkpoint (only ${RESUME_OVERRIDES.map(flagName).join(', ')} may be given); drop ${drop.join(' ')}`);
       }
     }
     const o = resolveOptions(given);
@@ -70,7 +70,7 @@ export const trainCommand: Command = {
     const control = { stopRequested: signals.stopRequested, overwrite: overwrite === true };
     try {
       const { summary } = resume
-        ? await resumeTraining(resume, callbacks, control, given.backend ? { backend: o.backend } : {})
+        ? await resumeTraining(resume, callbacks, control, Object.fromEntries(RESUME_OVERRIDES.filter((k) => given[k] !== undefined).map((k) => [k, given[k]])))
         : await runTraining(o, out, callbacks, control);
       console.log(
         `${summary.method.toUpperCase()} ${summary.model} on ${summary.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +

