@@ -46,6 +46,7 @@ export {
   loadRunData,
   makeTrainer,
   RESUME_OVERRIDES,
+  absolutePaths,
   resumeTraining,
   runTraining,
   type RunCallbacks,

@@ -201,7 +201,7 @@ export async function runTraining(
 export const RESUME_OVERRIDES = ['backend', 'dataDir', 'cacheDir'] as const;
 
 /** A run's data paths made absolute, so that its recorded options work from any folder. */
-function absolutePaths(o: RunOptions): RunOptions {
+export function absolutePaths(o: RunOptions): RunOptions {
   return { ...o, dataDir: o.dataDir === null ? null : path.resolve(o.dataDir), cacheDir: o.cacheDir === null ? null : path.resolve(o.cacheDir) };
 }
 

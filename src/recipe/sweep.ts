@@ -14,7 +14,7 @@ import { writeFileAtomic } from '../io/model-files.js';
 import { RunFolderError, otherLiveHolder, readRunRecord, withFileLock } from '../io/run-folder.js';
 import { readRunSummary, type RunSummary } from '../io/runs.js';
 import { OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from './options.js';
-import { resumeTraining, runTraining, type RunCallbacks, type RunControl } from './run.js';
+import { absolutePaths, resumeTraining, runTraining, type RunCallbacks, type RunControl } from './run.js';
 
 /** One axis of a grid: a run option and the values it takes, in order. */
 export interface GridAxis {
@@ -202,7 +202,7 @@ export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
       const name = [...Object.entries(point).map(([k, v]) => `${k}=${gridValueText(v)}`), `seed=${seed}`].join(',').replace(/[^\w.=,+-]/g, '_');
       let options: RunOptions;
       try {
-        options = resolveOptions({ ...spec.base, ...values, seed });
+        options = absolutePaths(resolveOptions({ ...spec.base, ...values, seed }));
       } catch (e) {
         if (e instanceof OptionError) throw new OptionError(e.option, `sweep cell ${name}: ${e.message}`);
         throw e;
@@ -218,6 +218,8 @@ export function sweepCells(spec: SweepSpec, outDir: string): SweepCell[] {
 
 /** The options in which a recorded run differs from the cell's (execution options aside), as "--flag a vs b". */
 function optionDifferences(recorded: Record<string, unknown>, cell: RunOptions): string[] {
+  // Older versions recorded --data-dir as given, maybe relative (to the folder the sweep ran in, as here).
+  if (typeof recorded.dataDir === 'string') recorded = { ...recorded, dataDir: path.resolve(recorded.dataDir) };
   return (Object.keys(OPTION_TABLE) as (keyof RunOptions)[])
     .filter((k) => !EXECUTION_ONLY.has(k) && k in recorded && JSON.stringify(recorded[k]) !== JSON.stringify(cell[k]))
     .map((k) => `${flagName(k)} ${JSON.stringify(recorded[k])} there, ${JSON.stringify(cell[k])} here`);
