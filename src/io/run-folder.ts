@@ -154,9 +154,12 @@ function makeFolder(dir: string, flag: string): void {
   }
 }
 
+/** The lock files this process holds: a lock naming this process's pid that is not among them is stale (a restarted container reuses pids). */
+const heldHere = new Set<string>();
+
 /** Takes DIR/.sll-lock for this process (a stale one, of a process that is gone, is taken over). */
 function lock(dir: string, flag: string, warn: (message: string) => void): () => void {
-  const file = path.join(dir, LOCK);
+  const file = path.resolve(dir, LOCK);
   const mine: LockRecord = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
   for (let attempt = 0; ; attempt++) {
     try {
@@ -174,17 +177,24 @@ function lock(dir: string, flag: string, warn: (message: string) => void): () =>
           `if that run is gone, delete ${file}`,
       );
     }
-    if (holder && alive(holder.pid)) {
+    const mineBefore = holder?.pid === process.pid && !heldHere.has(file);
+    if (holder && !mineBefore && alive(holder.pid)) {
       const choose = flag === '--out' ? ' or choose another --out' : '';
-      throw new RunFolderError(`${flag} ${dir} is in use by a run in process ${holder.pid} (since ${holder.started}); wait for it${choose}`);
+      throw new RunFolderError(
+        `${flag} ${dir} is in use by a run in process ${holder.pid} (since ${holder.started}); wait for it${choose} ` +
+          `(if process ${holder.pid} is no sll run, its pid was reused: delete ${file})`,
+      );
     }
-    warn(holder ? `taking over the lock of process ${holder.pid}, which is no longer running` : `replacing the unreadable lock file ${file}`);
+    const gone = mineBefore ? 'this process\'s pid before a restart' : 'no longer running';
+    warn(holder ? `taking over the lock of process ${holder.pid}, ${gone}` : `replacing the unreadable lock file ${file}`);
     fs.rmSync(file, { force: true });
   }
   let held = true;
+  heldHere.add(file);
   const release = () => {
     if (!held) return;
     held = false;
+    heldHere.delete(file);
     process.off('exit', release);
     const holder = readLock(file);
     if (holder?.pid === process.pid && holder.host === mine.host) fs.rmSync(file, { force: true });

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DataError } from '../data/errors.js';
 import { checkKnownKeys } from './config.js';
+import { yieldToEventLoop } from './event-loop.js';
 import { batchSource, checkExampleShape, type BatchSource, type TrainingData } from '../data/source.js';
 import { applyUnit, classify } from '../models/network.js';
 import { predictionLoss } from '../objectives/unit-loss.js';
@@ -82,6 +83,7 @@ export async function evaluate(model: HeadedNetwork, data: TrainingData, opts: E
       sums.dispose();
       sums = next;
       examples += batch.n;
+      await yieldToEventLoop();
     }
   } catch (e) {
     sums.dispose();
@@ -142,6 +144,7 @@ export async function unitActivity(model: HeadedNetwork, data: TrainingData, opt
       tf.dispose([zeros, ...channelMax]);
       [zeros, ...channelMax] = next;
       examples += batch.n;
+      await yieldToEventLoop();
     }
   } catch (e) {
     tf.dispose([zeros, ...channelMax]);

@@ -13,6 +13,7 @@ import type { LoopConfig } from './config.js';
 import { assertFiniteStats, assertFiniteWeights } from './divergence.js';
 import type { StepBatch, StepEngine } from './engine.js';
 import { evaluate, type Evaluation } from './evaluate.js';
+import { yieldToEventLoop } from './event-loop.js';
 import type { HeadedNetwork } from './model.js';
 import type { OptimizerState } from './optimizers.js';
 import type { EpochSchedule } from './trainer.js';
@@ -348,11 +349,6 @@ function batchLogs(rows: number[][], n: number, batch: number): tf.Logs {
   const logs: tf.Logs = { batch, size: n, loss: last[2], acc: last[3] / n };
   if (rows.length > 1) rows.forEach((r, u) => Object.assign(logs, { [`unit${u + 1}_loss`]: r[2], [`unit${u + 1}_acc`]: r[3] / n }));
   return logs;
-}
-
-/** Lets signals (SIGINT), timers and a page's events run between steps. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => (typeof setImmediate === 'function' ? setImmediate(resolve) : setTimeout(resolve, 0)));
 }
 
 function zeroSums(rows: number): number[][] {
