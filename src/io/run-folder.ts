@@ -112,6 +112,8 @@ function legacyRecord(): RunRecord {
 }
 
 function newRun(dir: string, opts: ClaimOptions): RunRecord {
+  // A sweep's folder holds its cells' run folders: a run among them would mix into the sweep's table.
+  if (fs.existsSync(path.join(dir, 'sweep.jsonl'))) throw new RunFolderError(`--out ${dir} is a sweep's folder (sweep.jsonl): choose another --out`);
   const present = RUN_ENTRIES.filter((e) => fs.existsSync(path.join(dir, e)));
   if (present.length > 0) {
     if (!opts.overwrite) {

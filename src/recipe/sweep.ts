@@ -259,6 +259,8 @@ function cellResult(cell: SweepCell, summary: RunSummary, status: CellStatus): S
  */
 export async function runSweep(spec: SweepSpec, outDir: string, callbacks: SweepCallbacks = {}, control: Pick<RunControl, 'stopRequested'> = {}): Promise<SweepResult> {
   const cells = sweepCells(spec, outDir);
+  const runFile = ['run.json', 'summary.json'].find((f) => fs.existsSync(path.join(outDir, f)));
+  if (runFile) throw new OptionError('out', `--out ${outDir} holds a run (${runFile}): a sweep writes its cells into a folder of its own`);
   // Every folder is checked before the first cell trains: a clash found after hours of training helps no one.
   const inspect = (cell: SweepCell): { summary: RunSummary | null; started?: boolean } => {
     const summaryFile = path.join(cell.dir, 'summary.json');

@@ -22,3 +22,14 @@ test('a lock naming this process\'s pid but not held by it (a container restarte
   assert.equal(fs.existsSync(lockOf(dir)), false);
   claimRunFolder(dir, { resume: true }).release();
 });
+
+test('a run and a sweep do not share a folder: a run into a sweep\'s folder and a sweep into a run\'s are refused', async () => {
+  const sweepDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-sweepdir-'));
+  fs.writeFileSync(path.join(sweepDir, 'sweep.jsonl'), '');
+  assert.throws(() => claimRunFolder(sweepDir, { options: {}, overwrite: true }), (e: Error) => e instanceof RunFolderError && /is a sweep's folder \(sweep\.jsonl\): choose another --out/.test(e.message));
+  const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-rundir-'));
+  claimRunFolder(runDir, { options: {} }).release();
+  fs.writeFileSync(path.join(runDir, 'run.json'), '{}');
+  const { runSweep } = await import('../../src/recipe/sweep.js');
+  await assert.rejects(runSweep({ base: { epochs: 1 }, grid: [{ option: 'lr', values: [0.001] }], seeds: [0] }, runDir), /--out .* holds a run \(run\.json\): a sweep writes its cells into a folder of its own/);
+});
