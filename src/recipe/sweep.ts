@@ -13,7 +13,7 @@ import { CheckpointError, listCheckpoints } from '../io/checkpoint.js';
 import { writeFileAtomic } from '../io/model-files.js';
 import { RunFolderError, otherLiveHolder, readRunRecord, withFileLock } from '../io/run-folder.js';
 import { readRunSummary, type RunSummary } from '../io/runs.js';
-import { OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from './options.js';
+import { DEFAULTS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from './options.js';
 import { absolutePaths, resumeTraining, runTraining, type RunCallbacks, type RunControl } from './run.js';
 
 /** One axis of a grid: a run option and the values it takes, in order. */
@@ -50,6 +50,12 @@ export interface SweepCellResult {
   cell: string;
   dir: string;
   point: Record<string, unknown>;
+  /**
+   * The cell's other options that are not the defaults (by flag name, execution options aside): what
+   * tells cells of one grid point apart when sweeps of other flags share the folder. Absent in lines of
+   * older versions.
+   */
+  fixed?: Record<string, unknown>;
   seed: number;
   status: CellStatus;
   test_accuracy: number;
@@ -59,9 +65,11 @@ export interface SweepCellResult {
   epochs: number;
 }
 
-/** A grid point over its seeds. */
+/** A grid point (and setting of the other options) over its seeds. */
 export interface SweepRow {
   point: Record<string, unknown>;
+  /** The other options of the point's cells (see SweepCellResult.fixed). */
+  fixed: Record<string, unknown>;
   seeds: number[];
   /** Mean and sample standard deviation (n - 1; 0 for one seed) of the test accuracy, 0..1. */
   mean: number;
@@ -235,11 +243,23 @@ function refuseOther(cell: SweepCell, recorded: Record<string, unknown>): void {
   }
 }
 
+/** `o`'s options that are not the defaults, by flag name, but for the seed, execution options and those in `point`. */
+function fixedOptions(o: RunOptions, point: Record<string, unknown>): Record<string, unknown> {
+  const fixed: Record<string, unknown> = {};
+  for (const k of Object.keys(OPTION_TABLE) as (keyof RunOptions)[]) {
+    const name = flagName(k).slice(2);
+    if (k === 'seed' || EXECUTION_ONLY.has(k) || name in point || JSON.stringify(o[k]) === JSON.stringify(DEFAULTS[k])) continue;
+    fixed[name] = o[k];
+  }
+  return fixed;
+}
+
 function cellResult(cell: SweepCell, summary: RunSummary, status: CellStatus): SweepCellResult {
   return {
     cell: cell.name,
     dir: cell.dir,
     point: cell.point,
+    fixed: fixedOptions(cell.options, cell.point),
     seed: cell.seed,
     status,
     test_accuracy: summary.test_accuracy,
@@ -370,11 +390,14 @@ export function meanStd(values: readonly number[]): { mean: number; std: number 
   return { mean, std: Math.sqrt(ss / (values.length - 1)) };
 }
 
-/** The cells grouped by grid point (in the order points first appear), each with its mean ± std over seeds. */
+/**
+ * The cells grouped by grid point and other options (in the order they first appear), each with its mean
+ * ± std over seeds: cells that differ in an option outside the grid are never averaged together.
+ */
 export function summarizeSweep(cells: readonly SweepCellResult[]): SweepRow[] {
   const groups = new Map<string, SweepCellResult[]>();
   for (const c of cells) {
-    const key = JSON.stringify(c.point);
+    const key = JSON.stringify([c.point, c.fixed ?? {}]);
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key)!.push(c);
   }
@@ -383,6 +406,7 @@ export function summarizeSweep(cells: readonly SweepCellResult[]): SweepRow[] {
     const heads = Math.min(...group.map((c) => c.unit_test_accuracy.length));
     return {
       point: group[0].point,
+      fixed: group[0].fixed ?? {},
       seeds: group.map((c) => c.seed),
       mean,
       std,

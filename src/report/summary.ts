@@ -62,16 +62,21 @@ export function comparisonTable(comparison: RunComparison): { header: string[]; 
 }
 
 /**
- * A sweep's grid points as a table: the grid values, the seeds, the test accuracy as mean ± std over the
- * seeds (percent), each head's mean and the mean training time.
+ * A sweep's grid points as a table: the grid values (a column per grid flag of any row; '–' where a row's
+ * grid lacks it), the other options where rows differ in them, the seeds, the test accuracy as mean ± std
+ * over the seeds (percent), each head's mean and the mean training time.
  */
 export function sweepTable(rows: readonly SweepRow[]): { header: string[]; rows: string[][] } {
-  const names = rows.length > 0 ? Object.keys(rows[0].point) : [];
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r.point)))];
+  const optionNames = [...new Set(rows.flatMap((r) => Object.keys(r.fixed)))];
+  const varying = optionNames.filter((k) => new Set(rows.map((r) => JSON.stringify(r.fixed[k]))).size > 1);
+  const other = (r: SweepRow) => varying.filter((k) => k in r.fixed).map((k) => `--${k} ${gridValueText(r.fixed[k])}`).join(' ') || '–';
   const pct = (a: number) => (100 * a).toFixed(2);
   return {
-    header: [...names, 'seeds', 'test acc (%)', 'per head (%)', 'train time'],
+    header: [...names, ...(varying.length > 0 ? ['other options'] : []), 'seeds', 'test acc (%)', 'per head (%)', 'train time'],
     rows: rows.map((r) => [
-      ...names.map((k) => gridValueText(r.point[k])),
+      ...names.map((k) => (k in r.point ? gridValueText(r.point[k]) : '–')),
+      ...(varying.length > 0 ? [other(r)] : []),
       String(r.seeds.length),
       r.seeds.length > 1 ? `${pct(r.mean)} ± ${pct(r.std)}` : pct(r.mean),
       r.unitMeans.map((a) => (100 * a).toFixed(1)).join(' '),

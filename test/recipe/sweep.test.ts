@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { OptionError, type RunOptions } from '../../src/recipe/options.js';
 import { resumeTraining, runTraining } from '../../src/recipe/run.js';
 import { meanStd, parseGrid, recordCells, runSweep, summarizeSweep, sweepCells, type SweepCellResult, type SweepSpec } from '../../src/recipe/sweep.js';
+import { sweepTable } from '../../src/report/summary.js';
 import { FitInterrupted } from '../../src/train/fit.js';
 
 test('parseGrid: each value of its option\'s kind, per-unit lists with "/", axes in order', () => {
@@ -78,6 +79,29 @@ test('summarizeSweep groups cells by grid point, in order, over their seeds', ()
   assert.deepEqual(rows[0].unitMeans.map((a) => +a.toFixed(12)), [0.6, 0.7]);
   assert.equal(rows[0].trainSeconds, 15);
   assert.deepEqual([rows[1].mean, rows[1].std, rows[1].seeds], [0.9, 0, [0]]);
+});
+
+test('sweeps of other flags or other fixed options into one folder: never averaged together, every grid flag a column', () => {
+  const cell = (point: Record<string, unknown>, fixed: Record<string, unknown> | undefined, seed: number, acc: number): SweepCellResult => ({
+    cell: '', dir: '', point, ...(fixed && { fixed }), seed, status: 'trained', test_accuracy: acc, unit_test_accuracy: [acc], ensemble_test_accuracy: null, train_seconds: 1, epochs: 1,
+  });
+  const rows = summarizeSweep([
+    cell({ lr: 0.001 }, { width: 32 }, 0, 0.5),
+    cell({ lr: 0.001 }, { width: 8 }, 1, 0.1),
+    cell({ lr: 0.001 }, { width: 32 }, 1, 0.7),
+    cell({ keep: 0.5 }, { width: 32 }, 0, 0.4),
+  ]);
+  assert.deepEqual(rows.map((r) => [r.point, r.fixed, r.seeds]), [
+    [{ lr: 0.001 }, { width: 32 }, [0, 1]],
+    [{ lr: 0.001 }, { width: 8 }, [1]],
+    [{ keep: 0.5 }, { width: 32 }, [0]],
+  ]);
+  const table = sweepTable(rows);
+  assert.deepEqual(table.header.slice(0, 4), ['lr', 'keep', 'other options', 'seeds']);
+  assert.deepEqual(table.rows.map((r) => r.slice(0, 3)), [['0.001', '–', '--width 32'], ['0.001', '–', '--width 8'], ['–', '0.5', '--width 32']]);
+  // Lines of older versions (no fixed) group as before.
+  assert.equal(summarizeSweep([cell({ lr: 1 }, undefined, 0, 0.5), cell({ lr: 1 }, undefined, 1, 0.5)]).length, 1);
+  assert.equal(sweepTable(summarizeSweep([cell({ lr: 1 }, { width: 8 }, 0, 0.5)])).header.includes('other options'), false, 'one setting: no column');
 });
 
 test('sweepCells: every grid point with every seed, first axis slowest; a bad cell fails before anything runs', () => {
