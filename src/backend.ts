@@ -102,6 +102,10 @@ export async function useBackend(name: BackendName, threads: number | null = nul
   if (!ok || tf.getBackend() !== name) {
     throw new BackendError(`backend '${name}' failed to initialise (tfjs reports '${tf.getBackend()}')`);
   }
+  // tfjs-backend-cpu greets its first use in Node with advice to install tfjs-node; sll's answer to that
+  // is its native backend, and the greeting only misleads: mark the backend as used.
+  const cpu = tf.backend() as unknown as { firstUse?: boolean };
+  if (cpu.firstUse === true) cpu.firstUse = false;
   return name;
 }
 

@@ -72,6 +72,7 @@ export const evaluateCommand: Command = {
         console.log(`unit ${i + 1}: ${head}${readout}output ${pct(a.zeroFraction)} zeros, ${a.activeChannels}/${a.channels} channels ever active`);
       });
       if (bp) console.log(`classifier: ${pct(result.accuracy)}`);
+      if (result.ensembleAccuracy !== null) console.log(`ensemble of heads (mean of their softmaxes): ${pct(result.ensembleAccuracy)}`);
       console.log(`test accuracy ${pct(result.accuracy)} on ${o.dataset} (${test.size} examples)`);
       console.log(
         JSON.stringify({

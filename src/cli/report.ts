@@ -36,6 +36,10 @@ export const reportCommand: Command = {
     const folder = memory.find((m) => fs.existsSync(m) && fs.statSync(m).isDirectory());
     if (folder !== undefined) throw new OptionError('memory', `--memory takes a file of sll bench memory --json lines; ${folder} is a folder (a run? give it as an argument)`);
     const out = (values.out as string | undefined) ?? 'report.html';
+    // Checked before the work (seconds to minutes), not when the page is written.
+    const outDir = path.dirname(path.resolve(out));
+    if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) throw new OptionError('out', `--out ${out}: the folder ${outDir} does not exist`);
+    if (fs.existsSync(out) && fs.statSync(out).isDirectory()) throw new OptionError('out', `--out ${out} is a folder: give the HTML file to write`);
     const examples = (values.examples as number | undefined) ?? 1000;
     if (runs.length > 0 && examples > 0) await useBackend((values.backend as BackendName | undefined) ?? 'auto');
     const { html, facts } = await buildReport({ runs, memory, examples });

@@ -139,7 +139,7 @@ export function readLatestCheckpoint(outDir: string, warn: (message: string) => 
     }
     return checkpoint;
   }
-  throw new CheckpointError(`every checkpoint in ${checkpointsDir(outDir)} is damaged`);
+  throw new CheckpointError(`every checkpoint in ${checkpointsDir(outDir)} is damaged: start the run again with its options and --out ${outDir} --overwrite`);
 }
 
 /** The checkpoint in `dir`, its checksums verified; throws CheckpointError when it is damaged. */

@@ -50,7 +50,10 @@ export function layersModelFromFiles(files: ModelFileReader, file = 'model.json'
   const data = concat(json.weightsManifest.flatMap((group) => group.paths.map((p) => files.read(p.replace(/^\.\//, '')))));
   if (specs.every((s) => (s.dtype === 'float32' || s.dtype === 'int32') && !s.quantization)) {
     const expected = specs.reduce((n, s) => n + 4 * s.shape.reduce((a, b) => a * b, 1), 0);
-    if (data.byteLength !== expected) throw new ModelFileError(`${files.describe(file)}: the weights hold ${data.byteLength} bytes, ${file} lists ${expected}`);
+    if (data.byteLength !== expected) {
+      const weightFiles = json.weightsManifest.flatMap((group) => group.paths.map((p) => files.describe(p.replace(/^\.\//, ''))));
+      throw new ModelFileError(`${weightFiles.join(', ')}: the weights hold ${data.byteLength} bytes, ${file} lists ${expected} (truncated or from another model)`);
+    }
   }
   return {
     modelTopology: json.modelTopology,
