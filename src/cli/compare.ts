@@ -1,4 +1,5 @@
 /** `sll compare DIR...`: saved runs side by side (a table, or one JSON line per run with --json). */
+import * as fs from 'node:fs';
 import { compareRuns } from '../io/runs.js';
 import { OptionError } from '../recipe/options.js';
 import { readMetrics } from '../report/page.js';
@@ -20,7 +21,10 @@ export const compareCommand: Command = {
   async run(values, dirs) {
     const target = values.target as number | undefined;
     if (target !== undefined && !(target > 0 && target <= 1)) throw new OptionError('target', `--target must be a test accuracy in (0, 1], got ${target}`);
-    compare(dirs, values.json === true, target);
+    // A shell glob over a sweep's folder (DIR/*) also names its sweep.jsonl and sweep.md: runs are folders.
+    const files = dirs.filter((d) => fs.existsSync(d) && !fs.statSync(d).isDirectory());
+    if (files.length > 0 && files.length < dirs.length) console.error(`sll: not run folders, left out: ${files.join(', ')}`);
+    compare(files.length < dirs.length ? dirs.filter((d) => !files.includes(d)) : dirs, values.json === true, target);
     return 0;
   },
 };

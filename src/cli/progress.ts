@@ -10,6 +10,8 @@ export class ProgressBar {
   private started = 0;
   private lastDraw = 0;
   private epoch = 0;
+  /** Batches of this epoch done before this session (resumed inside the epoch): not part of its rate. */
+  private before: number | null = null;
   /** Wall-clock start of this session's first epoch, and the steps done since. */
   private runStarted = 0;
   private runSteps = 0;
@@ -25,10 +27,12 @@ export class ProgressBar {
     if (this.runStarted === 0) this.runStarted = this.started;
     this.lastDraw = 0;
     this.epoch = epoch;
+    this.before = null;
   }
 
   update(info: BatchInfo): void {
     this.runSteps++;
+    this.before ??= info.batch - 1;
     const now = performance.now();
     const batches = info.batches;
     const done = batches !== null && info.batch === batches;
@@ -37,17 +41,18 @@ export class ProgressBar {
     if (!done && (this.tty ? now - this.lastDraw < 200 : info.batch % tenth !== 0)) return;
     this.lastDraw = now;
     const seconds = (now - this.started) / 1000;
-    const rate = (info.batch * this.batchSize) / seconds;
+    const here = info.batch - this.before;
+    const rate = (here * this.batchSize) / seconds;
     const last = info.running.at(-1)!;
     const width = 24;
     const filled = batches ? Math.round((width * info.batch) / batches) : 0;
     const bar = batches ? `[${'='.repeat(filled)}${' '.repeat(width - filled)}] ${info.batch}/${batches}` : `batch ${info.batch}`;
     let time = `${seconds.toFixed(1)}s`;
     if (!done && batches) {
-      const epochEta = ((batches - info.batch) * seconds) / info.batch;
+      const epochEta = ((batches - info.batch) * seconds) / here;
       const perStep = (now - this.runStarted) / 1000 / this.runSteps;
       const runEta = ((this.epochs - this.epoch - 1) * batches + batches - info.batch) * perStep;
-      time = `eta ${duration(epochEta)} (run ${duration(runEta)})`;
+      time = `eta ${duration(epochEta)} (run: ${duration(runEta)} left)`;
     }
     const line =
       `epoch ${this.epoch + 1}/${this.epochs} ${bar} ` +

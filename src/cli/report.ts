@@ -29,6 +29,8 @@ export const reportCommand: Command = {
   },
   notes: 'Arguments that are folders are runs (written by sll train); files are memory measurements.',
   async run(values, args) {
+    const twice = args.find((a, i) => args.findIndex((b) => path.resolve(b) === path.resolve(a)) !== i);
+    if (twice !== undefined) throw new OptionError('argv', `${twice} is given twice`);
     const missing = args.find((a) => !fs.existsSync(a));
     if (missing !== undefined) throw new DataError(`${missing}: no such run folder or memory file`);
     const runs = args.filter((a) => fs.statSync(a).isDirectory());

@@ -90,7 +90,7 @@ export const sweepCommand: Command = {
         console.log(textTable(table));
       }
       if (result.busy.length > 0) {
-        log(`${result.busy.length} cell(s) were being trained by another process (${result.busy.map((c) => c.name).join(', ')}): they join OUT/sweep.jsonl when it finishes them`);
+        log(`${result.busy.length} cell(s) were being trained by another process (${result.busy.map((c) => c.name).join(', ')}): they join ${path.join(out, 'sweep.jsonl')} when it finishes them`);
       }
       log(`wrote ${path.join(out, 'sweep.jsonl')} and ${path.join(out, 'sweep.md')}`);
       return 0;

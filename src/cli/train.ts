@@ -74,7 +74,7 @@ export const trainCommand: Command = {
         : await runTraining(o, out, callbacks, control);
       console.log(
         `${summary.method.toUpperCase()} ${summary.model} on ${summary.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +
-          `after ${summary.epochs} epochs, ${summary.train_seconds.toFixed(1)}s training ` +
+          `after ${summary.epochs} epochs, ${summary.train_seconds.toFixed(summary.train_seconds < 10 ? 2 : 1)}s training ` +
           `(${summary.samples_per_second.toFixed(0)} samples/s); wrote ${out}`,
       );
       if (report) {

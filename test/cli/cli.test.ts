@@ -54,6 +54,7 @@ const badFlags: [string[], RegExp][] = [
   [['report', '/no/such/run'], /\/no\/such\/run: no such run folder or memory file/],
   [['report', '--memory', os.tmpdir()], /--memory takes a file of sll bench memory --json lines; .* is a folder/],
   [['report', '--examples', '-3', os.tmpdir()], /--examples must be an integer >= 0, got -3/],
+  [['report', os.tmpdir(), os.tmpdir() + '/'], /is given twice/],
   [['report', '--out', '/no/such/dir/r.html', os.tmpdir()], /--out \/no\/such\/dir\/r\.html: the folder \/no\/such\/dir does not exist/],
   [['train', '--resume', os.tmpdir(), '--epochs', '3'], /--resume takes the run's options from its checkpoint \(only --backend, --data-dir, --cache-dir may be given\); drop --epochs/],
   [['train', '--run', 'r1'], /--run applies only with --broker/],
