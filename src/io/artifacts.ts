@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { cloneLayer, sequentialOf } from '../models/clone.js';
 import { chainLayers, networkFromModel, type Network, type NetworkSpec } from '../models/network.js';
 import { ProjectionHead, featureDim, type ProjectionHeadConfig } from '../objectives/projection.js';
+import { shown } from '../train/config.js';
 import { requireHeaded, type HeadedNetwork, type Normalization } from '../train/model.js';
 
 /** The format of sll.json this version writes and reads. */
@@ -54,13 +55,15 @@ const NORMALIZE = 'sll_normalize';
  * The predictor of `model` as a new tf.Sequential (copies of the layers): raw input -> class
  * probabilities through the units up to `head` (0-based; default the last) and that head folded into a
  * frozen dense layer, or through the BP classifier. With a recorded normalisation it takes raw 0..255 pixels.
+ * The layers it adds are named `sll_normalize`, `sll_head` and `sll_softmax` (BP: `classifier`): a model
+ * whose own layers bear these names cannot be saved.
  */
 export function toPredictor(model: HeadedNetwork, opts: { head?: number } = {}): tf.Sequential {
   requireHeaded(model, 'toPredictor');
   const { network } = model;
   const last = network.units.length - 1;
   const head = opts.head ?? last;
-  if (!Number.isInteger(head) || head < 0 || head > last) throw new RangeError(`head must be an integer in 0..${last}, got ${head}`);
+  if (!Number.isInteger(head) || head < 0 || head > last) throw new RangeError(`head must be an integer in 0..${last}, got ${shown(head)}`);
   if (network.classifier && head !== last) throw new RangeError('a BP network predicts through its classifier, after the last unit');
   const layers: tf.layers.Layer[] = [];
   const inputShape = network.spec.inputShape;

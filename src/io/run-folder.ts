@@ -187,7 +187,7 @@ function lock(dir: string, flag: string, warn: (message: string) => void): () =>
           `(if process ${holder.pid} is no sll run, its pid was reused: delete ${file})`,
       );
     }
-    const gone = mineBefore ? 'this process\'s pid before a restart' : 'no longer running';
+    const gone = mineBefore ? 'this process\'s pid before a restart' : 'which is no longer running';
     warn(holder ? `taking over the lock of process ${holder.pid}, ${gone}` : `replacing the unreadable lock file ${file}`);
     fs.rmSync(file, { force: true });
   }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { applyUnit } from '../models/network.js';
+import { shown } from './config.js';
 import { requireHeaded, type HeadedNetwork } from './model.js';
 
 /**
@@ -12,7 +13,7 @@ export function predict(model: HeadedNetwork, x: tf.Tensor, opts: { head?: numbe
   const { network, heads } = model;
   const last = network.units.length - 1;
   const head = opts.head ?? last;
-  if (!Number.isInteger(head) || head < 0 || head > last) throw new RangeError(`head must be an integer in 0..${last}, got ${head}`);
+  if (!Number.isInteger(head) || head < 0 || head > last) throw new RangeError(`head must be an integer in 0..${last}, got ${shown(head)}`);
   if (network.classifier && head !== last) throw new RangeError('a BP network predicts through its classifier, after the last unit');
   return tf.tidy(() => {
     const h = network.units.slice(0, head + 1).reduce((a, unit) => applyUnit(unit, a, false), x);
