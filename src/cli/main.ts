@@ -69,6 +69,8 @@ async function main(argv: string[]): Promise<number> {
     const found = findCommand(argv);
     if (!found) {
       const known = COMMANDS.map((c) => c.name).join(', ');
+      const benches = COMMANDS.filter((c) => c.name.startsWith('bench ')).map((c) => `sll ${c.name}`);
+      if (argv[0] === 'bench') throw new OptionError('command', `sll bench takes a measurement: ${benches.join(', ')} (e.g. ${benches[0]} --help)`);
       throw new OptionError('command', `unknown command '${argv.slice(0, argv[0] === 'bench' ? 2 : 1).join(' ')}'; commands: ${known} (sll --help)`);
     }
     const { command, rest } = found;

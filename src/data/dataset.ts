@@ -129,3 +129,13 @@ export function makeStreamingDataset(init: StreamingDatasetInit): ImageDataset {
   if (typeof readPixels !== 'function') throw new DataError(`${name}: readPixels must be a function`);
   return finish<ImageDataset>({ name, labels, shape, numClasses, size, mean, std, ...named(classNames) }, readPixels);
 }
+
+/**
+ * `ds` normalised with `norm`'s mean and std instead of its own, its images shared: how a model trained
+ * on other data (whose Normalization `norm` is) reads this set's raw pixels.
+ */
+export function normalizedAs(ds: ImageDataset, norm: { readonly mean: readonly number[]; readonly std: readonly number[] }): ImageDataset {
+  const { name, labels, shape, numClasses, classNames } = ds;
+  const meta = { name, labels, shape, numClasses, mean: [...norm.mean], std: [...norm.std], ...(classNames && { classNames }) };
+  return ds.pixels ? makeDataset({ ...meta, pixels: ds.pixels }) : makeStreamingDataset({ ...meta, readPixels: (indices, out) => ds.readPixels(indices, out) });
+}

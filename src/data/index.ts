@@ -8,6 +8,7 @@ export {
   type StreamingDatasetInit,
   makeDataset,
   makeStreamingDataset,
+  normalizedAs,
 } from './dataset.js';
 export { DataError } from './errors.js';
 export { MNIST_NORMALIZATION, mnistFromIdx, parseIdx, type IdxArray } from './idx.js';

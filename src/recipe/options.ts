@@ -274,6 +274,13 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   if (!(typeof o.mlpRatio === 'number' && o.mlpRatio > 0)) fail('mlpRatio', `must be > 0, got ${o.mlpRatio}`);
   if (!(typeof o.dropout === 'number' && o.dropout >= 0 && o.dropout < 1)) fail('dropout', `must be in [0, 1), got ${o.dropout}`);
   if (o.dropout > 0 && o.model !== 'mlp' && o.model !== 'vit') fail('dropout', `applies to --model mlp and vit, got --model ${o.model}`);
+  // Options of one model given to another would be recorded and ignored: refused, as --dropout is.
+  if (o.batchNorm && o.model !== 'vgg11' && o.model !== 'convstack') fail('batchNorm', `applies to --model vgg11 and convstack, got --model ${o.model}`);
+  if (o.widthMult !== DEFAULTS.widthMult && o.model !== 'vgg11') fail('widthMult', `applies to --model vgg11 (use --width), got --model ${o.model}`);
+  for (const k of ['patchSize', 'heads', 'mlpRatio'] as const) {
+    if (o[k] !== DEFAULTS[k] && o.model !== 'vit') fail(k, `applies to --model vit, got --model ${o.model}`);
+  }
+  if (o.model === 'vit' && Math.round(o.width * o.mlpRatio) < 1) fail('mlpRatio', `gives an MLP of ${Math.round(o.width * o.mlpRatio)} units at --width ${o.width}: it must give at least 1`);
   if (!(typeof o.elasticAlpha === 'number' && Number.isFinite(o.elasticAlpha) && o.elasticAlpha >= 0)) fail('elasticAlpha', `must be a number >= 0, got ${o.elasticAlpha}`);
   if (!(typeof o.elasticSigma === 'number' && Number.isFinite(o.elasticSigma) && o.elasticSigma > 0)) fail('elasticSigma', `must be a number > 0, got ${o.elasticSigma}`);
   if (o.model === 'vit' && o.width % o.heads !== 0) fail('heads', `must divide --width (${o.width}), got ${o.heads}`);
@@ -288,7 +295,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   }
   if (o.broker === null && (o.run !== null || o.remoteStages)) fail(o.run !== null ? 'run' : 'remoteStages', 'applies only with --broker redis://HOST:PORT (stages over Redis)');
   if (o.run !== null && !/^[\w.-]+$/.test(o.run)) fail('run', `must be letters, digits, '.', '-' or '_', got "${o.run}"`);
-  if (o.projDim !== null && o.model === 'mlp' && o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
+  if (o.projDim !== null && (o.model === 'mlp' || o.model === 'vit') && o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
   if (Array.isArray(o.lr) && o.method === 'bp') fail('lr', `takes one value with --method bp (one optimizer), got ${o.lr.length}`);
   try {
     resolveLoopConfig(loopConfig(o));

@@ -67,7 +67,7 @@ export function curvesSpec(runs: readonly RunCurves[]): ChartSpec {
       height: 180,
       mark: { type: 'line', point: { filled: true, size: 30 } },
       encoding: {
-        x: { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1 } },
+        x: { field: 'epoch', type: 'quantitative', axis: { tickMinStep: 1, format: 'd' } },
         y: { field: 'value', type: 'quantitative', title: null, scale: { zero: false } },
         color: { field: 'unit', type: 'nominal', title: 'unit', sort: { field: 'unit_index', op: 'min' } },
         // Runs differ by dash and by marker; the marker's legend names them (a dash legend draws no line here).

@@ -2,7 +2,7 @@
 import type { Network } from '../models/network.js';
 import { ProjectionHead, type ProjectionHeadConfig } from '../objectives/projection.js';
 import { mixSeed } from '../data/random.js';
-import type { HeadsConfig } from './config.js';
+import { ConfigError, type HeadsConfig } from './config.js';
 
 /**
  * The input normalisation x = (p / 255 - mean[c]) / std[c] of raw 0..255 pixels, per channel c: recorded
@@ -58,7 +58,7 @@ export function attachHeads(
     }
     const features = unit.outputShape[rank - 1];
     if (rank < 3 && o.projDim != null && o.projDim > features) {
-      throw new Error(`projDim ${o.projDim} is larger than unit ${unit.index + 1}'s ${features} features`);
+      throw new ConfigError('projDim', `${o.projDim} is larger than unit ${unit.index + 1}'s ${features} features`);
     }
     return new ProjectionHead({
       ...base,

@@ -55,6 +55,9 @@ const badFlags: [string[], RegExp][] = [
   [['report', '--memory', os.tmpdir()], /--memory takes a file of sll bench memory --json lines; .* is a folder/],
   [['report', '--examples', '-3', os.tmpdir()], /--examples must be an integer >= 0, got -3/],
   [['report', os.tmpdir(), os.tmpdir() + '/'], /is given twice/],
+  [['bench', '--help'], /sll bench takes a measurement: sll bench memory \(e\.g\. sll bench memory --help\)/],
+  [['bench', 'memory', '--depths', '1001', '--width', '4'], /--depths must be an integer >= 1 and <= 1000, got 1001/],
+  [['bench', 'memory', '--heads', '2'], /--heads applies to --model vit, got --model mlp/],
   [['report', '--out', '/no/such/dir/r.html', os.tmpdir()], /--out \/no\/such\/dir\/r\.html: the folder \/no\/such\/dir does not exist/],
   [['train', '--resume', os.tmpdir(), '--epochs', '3'], /--resume takes the run's options from its checkpoint \(only --backend, --data-dir, --cache-dir may be given\); drop --epochs/],
   [['train', '--run', 'r1'], /--run applies only with --broker/],
@@ -128,6 +131,11 @@ test('sll train writes summary.json, metrics.jsonl and a model that sll evaluate
   assert.ok(probed.unit_probe_accuracy.every((a: number) => a > 0.5 && a <= 1), `probes ${probed.unit_probe_accuracy}`);
   assert.match(p.stdout, /unit 2: \d+\.\d+%, probe \d+\.\d+% \(64 features\), output/);
   assert.match(p.stderr, /probe epoch 2\/2: train \d+\.\d+% \d+\.\d+%/);
+
+  // Another data set of the same shape, read with the model's normalisation (Fashion-MNIST's own differs).
+  const other = sll('evaluate', '--model-dir', out, '--dataset', 'fashion-mnist', '--test-limit', '200');
+  assert.equal(other.code, 0, other.stderr);
+  assert.match(other.stdout, /test accuracy \d+\.\d+% on fashion-mnist \(200 examples\)/);
 });
 
 test('sll train --out into an unwritable place exits 2', () => {

@@ -38,6 +38,13 @@ const bad: [Partial<RunOptions>, RegExp][] = [
   [{ run: 'r1' }, /--run applies only with --broker/],
   [{ pipeline: 2, remoteStages: true }, /--remote-stages applies only with --broker/],
   [{ backend: 'tpu' as RunOptions['backend'] }, /--backend must be one of auto, native, wasm, cpu/],
+  // Options of another model are refused, not recorded and ignored.
+  [{ batchNorm: true }, /--batch-norm applies to --model vgg11 and convstack, got --model mlp/],
+  [{ model: 'convstack', widthMult: 0.5 }, /--width-mult applies to --model vgg11 \(use --width\), got --model convstack/],
+  [{ heads: 2 }, /--heads applies to --model vit, got --model mlp/],
+  [{ model: 'vgg11', patchSize: 7 }, /--patch-size applies to --model vit, got --model vgg11/],
+  [{ model: 'vit', width: 32, heads: 4, mlpRatio: 0.01 }, /--mlp-ratio gives an MLP of 0 units at --width 32: it must give at least 1/],
+  [{ model: 'vit', width: 32, heads: 4, projDim: 100 }, /--proj-dim must be <= --width \(32\), got 100/],
   // A misspelt key would otherwise leave its option at the default, unnoticed (runTraining from JavaScript, JSON).
   [{ epoch: 3 } as Partial<RunOptions>, /^epoch is not an option here \(did you mean epochs\?\)$/],
   [{ 'batch-size': 3 } as Partial<RunOptions>, /did you mean batchSize\?/],
