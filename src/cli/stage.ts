@@ -1,7 +1,7 @@
 /** `sll stage`: one pipeline stage of a run whose coordinator (`sll train --pipeline N --broker URL`) is elsewhere. */
 import * as path from 'node:path';
 import { BACKENDS, useBackend, type BackendName } from '../backend.js';
-import { OptionError } from '../recipe/options.js';
+import { OptionError, RUN_NAME } from '../recipe/options.js';
 import { runBrokerStage } from '../train/redis-stages.js';
 import type { Command } from './args.js';
 
@@ -29,6 +29,7 @@ export const stageCommand: Command = {
     const stage = values.stage as number;
     if (stage > stages) throw new OptionError('stage', `--stage must be between 1 and --of (${stages}), got ${stage}`);
     const run = values.run as string;
+    if (!RUN_NAME.test(run)) throw new OptionError('run', `--run must be letters, digits, '.', '-' or '_', got "${run}"`);
     // Started by a local coordinator (sll train --broker): end with it, even if it was killed outright.
     const parent = Number(process.env.SLL_STAGE_PARENT);
     if (parent > 0) {

@@ -28,11 +28,11 @@ export const trainCommand: Command = {
   summary:
     'Trains a network with SLL (or the BP baseline) on a data set and writes OUT/summary.json, metrics.jsonl, the model ' +
     '(model.json + weights.bin, a tfjs model that predicts classes; sll.json + heads.bin) and checkpoints.',
-  usage: '[flags] [--out DIR] | --resume DIR [--backend NAME] [--data-dir DIR] [--cache-dir DIR]',
+  usage: '[flags] [--out DIR] | --resume DIR [--backend NAME] [--data-dir DIR] [--cache-dir DIR] [--broker URL]',
   flags: {
     ...runFlags(),
     out: { kind: 'path', group: 'output', description: 'the run\'s folder (default runs/<dataset>-<model>-<method>)' },
-    resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint (or from step 0 if it stopped before the first), with its own options (only --backend, --data-dir, --cache-dir may change)' },
+    resume: { kind: 'path', group: 'output', description: 'continue the run in DIR from its newest whole checkpoint (or from step 0 if it stopped before the first), with its own options (only --backend, --data-dir, --cache-dir, --broker may change)' },
     overwrite: { kind: 'boolean', group: 'output', description: 'a new run may replace another run\'s files in --out (otherwise such a folder is refused)' },
     report: { kind: 'boolean', group: 'output', description: 'at the end, write OUT/report.html (sll report of this run)' },
   },

@@ -247,6 +247,9 @@ export function recordedOptions(recorded: Readonly<Record<string, unknown>>): Pa
   return Object.fromEntries(Object.entries(recorded).filter(([k]) => Object.hasOwn(OPTION_TABLE, k))) as Partial<RunOptions>;
 }
 
+/** A run's name on a broker: its keys are named after it (and matched by patterns), so nothing but these. */
+export const RUN_NAME = /^[\w.-]+$/;
+
 /** Fills in defaults and checks every value (an unknown key too); throws OptionError naming the flag and what is allowed. */
 export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
   try {
@@ -294,7 +297,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
     if (!/^rediss?:\/\/[^/\s]+/.test(o.broker)) fail('broker', `must be a URL redis://HOST:PORT, got "${o.broker}"`);
   }
   if (o.broker === null && (o.run !== null || o.remoteStages)) fail(o.run !== null ? 'run' : 'remoteStages', 'applies only with --broker redis://HOST:PORT (stages over Redis)');
-  if (o.run !== null && !/^[\w.-]+$/.test(o.run)) fail('run', `must be letters, digits, '.', '-' or '_', got "${o.run}"`);
+  if (o.run !== null && !RUN_NAME.test(o.run)) fail('run', `must be letters, digits, '.', '-' or '_', got "${o.run}"`);
   if (o.projDim !== null && (o.model === 'mlp' || o.model === 'vit') && o.projDim > o.width) fail('projDim', `must be <= --width (${o.width}), got ${o.projDim}`);
   if (Array.isArray(o.lr) && o.method === 'bp') fail('lr', `takes one value with --method bp (one optimizer), got ${o.lr.length}`);
   try {

@@ -33,7 +33,7 @@ import type { StageRun } from '../train/pipeline-protocol.js';
 import { balancedStages, evenStages, measureUnitCosts } from '../train/stages.js';
 import { SllTrainer } from '../train/sll.js';
 import type { Trainer } from '../train/trainer.js';
-import { OptionError, blasThreads, bpStrategy, loopConfig, recordedOptions, resolveOptions, sllStrategy, type RunOptions } from './options.js';
+import { OptionError, RUN_NAME, blasThreads, bpStrategy, loopConfig, recordedOptions, resolveOptions, sllStrategy, type RunOptions } from './options.js';
 
 /** What a run tells its front end, besides the fit loop's hooks. */
 export interface RunCallbacks extends ProgressHooks {
@@ -197,8 +197,8 @@ export async function runTraining(
   }
 }
 
-/** What a resumed run may change: where it runs and where its data are, not what it trains. */
-export const RESUME_OVERRIDES = ['backend', 'dataDir', 'cacheDir'] as const;
+/** What a resumed run may change: where it runs (backend, broker) and where its data are, not what it trains. */
+export const RESUME_OVERRIDES = ['backend', 'dataDir', 'cacheDir', 'broker'] as const;
 
 /** A run's data paths made absolute, so that its recorded options work from any folder. */
 export function absolutePaths(o: RunOptions): RunOptions {
@@ -339,6 +339,9 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
   if (!o.broker) return PipelineEngine.start(model, run, ranges);
   const name = o.run ?? (outDir ? path.basename(path.resolve(outDir)) : null);
   if (!name) throw new OptionError('run', '--broker needs --run NAME (or --out) to name the run on the broker');
+  if (!RUN_NAME.test(name)) {
+    throw new OptionError('run', `the run's name on the broker would be --out's folder name "${name}", which holds more than letters, digits, '.', '-' and '_': give --run NAME`);
+  }
   const stageDir = (s: number) => path.join(outDir ?? '.', 'stages', `stage-${s + 1}`);
   const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const local: LocalStages | null = o.remoteStages ? null : { cli, dir: stageDir, log, checkpointEvery: o.checkpointEvery || undefined };

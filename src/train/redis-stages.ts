@@ -183,18 +183,28 @@ export class RedisTransport implements StageTransport {
    */
   static async open(url: string, run: string, inits: StageInit[], local: LocalStages | null): Promise<RedisTransport> {
     const client = await connectBroker(url);
-    const reader = await connectBroker(url);
-    const keys = brokerKeys(run);
-    await clearRun(client, url, run);
-    for (const [s, init] of inits.entries()) {
-      await call(client, ['SET', keys.init(s), wire(init)], url);
-      await call(client, ['XGROUP', 'CREATE', keys.chain(s), GROUP, '0', 'MKSTREAM'], url);
+    let reader: Client | null = null;
+    try {
+      reader = await connectBroker(url);
+      const keys = brokerKeys(run);
+      await clearRun(client, url, run);
+      for (const [s, init] of inits.entries()) {
+        await call(client, ['SET', keys.init(s), wire(init)], url);
+        await call(client, ['XGROUP', 'CREATE', keys.chain(s), GROUP, '0', 'MKSTREAM'], url);
+      }
+      const meta: RunMeta = { generation: randomUUID(), stages: inits.length };
+      await call(client, ['SET', keys.meta, JSON.stringify(meta)], url);
+      const transport = new RedisTransport(url, run, client, reader, inits, local);
+      if (local) inits.forEach((_, s) => transport.spawnStage(s, false));
+      return transport;
+    } catch (e) {
+      // Open sockets would keep the process alive after the error.
+      for (const c of [client, reader]) c?.destroy();
+      if (e instanceof BrokerError) throw e;
+      const message = (e as Error).message;
+      const password = /NOAUTH|WRONGPASS/.test(message) ? ' (give its password in the URL: redis://:PASSWORD@HOST:PORT)' : '';
+      throw new BrokerError(`the broker at ${url} refused the run: ${message}${password}`);
     }
-    const meta: RunMeta = { generation: randomUUID(), stages: inits.length };
-    await call(client, ['SET', keys.meta, JSON.stringify(meta)], url);
-    const transport = new RedisTransport(url, run, client, reader, inits, local);
-    if (local) inits.forEach((_, s) => transport.spawnStage(s, false));
-    return transport;
   }
 
   private spawnStage(s: number, resume: boolean): void {

@@ -144,7 +144,7 @@ const badInputs: [string, string[], RegExp][] = [
   ['a negative checkpoint interval', ['--checkpoint-every', '-1'], /--checkpoint-every must be an integer >= 0, got -1/],
   ['resuming a folder that does not exist', ['--resume', '/nonexistent/run'], /--resume \/nonexistent\/run: no such folder/],
   ['resuming a folder without checkpoints', ['--resume', os.tmpdir()], /no checkpoint in/],
-  ['resume with other flags', ['--resume', os.tmpdir(), '--lr', '1'], /--resume takes the run's options from its checkpoint \(only --backend, --data-dir, --cache-dir may be given\); drop --lr/],
+  ['resume with other flags', ['--resume', os.tmpdir(), '--lr', '1'], /--resume takes the run's options from its checkpoint \(only --backend, --data-dir, --cache-dir, --broker may be given\); drop --lr/],
   ['more pipeline stages than units', ['--pipeline', '4', '--layers', '3'], /--pipeline must be <= the number of units \(3\)/],
   ['a pipeline for backprop', ['--pipeline', '2', '--method', 'bp'], /--pipeline needs --method sll/],
   ['a batch larger than the data', ['--batch-size', '500', '--train-limit', '100'], /larger than the training set/],

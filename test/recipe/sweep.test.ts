@@ -290,5 +290,5 @@ test('recordCells waits for the lock another process holds, and takes over one l
 });
 
 test('resumeTraining keeps the run\'s options: an override other than the backend is refused', async () => {
-  await assert.rejects(resumeTraining(os.tmpdir(), {}, {}, { epochs: 3 } as Partial<RunOptions>), /a resumed run keeps its options: only backend, dataDir, cacheDir may change, not epochs/);
+  await assert.rejects(resumeTraining(os.tmpdir(), {}, {}, { epochs: 3 } as Partial<RunOptions>), /a resumed run keeps its options: only backend, dataDir, cacheDir, broker may change, not epochs/);
 });
