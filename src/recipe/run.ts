@@ -188,10 +188,7 @@ export async function runTraining(
   const o = absolutePaths(resolveOptions(partial));
   const folder = outDir ? claimRunFolder(outDir, { overwrite: control.overwrite, options: { ...o }, warn: callbacks.warn }) : null;
   try {
-    await useBackend(o.backend, blasThreads(o));
-    const data = loadRunData(o, callbacks.warn);
-    const model = buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data));
-    return await train(o, data, model, folder, null, callbacks, control);
+    return await fromScratch(o, folder, callbacks, control);
   } finally {
     folder?.release();
   }
@@ -203,6 +200,13 @@ export const RESUME_OVERRIDES = ['backend', 'dataDir', 'cacheDir', 'broker'] as 
 /** A run's data paths made absolute, so that its recorded options work from any folder. */
 export function absolutePaths(o: RunOptions): RunOptions {
   return { ...o, dataDir: o.dataDir === null ? null : path.resolve(o.dataDir), cacheDir: o.cacheDir === null ? null : path.resolve(o.cacheDir) };
+}
+
+/** Trains `o` from step 0 (a new model on its data, on its backend) into `folder` (null: no files). */
+async function fromScratch(o: RunOptions, folder: RunFolder | null, callbacks: RunCallbacks, control: RunControl): Promise<{ summary: RunSummary; result: FitResult }> {
+  await useBackend(o.backend, blasThreads(o));
+  const data = loadRunData(o, callbacks.warn);
+  return train(o, data, buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data)), folder, null, callbacks, control);
 }
 
 /**
@@ -229,10 +233,7 @@ export async function resumeTraining(
     const warn = callbacks.warn ?? (() => {});
     if (listCheckpoints(outDir).length === 0 && folder.run.run_id !== '' && Object.keys(folder.run.options).length > 0) {
       warn(`${outDir} has no checkpoint yet (the run stopped in its first epoch): training it again from step 0, with the options of its run.json`);
-      const o = absolutePaths(resolveOptions({ ...recordedOptions(folder.run.options), ...defined(overrides) }));
-      await useBackend(o.backend, blasThreads(o));
-      const data = loadRunData(o, callbacks.warn);
-      return await train(o, data, buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data)), folder, null, callbacks, control);
+      return await fromScratch(absolutePaths(resolveOptions({ ...recordedOptions(folder.run.options), ...defined(overrides) })), folder, callbacks, control);
     }
     const checkpoint = readLatestCheckpoint(outDir, warn, folder.run.run_id);
     const o = absolutePaths(resolveOptions({ ...recordedOptions(checkpoint.options), ...defined(overrides) }));
