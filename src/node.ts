@@ -71,6 +71,16 @@ export {
 } from './recipe/sweep.js';
 export { PipelineEngine, StageError, ThreadTransport, stageInits, type PipelineOptions, type StageTransport } from './train/pipeline.js';
 export {
+  BROKER_PATIENCE_MS,
+  BrokerError,
+  RedisTransport,
+  redactBrokerUrl,
+  runBrokerStage,
+  type BrokerStageOptions,
+  type LocalStages,
+  type RedisTransportOptions,
+} from './train/redis-stages.js';
+export {
   CURVE_MEASURES,
   ablationSpec,
   ckaSpec,

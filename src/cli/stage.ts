@@ -11,7 +11,10 @@ export const stageCommand: Command = {
   summary:
     'Runs one stage of a pipelined SLL run over a Redis broker, on this machine: it takes its units, weights and options from the run\'s ' +
     'coordinator (sll train --pipeline N --broker URL --run NAME), trains them on what the previous stage sends, and ends with the run. ' +
-    'Killed, it continues with --resume from its checkpoint and its place in the stream, with the same result.',
+    'Killed, it continues with --resume from its checkpoint and its place in the stream, with the same result; started again without ' +
+    'it (or without the folder of its checkpoint) it refuses, as does a second process of the same stage. It stops when its coordinator ' +
+    'ends, fails or is gone (its claim on the run lapses, 20 s). Exit codes: 0 the run ended; 1 the run failed or its coordinator or ' +
+    'broker is gone; 2 bad input (flags, a stage already running, a checkpoint missing).',
   usage: '--broker redis://HOST:PORT --run NAME --stage S --of N [--out DIR] [--resume] [--checkpoint-every N] [--backend NAME] [--threads N]',
   flags: {
     broker: { kind: 'string', required: true, description: 'the Redis broker, redis://HOST:PORT' },

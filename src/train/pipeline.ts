@@ -29,8 +29,10 @@ export interface StageTransport {
   send(m: ChainMessage): Promise<void>;
   /** Starts delivering replies to `onReply` and a failure of the transport or of a stage to `onFailure`. */
   listen(onReply: (r: StageReply) => void, onFailure: (e: Error) => void): void;
-  /** Ends the stages and the transport (after a 'stop' message when the run ended normally). */
-  close(): Promise<void>;
+  /** Ends the stages and the transport: after a 'stop' message when the run ended normally, else `failure` says why. */
+  close(failure?: Error | null): Promise<void>;
+  /** Why no reply can arrive now (e.g. the broker is unreachable), or null: named when a stage times out. */
+  unreachable?(): string | null;
 }
 
 /** How a PipelineEngine watches its stages. */
@@ -91,7 +93,8 @@ export class PipelineEngine implements StepEngine {
               // Messages flow down the chain: the first stage that owes an answer holds up the ones after it.
               const first = Math.min(...missing);
               const after = missing.length > 1 ? ' (the stages after it wait on it)' : '';
-              return this.fail(new StageError(`pipeline ${this.names[first]} did not answer within ${Math.round(timeout / 1000)} s${after}`));
+              const cause = this.transport.unreachable?.();
+              return this.fail(new StageError(`pipeline ${this.names[first]} did not answer within ${Math.round(timeout / 1000)} s${cause ? `: ${cause}` : after}`));
             }
           }
         }, Math.min(1000, timeout))
@@ -304,6 +307,7 @@ export class PipelineEngine implements StepEngine {
   /** Ends every stage: a run that ended normally tells them to stop, then the transport closes. */
   async dispose(): Promise<void> {
     if (this.watchdog) clearInterval(this.watchdog);
+    const failure = this.failure;
     if (!this.failure) {
       try {
         await this.transport.send({ type: 'stop', seq: ++this.seq });
@@ -312,7 +316,7 @@ export class PipelineEngine implements StepEngine {
       }
     }
     this.failure ??= new StageError('the pipeline was shut down');
-    await this.transport.close();
+    await this.transport.close(failure);
   }
 }
 

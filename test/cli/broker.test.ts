@@ -1,8 +1,10 @@
 /**
  * Pipeline stages as processes joined by Redis Streams (`sll train --pipeline N --broker URL`, `sll stage`):
  * the same result as sequential training bit for bit on cpu, through a stage killed with SIGKILL and
- * through a broker restart; clear errors for a bad or unreachable broker and a silent stage. Each test
- * starts its own redis-server (Debian's, installed by .ci/run) on 127.0.0.1 on a free port.
+ * through a broker restart; clear errors for a bad, unreachable, silent or lost broker and a silent stage;
+ * stages run by hand refused when they would train wrongly (restarted without --resume, started twice, a
+ * second coordinator of the run) and ending with their coordinator. The tests share one redis-server
+ * (Debian's, installed by .ci/run) on 127.0.0.1 on a free port.
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -57,6 +59,22 @@ function stopRedis(server: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Pr
     server.once('exit', () => resolve());
     server.kill(signal);
   });
+}
+
+/** Whether process `pid` runs. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until `ok()` holds, at most `ms`. */
+async function until(ok: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100))) if (ok()) return true;
+  return ok();
 }
 
 /** Runs the CLI; `during` is called with the child once it runs. */
@@ -197,6 +215,14 @@ test('a bad or unreachable broker, a stage number out of range, and a silent sta
   const unreachable = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://127.0.0.1:${await freePort()}`, '--out', tmp()]);
   assert.equal(unreachable.code, 2, unreachable.stderr);
   assert.match(unreachable.stderr, /cannot reach the broker at redis:\/\/127\.0\.0\.1:\d+/);
+  // Something that takes the connection and never answers (not a Redis server, or a hung one).
+  const mute = net.createServer((socket) => socket.on('data', () => {}));
+  const mutePort = await freePort();
+  await new Promise<void>((resolve) => mute.listen(mutePort, '127.0.0.1', resolve));
+  const silentBroker = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://127.0.0.1:${mutePort}`, '--stage-timeout', '2', '--out', tmp()]);
+  mute.close();
+  assert.equal(silentBroker.code, 2, silentBroker.stderr);
+  assert.match(silentBroker.stderr, /^sll: lost the broker at redis:\/\/127\.0\.0\.1:\d+ for 2 s \(no answer\): is a Redis server listening there\?$/m);
   const stage = await sll(['stage', '--broker', broker(), '--run', 'x', '--stage', '3', '--of', '2']);
   assert.equal(stage.code, 2);
   assert.match(stage.stderr, /--stage must be between 1 and --of \(2\), got 3/);
@@ -204,7 +230,7 @@ test('a bad or unreachable broker, a stage number out of range, and a silent sta
   assert.equal(silent.code, 1, silent.stderr);
   assert.match(silent.stderr, /npx sll stage --broker redis:\/\/127\.0\.0\.1:\d+ --run nobody-home --stage 1 --of 2/);
   assert.match(silent.stderr, /^sll: pipeline stage 1 \(units 1-2\) did not answer within 2 s \(the stages after it wait on it\)$/m);
-  for (const r of [bad, unreachable, stage, silent]) assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+  for (const r of [bad, unreachable, silentBroker, stage, silent]) assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
 });
 
 test('stage processes started by a coordinator end when it is killed outright (no orphans)', { skip, timeout: 120_000 }, async () => {
@@ -223,14 +249,159 @@ test('stage processes started by a coordinator end when it is killed outright (n
   });
   assert.equal(r.code, null, 'the coordinator was killed');
   assert.equal(stages.length, 2);
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  for (let i = 0; i < 100 && stages.some(alive); i++) await new Promise((res) => setTimeout(res, 100));
+  await until(() => !stages.some(alive), 10_000);
   assert.deepEqual(stages.filter(alive), [], 'every stage process ended');
+});
+
+test('a broker lost for good mid-run: the run fails within --stage-timeout naming the broker, and its stages end', { skip, timeout: 120_000 }, async () => {
+  const out = tmp();
+  const pids = [1, 2].map((s) => path.join(out, 'stages', `stage-${s}`, 'stage.pid'));
+  let stages: number[] = [];
+  let lostAt = 0;
+  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--stage-timeout', '5', '--out', out], (child) => {
+    let seen = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (!lostAt && /epoch 1\/3 .*\d+\/40/.test(seen) && pids.every((f) => fs.existsSync(f))) {
+        lostAt = Date.now();
+        stages = pids.map((f) => Number(fs.readFileSync(f, 'utf8')));
+        void stopRedis(redis!, 'SIGKILL');
+      }
+    });
+  });
+  const took = Date.now() - lostAt;
+  redis = await startRedis(port, redisDir);
+  assert.ok(lostAt > 0, 'the broker was killed');
+  assert.equal(r.code, 1, r.stderr);
+  // Told by the send that gave up, or by the watchdog of the stage that could not answer.
+  assert.match(r.stderr, /^sll: (pipeline stage \d \(units \d-\d\) did not answer within 5 s: )?lost the broker at redis:\/\/127\.0\.0\.1:\d+ /m);
+  assert.ok(took < 30_000, `failed ${took} ms after the broker went`);
+  await until(() => !stages.some(alive), 10_000);
+  assert.deepEqual(stages.filter(alive), [], 'every stage process ended');
+});
+
+test('stages run by hand: one restarted without --resume, a second process of a stage, and a second coordinator of the run are refused; resumed, the run ends as the uninterrupted one and leaves only the mark of its end', { skip, timeout: 240_000 }, async () => {
+  const out = tmp();
+  const name = `byhand-${path.basename(out)}`;
+  const dir = (s: number, k = 'a') => path.join(out, 'by-hand', `stage-${s}-${k}`);
+  const stage = (s: number, extra: string[] = [], during?: (child: ChildProcess) => void) =>
+    sll(['stage', '--broker', broker(), '--run', name, '--stage', String(s), '--of', '2', '--checkpoint-every', '5', ...extra], during);
+  const coordinator = sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--remote-stages', '--run', name, '--out', out]);
+  const first = stage(1, ['--out', dir(1)]);
+  let second: ChildProcess | null = null;
+  const killed = stage(2, ['--out', dir(2)], (child) => (second = child));
+  const checkpoint = path.join(dir(2), 'stage-checkpoint.bin');
+  assert.ok(await until(() => fs.existsSync(checkpoint), 120_000), 'stage 2 checkpointed');
+  second!.kill('SIGKILL');
+  assert.equal((await killed).code, null);
+
+  const coordinator2 = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--remote-stages', '--run', name, '--out', tmp()]);
+  assert.equal(coordinator2.code, 2, coordinator2.stderr);
+  assert.match(coordinator2.stderr, new RegExp(`^sll: run "${name}" on the broker at redis://127\\.0\\.0\\.1:\\d+ is taken by process \\d+ on .+ \\(since .+\\), which is still running: give this run another --run name, or stop that coordinator first$`, 'm'));
+  const twice = await stage(1, ['--out', dir(1, 'b')]);
+  assert.equal(twice.code, 2, twice.stderr);
+  assert.match(twice.stderr, new RegExp(`^sll: stage 1 of run "${name}" is taken by process \\d+ .*which is still running: each stage runs in one process`, 'm'));
+  // The killed process's claim lapses, then the fresh start is refused: it would train from the initial weights.
+  const fresh = await stage(2, ['--out', dir(2, 'b')]);
+  assert.equal(fresh.code, 2, fresh.stderr);
+  assert.match(fresh.stderr, /^sll: stage 2 \(units 3-4\) of run ".+" has handled messages up to \d+ in an earlier process, and only that process's checkpoint holds them: start it again with --resume and the --out folder of that process/m);
+  const elsewhere = await stage(2, ['--out', dir(2, 'c'), '--resume']);
+  assert.equal(elsewhere.code, 2, elsewhere.stderr);
+  assert.match(elsewhere.stderr, /--resume found no checkpoint at .*stage-2-c.stage-checkpoint\.bin: give --out the folder of that process/);
+  assert.ok(fs.existsSync(checkpoint), 'the refused starts left the checkpoint alone');
+  const resumed = await stage(2, ['--out', dir(2), '--resume']);
+  const r = await coordinator;
+  assert.equal(r.code, 0, r.stderr);
+  for (const s of [await first, resumed]) assert.equal(s.code, 0, s.stderr);
+  assert.match(resumed.stderr, /resumed from its checkpoint after message [1-9]\d*/);
+  assertSameAsSequential(out);
+
+  const client = createClient({ url: broker() });
+  await client.connect();
+  assert.deepEqual(await client.keys(`sll:${name}:*`), [`sll:${name}:end`], 'only the mark of the end stays');
+  await client.quit();
+  const late = await stage(1, ['--out', dir(1, 'c')]);
+  assert.equal(late.code, 2, late.stderr);
+  assert.match(late.stderr, new RegExp(`^sll: run "${name}" ended at \\S+: start its stages while its coordinator runs`, 'm'));
+});
+
+test('stages run by hand stop when their coordinator is killed (its claim on the run lapses)', { skip, timeout: 120_000 }, async () => {
+  const out = tmp();
+  const name = `orphans-${path.basename(out)}`;
+  let coordinator: ChildProcess | null = null;
+  const run = sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--remote-stages', '--run', name, '--out', out], (child) => (coordinator = child));
+  const stages = [1, 2].map((s) => sll(['stage', '--broker', broker(), '--run', name, '--stage', String(s), '--of', '2', '--out', path.join(out, `s${s}`)]));
+  assert.ok(await until(() => fs.existsSync(path.join(out, 'metrics.jsonl')) && fs.statSync(path.join(out, 'metrics.jsonl')).size > 0, 120_000), 'an epoch ended');
+  coordinator!.kill('SIGKILL');
+  const killedAt = Date.now();
+  assert.equal((await run).code, null);
+  for (const s of await Promise.all(stages)) {
+    assert.equal(s.code, 1, s.stderr);
+    assert.match(s.stderr, new RegExp(`^sll: stage \\d \\(units \\d-\\d\\): run "${name}"'s coordinator is gone \\(its claim on the broker lapsed\\); stopping`, 'm'));
+  }
+  assert.ok(Date.now() - killedAt < 40_000, 'the stages noticed within the claim\'s lapse');
+});
+
+test('a broker password is never recorded or printed; --resume asks for it and continues with it', { skip, timeout: 180_000 }, async () => {
+  const securePort = await freePort();
+  const secure = spawn('redis-server', ['--port', String(securePort), '--bind', '127.0.0.1', '--save', '', '--requirepass', 's3cret-pw', '--dir', tmp()], { stdio: 'ignore' });
+  try {
+    await until(() => spawnSync('redis-cli', ['-p', String(securePort), 'ping']).status === 0, 10_000);
+    const url = `redis://:s3cret-pw@127.0.0.1:${securePort}`;
+    const noPassword = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://127.0.0.1:${securePort}`, '--out', tmp()]);
+    assert.equal(noPassword.code, 2, noPassword.stderr);
+    assert.match(noPassword.stderr, /refused the run: NOAUTH .*\(give its password in the URL: redis:\/\/:PASSWORD@HOST:PORT\)/);
+    const out = tmp();
+    const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', url, '--out', out], (child) => {
+      let seen = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        seen += d.toString();
+        if (/epoch 2\/3 .*\b\d+\/40/.test(seen)) child.kill('SIGKILL');
+      });
+    });
+    assert.equal(r.code, null, 'killed in epoch 2');
+    const files = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    const recorded = () => files(out).filter((f) => f.endsWith('.json'));
+    assert.ok(recorded().some((f) => f.endsWith('state.json')), 'a checkpoint was written');
+    const again = await sll(['train', '--resume', out]);
+    assert.equal(again.code, 2, again.stderr);
+    assert.match(again.stderr, new RegExp(`^sll: the run's broker needs a password, which its record leaves out: give --broker redis://:PASSWORD@127\\.0\\.0\\.1:${securePort} with --resume$`, 'm'));
+    const resumed = await sll(['train', '--resume', out, '--broker', url]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assertSameAsSequential(out);
+    for (const f of recorded()) assert.doesNotMatch(fs.readFileSync(f, 'utf8'), /s3cret-pw/, f);
+    assert.match(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'), /"broker": "redis:\/\/:\*\*\*@127\.0\.0\.1:\d+"/);
+    for (const printed of [r.stderr, again.stderr, resumed.stderr]) assert.doesNotMatch(printed, /s3cret-pw/);
+  } finally {
+    await stopRedis(secure);
+  }
+});
+
+test('a broker restarted without persistence (the run\'s keys lost): the run fails saying so instead of waiting', { skip, timeout: 120_000 }, async () => {
+  const volatilePort = await freePort();
+  const start = () => spawn('redis-server', ['--port', String(volatilePort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', tmp()], { stdio: 'ignore' });
+  let server = start();
+  const up = () => spawnSync('redis-cli', ['-p', String(volatilePort), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG';
+  assert.ok(await until(up, 10_000), 'the broker started');
+  let restarted = false;
+  try {
+    const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', `redis://127.0.0.1:${volatilePort}`, '--out', tmp()], (child) => {
+      let seen = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        seen += d.toString();
+        if (!restarted && /epoch 1\/3 .*\d+\/40/.test(seen)) {
+          restarted = true;
+          void (async () => {
+            await stopRedis(server, 'SIGKILL');
+            server = start();
+          })();
+        }
+      });
+    });
+    assert.ok(restarted, 'the broker was restarted');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^sll: run ".+"'s keys are gone from the broker at redis:\/\/127\.0\.0\.1:\d+ \(restarted without persistence\? start it with --appendonly yes\); resume the run with sll train --resume$/m);
+  } finally {
+    await stopRedis(server);
+  }
 });
