@@ -1,7 +1,7 @@
 /** `sll train`: a run of the recipe, with progress, per-epoch tables, checkpoints, stop signals and resume. */
 import * as path from 'node:path';
 import { activeBackend } from '../backend.js';
-import { DEFAULTS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { DEFAULTS, MODEL_WIDTHS, OPTION_TABLE, OptionError, flagName, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { RESUME_OVERRIDES, resumeTraining, runTraining, type RunCallbacks } from '../recipe/run.js';
 import { DataError } from '../data/errors.js';
 import { WriteError, writeFileAtomic } from '../io/model-files.js';
@@ -17,7 +17,9 @@ export function runFlags(): Record<string, Flag> {
   return Object.fromEntries(
     (Object.keys(OPTION_TABLE) as (keyof RunOptions)[]).map((k) => {
       const spec = OPTION_TABLE[k];
-      return [k, { kind: spec.kind, values: spec.values, min: spec.min, description: spec.description, default: spec.kind === 'boolean' ? undefined : DEFAULTS[k], group: spec.group }];
+      // The width's default is the model's.
+      const byModel = k === 'width' ? `${MODEL_WIDTHS.mlp} (mlp), ${MODEL_WIDTHS.convstack} (convstack), ${MODEL_WIDTHS.vit} (vit)` : null;
+      return [k, { kind: spec.kind, values: spec.values, min: spec.min, description: spec.description, default: spec.kind === 'boolean' ? undefined : (byModel ?? DEFAULTS[k]), group: spec.group }];
     }),
   );
 }
@@ -50,10 +52,16 @@ export const trainCommand: Command = {
         throw new OptionError('resume', `--resume takes the run's options from its checkpoint (only ${RESUME_OVERRIDES.map(flagName).join(', ')} may be given); drop ${drop.join(' ')}`);
       }
     }
-    const o = resolveOptions(given);
-    const out = resume ?? outFlag ?? path.join('runs', `${o.dataset}-${o.model}-${o.method}`);
+    // A resumed run's options are its own (the overrides are checked with them, not alone).
+    const o = resume === undefined ? resolveOptions(given) : null;
+    if (o?.method === 'bp') {
+      // Accepted (a sweep over --method sll,bp shares its flags), but said: BP has no heads or local losses.
+      const unused = Object.keys(given).filter((k) => k === 'lambda' || (k !== 'token' && OPTION_TABLE[k as keyof RunOptions]?.group === 'projection heads'));
+      if (unused.length > 0) console.error(`sll: ${unused.map(flagName).join(', ')} shape${unused.length > 1 ? '' : 's'} SLL's heads and local losses; --method bp has none and ignores ${unused.length > 1 ? 'them' : 'it'}`);
+    }
+    const out = resume ?? outFlag ?? path.join('runs', `${o!.dataset}-${o!.model}-${o!.method}`);
     let bar: ProgressBar | null = null;
-    let method = o.method;
+    let method = o?.method ?? 'sll';
     const signals = listenForStop();
     const callbacks: RunCallbacks = {
       onData: (data, run) => {
@@ -71,7 +79,7 @@ export const trainCommand: Command = {
     try {
       const { summary } = resume
         ? await resumeTraining(resume, callbacks, control, Object.fromEntries(RESUME_OVERRIDES.filter((k) => given[k] !== undefined).map((k) => [k, given[k]])))
-        : await runTraining(o, out, callbacks, control);
+        : await runTraining(o!, out, callbacks, control);
       console.log(
         `${summary.method.toUpperCase()} ${summary.model} on ${summary.dataset}: test accuracy ${pct(summary.test_accuracy)} ` +
           `after ${summary.epochs} epochs, ${summary.train_seconds.toFixed(summary.train_seconds < 10 ? 2 : 1)}s training ` +

@@ -147,7 +147,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   projCenter: { kind: 'boolean', group: 'projection heads', description: "subtract each example's mean feature before R_i, so that a ReLU unit's mean activation adds no random class bias (not in the paper)" },
   projScale: { kind: 'string', values: PROJECTION_SCALES, group: 'projection heads', description: 'the 1/sqrt(d\') of the heads: d\' = the features R_i reads, or K (JL scaling)' },
   projection: { kind: 'string', values: PROJECTION_DISTRIBUTIONS, group: 'projection heads', description: 'the sub-Gaussian distribution of R_i\'s entries' },
-  projDim: { kind: 'int', nullable: true, group: 'projection heads', description: 'adaptive average pooling of h_i to this many features before R_i (default: dense units whole, conv units 4096)' },
+  projDim: { kind: 'int', nullable: true, group: 'projection heads', description: 'adaptive average pooling of h_i to this many features before R_i; conv units pool each channel to s x s, the largest with s*s*C <= d (default: dense units whole, conv units 4096)' },
   firstParent: { kind: 'string', values: FIRST_PARENTS, group: 'projection heads', description: 'the first unit\'s parent for the alignment loss: none, or a fixed projection of the input' },
   token: { kind: 'string', values: TOKEN_POOLINGS, group: 'projection heads', description: 'vit: a head (and BP\'s classifier) reads the class token, or the mean over tokens' },
   seed: { kind: 'int', min: 0, group: 'training', description: 'seeds everything: weights, heads, masks, shuffling, augmentation, subsets' },
@@ -160,11 +160,14 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   broker: { kind: 'string', nullable: true, group: 'execution', description: 'redis://HOST:PORT: the pipeline\'s stages are processes joined by Redis Streams there (started here, or by hand with --remote-stages)' },
   run: { kind: 'string', nullable: true, group: 'execution', description: 'with --broker: the run\'s name on the broker, which `sll stage --run` names (default: the name of the --out folder)' },
   remoteStages: { kind: 'boolean', group: 'execution', description: 'with --broker: start no stage processes here; run `sll stage` for each stage, on any machine' },
-  stageTimeout: { kind: 'int', group: 'execution', description: 'seconds an awaited pipeline stage may stay silent before the run fails naming it' },
+  stageTimeout: { kind: 'int', group: 'execution', description: 'seconds an awaited pipeline stage, or a --broker lost or silent, may keep the run waiting before it fails naming it' },
 };
 
 /** Layers of VGG-11 (each a unit when unitLayers is 1): its 8 conv layers. */
 export const VGG11_LAYERS = 8;
+
+/** Each model's default --width: an MLP's layer width, a conv stack's channels, a ViT's embedding width (unused by vgg11). */
+export const MODEL_WIDTHS: Readonly<Record<ModelName, number>> = Object.freeze({ mlp: 1024, vgg11: 1024, convstack: 64, vit: 192 });
 
 /** The documented default recipe (README, "Default recipe"): the strategy's and the loop's defaults, and the run's own. */
 export const DEFAULTS: Readonly<RunOptions> = Object.freeze({
@@ -259,6 +262,7 @@ export function resolveOptions(partial: Partial<RunOptions> = {}): RunOptions {
     throw e;
   }
   const o: RunOptions = { ...DEFAULTS, ...defined(partial) };
+  if (partial.width === undefined && Object.hasOwn(MODEL_WIDTHS, o.model)) o.width = MODEL_WIDTHS[o.model];
   const fail = (option: keyof RunOptions, problem: string): never => {
     throw new OptionError(option, `${flagName(option)} ${problem}`);
   };

@@ -21,19 +21,19 @@ import { buildConvStack, buildVgg11 } from '../models/conv.js';
 import { buildMlp } from '../models/mlp.js';
 import { buildVit } from '../models/vit.js';
 import { groupUnits, withClassifier, type Network } from '../models/network.js';
-import { defined, resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
+import { ConfigError, defined, resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
 import { BpTrainer } from '../train/bp.js';
 import { SequentialEngine, type StepEngine } from '../train/engine.js';
 import { fit, type FitResult, type FitSetup, type FitState, type ProgressHooks } from '../train/fit.js';
-import { attachHeads, disposeHeaded, type HeadedNetwork, type Normalization } from '../train/model.js';
+import { attachHeads, disposeHeaded, normalizationOf, type HeadedNetwork, type Normalization } from '../train/model.js';
 import type { OptimizerState } from '../train/optimizers.js';
 import { PipelineEngine, stageInits } from '../train/pipeline.js';
-import { RedisTransport, type LocalStages } from '../train/redis-stages.js';
+import { RedisTransport, redactBrokerUrl, type LocalStages } from '../train/redis-stages.js';
 import type { StageRun } from '../train/pipeline-protocol.js';
 import { balancedStages, evenStages, measureUnitCosts } from '../train/stages.js';
 import { SllTrainer } from '../train/sll.js';
 import type { Trainer } from '../train/trainer.js';
-import { OptionError, RUN_NAME, blasThreads, bpStrategy, loopConfig, recordedOptions, resolveOptions, sllStrategy, type RunOptions } from './options.js';
+import { OPTION_TABLE, OptionError, RUN_NAME, blasThreads, flagName, bpStrategy, loopConfig, recordedOptions, resolveOptions, sllStrategy, type RunOptions } from './options.js';
 
 /** What a run tells its front end, besides the fit loop's hooks. */
 export interface RunCallbacks extends ProgressHooks {
@@ -141,7 +141,13 @@ function layerUnits(o: RunOptions, inputShape: readonly number[], numClasses: nu
 export function buildModel(o: RunOptions, inputShape: readonly number[], numClasses: number, normalization: Normalization | null = null): HeadedNetwork {
   const network = buildNetwork(o, inputShape, numClasses);
   if (o.method === 'bp') return { network: withClassifier(network, o.seed, o.token), heads: [], inputHead: null, normalization };
-  return attachHeads(network, resolveSllStrategy(sllStrategy(o), network.units.length), normalization);
+  try {
+    return attachHeads(network, resolveSllStrategy(sllStrategy(o), network.units.length), normalization);
+  } catch (e) {
+    // Said in flags: the heads' options are the run's (e.g. --proj-dim against the units' sizes).
+    if (e instanceof ConfigError && Object.hasOwn(OPTION_TABLE, e.option)) throw new OptionError(e.option, `${flagName(e.option)} ${e.problem}`);
+    throw e;
+  }
 }
 
 /** The trainer of `o`'s method for `model`. */
@@ -186,7 +192,7 @@ export async function runTraining(
   control: RunControl = {},
 ): Promise<{ summary: RunSummary; result: FitResult }> {
   const o = absolutePaths(resolveOptions(partial));
-  const folder = outDir ? claimRunFolder(outDir, { overwrite: control.overwrite, options: { ...o }, warn: callbacks.warn }) : null;
+  const folder = outDir ? claimRunFolder(outDir, { overwrite: control.overwrite, options: recorded(o), warn: callbacks.warn }) : null;
   try {
     return await fromScratch(o, folder, callbacks, control);
   } finally {
@@ -197,6 +203,19 @@ export async function runTraining(
 /** What a resumed run may change: where it runs (backend, broker) and where its data are, not what it trains. */
 export const RESUME_OVERRIDES = ['backend', 'dataDir', 'cacheDir', 'broker'] as const;
 
+/** `o` as run.json, checkpoints and summary.json record it: the broker's password left out. */
+function recorded(o: RunOptions): Record<string, unknown> {
+  return { ...o, broker: o.broker === null ? null : redactBrokerUrl(o.broker) };
+}
+
+/** `o` of a resumed run, refused if its broker needs the password its record left out. */
+function withBrokerPassword(o: RunOptions): RunOptions {
+  if (o.broker !== null && /^rediss?:\/\/[^/@]*:\*\*\*@/.test(o.broker)) {
+    throw new OptionError('broker', `the run's broker needs a password, which its record leaves out: give --broker ${o.broker.replace(':***@', ':PASSWORD@')} with --resume`);
+  }
+  return o;
+}
+
 /** A run's data paths made absolute, so that its recorded options work from any folder. */
 export function absolutePaths(o: RunOptions): RunOptions {
   return { ...o, dataDir: o.dataDir === null ? null : path.resolve(o.dataDir), cacheDir: o.cacheDir === null ? null : path.resolve(o.cacheDir) };
@@ -206,7 +225,7 @@ export function absolutePaths(o: RunOptions): RunOptions {
 async function fromScratch(o: RunOptions, folder: RunFolder | null, callbacks: RunCallbacks, control: RunControl): Promise<{ summary: RunSummary; result: FitResult }> {
   await useBackend(o.backend, blasThreads(o));
   const data = loadRunData(o, callbacks.warn);
-  return train(o, data, buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data)), folder, null, callbacks, control);
+  return train(o, data, buildModel(o, data.train.shape, data.train.numClasses, normalizationOf(data.train)), folder, null, callbacks, control);
 }
 
 /**
@@ -233,10 +252,10 @@ export async function resumeTraining(
     const warn = callbacks.warn ?? (() => {});
     if (listCheckpoints(outDir).length === 0 && folder.run.run_id !== '' && Object.keys(folder.run.options).length > 0) {
       warn(`${outDir} has no checkpoint yet (the run stopped in its first epoch): training it again from step 0, with the options of its run.json`);
-      return await fromScratch(absolutePaths(resolveOptions({ ...recordedOptions(folder.run.options), ...defined(overrides) })), folder, callbacks, control);
+      return await fromScratch(withBrokerPassword(absolutePaths(resolveOptions({ ...recordedOptions(folder.run.options), ...defined(overrides) }))), folder, callbacks, control);
     }
     const checkpoint = readLatestCheckpoint(outDir, warn, folder.run.run_id);
-    const o = absolutePaths(resolveOptions({ ...recordedOptions(checkpoint.options), ...defined(overrides) }));
+    const o = withBrokerPassword(absolutePaths(resolveOptions({ ...recordedOptions(checkpoint.options), ...defined(overrides) })));
     await useBackend(o.backend, blasThreads(o));
     const data = loadRunData(o, callbacks.warn);
     const resume = { state: checkpoint.state, optimizers: checkpoint.optimizers };
@@ -274,7 +293,7 @@ async function train(
         },
         onCheckpoint: outDir
           ? async (state, optimizers, steps) => {
-              const dir = await writeCheckpoint(outDir, steps, { ...o }, state, model, optimizers, folder!.run.run_id);
+              const dir = await writeCheckpoint(outDir, steps, recorded(o), state, model, optimizers, folder!.run.run_id);
               callbacks.onCheckpoint?.(dir, steps);
             }
           : undefined,
@@ -296,7 +315,7 @@ async function train(
       train_examples: data.train.size,
       test_examples: data.test.size,
       backend: tf.getBackend(),
-      options: { ...o },
+      options: recorded(o),
     };
     if (outDir) {
       await saveModel(outDir, model);
@@ -337,7 +356,7 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
   const run = stageRun(o, units);
   let ranges = evenStages(units, o.pipeline);
   if (o.stages === 'auto') ranges = balancedStages(measureUnitCosts(model, run.strategy, o.batchSize), o.pipeline);
-  if (!o.broker) return PipelineEngine.start(model, run, ranges);
+  if (!o.broker) return PipelineEngine.start(model, run, ranges, { stageTimeoutMs: o.stageTimeout * 1000 });
   const name = o.run ?? (outDir ? path.basename(path.resolve(outDir)) : null);
   if (!name) throw new OptionError('run', '--broker needs --run NAME (or --out) to name the run on the broker');
   if (!RUN_NAME.test(name)) {
@@ -346,10 +365,11 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
   const stageDir = (s: number) => path.join(outDir ?? '.', 'stages', `stage-${s + 1}`);
   const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const local: LocalStages | null = o.remoteStages ? null : { cli, dir: stageDir, log, checkpointEvery: o.checkpointEvery || undefined };
-  const transport = await RedisTransport.open(o.broker, name, stageInits(model, run, ranges), local);
+  const transport = await RedisTransport.open(o.broker, name, stageInits(model, run, ranges), { local, log, patienceMs: o.stageTimeout * 1000 });
   if (o.remoteStages) {
-    log(`run "${name}" waits for its ${ranges.length} stages on ${o.broker}; on each machine run:`);
-    ranges.forEach((_, s) => log(`  npx sll stage --broker ${o.broker} --run ${name} --stage ${s + 1} --of ${ranges.length}`));
+    const shown = redactBrokerUrl(o.broker);
+    log(`run "${name}" waits for its ${ranges.length} stages on ${shown}; on each machine run:`);
+    ranges.forEach((_, s) => log(`  npx sll stage --broker ${shown} --run ${name} --stage ${s + 1} --of ${ranges.length}`));
   }
   const engine = new PipelineEngine(model, transport, ranges, {
     stageTimeoutMs: o.stageTimeout * 1000,
@@ -364,7 +384,3 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
   return engine;
 }
 
-function normalizationOf(data: DataSplits): Normalization {
-  const { mean, std, classNames } = data.train;
-  return { mean: [...mean], std: [...std], ...(classNames && { classNames: [...classNames] }) };
-}
