@@ -1,7 +1,7 @@
 /** `sll bench memory`: peak training memory of one step against depth, SLL beside BP (paper Fig. 2). */
 import * as tf from '@tensorflow/tfjs';
 import { BACKENDS, useBackend, type BackendName } from '../backend.js';
-import { OptionError, resolveOptions, type RunOptions } from '../recipe/options.js';
+import { MODEL_WIDTHS, OptionError, resolveOptions, type RunOptions } from '../recipe/options.js';
 import { buildModel, makeTrainer } from '../recipe/run.js';
 import { measureStepMemory, type StepBytes } from '../train/memory.js';
 import { disposeHeaded } from '../train/model.js';
@@ -16,6 +16,12 @@ export interface StepMemoryRow extends StepBytes {
   depth: number;
   /** Layers (blocks) per unit: 1 is layer-wise SLL, i the block-wise SLL^{i+}. */
   unit_layers: number;
+  /** What was measured: the width (channels, embedding width), batch, optimizer, input shape and tfjs backend. */
+  width: number;
+  batch: number;
+  optimizer: string;
+  input_shape: number[];
+  backend: string;
 }
 
 export const benchMemoryCommand: Command = {
@@ -25,14 +31,15 @@ export const benchMemoryCommand: Command = {
     'Measures the tensor memory of one training step (after two warm-up steps, so optimizer state exists) at each depth, ' +
     'SLL beside BP: peak_bytes (all tensors alive at the peak), param_bytes (parameters + optimizer state), ' +
     'activation_peak_bytes (peak minus what was held before the step); on --backend webgpu also gpu_pool_bytes (the GPU ' +
-    'buffers tfjs-webgpu holds after the step: its high-water mark).',
+    'buffers tfjs-webgpu holds after the step: its high-water mark). Each --json row also says what was measured: model, method, depth, ' +
+    'unit_layers, width, batch, optimizer, input_shape, backend.',
   usage: '[--model mlp|conv|vit] [--depths 2,4,8,16] [--method sll,bp] [--unit-layers I] [--width W] [--batch-size B] [--image-size S] [--json]',
   flags: {
     model: { kind: 'string', values: ['mlp', 'conv', 'vit'], default: 'mlp', description: 'an MLP on 28x28x1 inputs, a stack of conv3x3 units without pooling on SxSx3, or a ViT on SxSx3 (depth: blocks)' },
     depths: { kind: 'numbers', default: '2,4,8,16', description: 'the depths (units) to measure' },
     method: { kind: 'string', values: ['sll,bp', 'sll', 'bp', 'bp,sll'], default: 'sll,bp', description: 'sll, bp, or both (comma-separated)' },
     unitLayers: { kind: 'int', default: 1, description: 'layers (ViT blocks) per unit: SLL^{i+}' },
-    width: { kind: 'int', description: 'units\' width (mlp, default 1024), channels (conv, default 64) or embedding width (vit, default 192)' },
+    width: { kind: 'int', description: 'units\' width (mlp), channels (conv) or embedding width (vit) (default 1024 mlp, 64 conv, 192 vit: sll train\'s)' },
     heads: { kind: 'int', default: 3, description: 'vit: attention heads' },
     patchSize: { kind: 'int', default: 4, description: 'vit: patch size (a 32x32 image gives 64 tokens and the class token)' },
     mlpRatio: { kind: 'number', default: 4, description: 'vit: MLP width over embedding width' },
@@ -53,7 +60,7 @@ export const benchMemoryCommand: Command = {
     const inputShape = conv ? [size, size, 3] : [28, 28, 1];
     const base: Partial<RunOptions> = {
       model: MODELS[kind],
-      width: (values.width as number | undefined) ?? { mlp: 1024, conv: 64, vit: 192 }[kind],
+      width: (values.width as number | undefined) ?? MODEL_WIDTHS[MODELS[kind]],
       unitLayers: (values.unitLayers as number | undefined) ?? 1,
       ...((kind === 'vit' || values.heads !== undefined || values.patchSize !== undefined || values.mlpRatio !== undefined) && {
         heads: (values.heads as number | undefined) ?? 3,
@@ -86,7 +93,18 @@ export const benchMemoryCommand: Command = {
       const x = tf.randomNormal([o.batchSize, ...inputShape], 0, 1, 'float32', o.seed);
       const labels = tf.tensor1d(Array.from({ length: o.batchSize }, (_, i) => i % 10), 'int32');
       try {
-        const row = { model: kind, method: o.method, depth: o.layers, unit_layers: o.unitLayers, ...(await measureStepMemory(model.network, trainer, x, labels)) };
+        const row: StepMemoryRow = {
+          model: kind,
+          method: o.method,
+          depth: o.layers,
+          unit_layers: o.unitLayers,
+          width: o.width,
+          batch: o.batchSize,
+          optimizer: o.optimizer,
+          input_shape: inputShape,
+          backend: tf.getBackend(),
+          ...(await measureStepMemory(model.network, trainer, x, labels)),
+        };
         rows.push(row);
         if (values.json) console.log(JSON.stringify(row));
       } finally {

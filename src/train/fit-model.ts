@@ -29,7 +29,7 @@ import {
 import { SequentialEngine } from './engine.js';
 import type { Evaluation } from './evaluate.js';
 import { fit, type UnitEpochMetrics } from './fit.js';
-import { attachHeads, disposeHeads, isHeadedNetwork, type HeadedNetwork, type Normalization } from './model.js';
+import { attachHeads, disposeHeads, isHeadedNetwork, normalizationOf, type HeadedNetwork } from './model.js';
 import { SllTrainer } from './sll.js';
 
 /** What fitSll and fitBp take besides the strategy: the loop, the data's details, callbacks. */
@@ -143,7 +143,7 @@ export async function fitSll(model: tf.LayersModel | HeadedNetwork, data: Traini
     const numClasses = await classesOf(train, config.numClasses);
     const network = networkFromModel(model, { numClasses, grouping: config.units, unitLayers: config.unitLayers });
     strategy = resolveSllStrategy(config, network.units.length);
-    headed = attachHeads(network, strategy, normalizationOf(train));
+    headed = attachHeads(network, strategy, train.images ? normalizationOf(train.images) : null);
   }
   try {
     return await run(headed, () => new SequentialEngine(new SllTrainer(headed, strategy, loop.epochs)), train, loop, strategy.seed, config);
@@ -164,7 +164,7 @@ export async function fitBp(model: tf.LayersModel | HeadedNetwork, data: Trainin
   const strategy = resolveBpStrategy(config);
   const train = trainingSource(model, data, config);
   let network: Network;
-  let normalization = normalizationOf(train);
+  let normalization = train.images ? normalizationOf(train.images) : null;
   if (isHeadedNetwork(model)) {
     network = withClassifier(model.network, strategy.seed, config.token);
     normalization = model.normalization;
@@ -261,8 +261,3 @@ async function classesOf(train: BatchSource, given: number | undefined): Promise
   return k;
 }
 
-function normalizationOf(train: BatchSource): Normalization | null {
-  if (!train.images) return null;
-  const { mean, std, classNames } = train.images;
-  return { mean: [...mean], std: [...std], ...(classNames && { classNames: [...classNames] }) };
-}

@@ -15,6 +15,12 @@ export interface Normalization {
   readonly classNames?: readonly string[];
 }
 
+/** The normalisation (and class names) of an image data set, copied: what a model trained on it records. */
+export function normalizationOf(images: Normalization): Normalization {
+  const { mean, std, classNames } = images;
+  return { mean: [...mean], std: [...std], ...(classNames && { classNames: [...classNames] }) };
+}
+
 /** A network and its projection heads: the SLL model (a BP-trained network has none: its classifier reads the last unit). */
 export interface HeadedNetwork {
   readonly network: Network;
@@ -59,6 +65,10 @@ export function attachHeads(
     const features = unit.outputShape[rank - 1];
     if (rank < 3 && o.projDim != null && o.projDim > features) {
       throw new ConfigError('projDim', `${o.projDim} is larger than unit ${unit.index + 1}'s ${features} features`);
+    }
+    // Feature maps pool each channel to s x s (s >= 1): d = s * s * C, so d below C cannot be met.
+    if (rank === 3 && o.projDim != null && o.projDim < features) {
+      throw new ConfigError('projDim', `${o.projDim} is below unit ${unit.index + 1}'s ${features} channels: a conv unit's head pools each channel to s x s, the largest with s * s * channels <= d, so d must be at least its channels`);
     }
     return new ProjectionHead({
       ...base,

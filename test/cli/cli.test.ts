@@ -63,6 +63,7 @@ const badFlags: [string[], RegExp][] = [
   [['report', '--out', '/no/such/dir/r.html', os.tmpdir()], /--out \/no\/such\/dir\/r\.html: the folder \/no\/such\/dir does not exist/],
   [['train', '--resume', os.tmpdir(), '--epochs', '3'], /--resume takes the run's options from its checkpoint \(only --backend, --data-dir, --cache-dir, --broker may be given\); drop --epochs/],
   [['train', '--run', 'r1'], /--run applies only with --broker/],
+  [['train', '--model', 'convstack', '--layers', '2', '--proj-dim', '16', '--train-limit', '200', '--test-limit', '100', '--batch-size', '50', '--out', path.join(os.tmpdir(), `sll-projdim-${process.pid}`)], /--proj-dim 16 is below unit 1's 64 channels: a conv unit's head pools each channel to s x s/],
   [['evaluate', '--model-dir', '/etc/hostname'], /--model-dir \/etc\/hostname is a file/],
 ];
 
@@ -73,6 +74,14 @@ for (const [args, message] of badFlags) {
     assert.match(r.stderr, message);
   });
 }
+
+test('SLL-only flags given with --method bp are told as ignored (the run goes on)', () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-bp-flags-'));
+  const r = sll('train', '--method', 'bp', '--keep', '0.5', '--lambda', '2', '--train-limit', '200', '--test-limit', '100', '--batch-size', '50', '--epochs', '1', '--layers', '1', '--width', '16', '--backend', 'cpu', '--out', out, '--overwrite');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /^sll: --keep, --lambda shape SLL's heads and local losses; --method bp has none and ignores them$/m);
+  fs.rmSync(out, { recursive: true });
+});
 
 test('a run folder whose run has not finished is named as such, with how to finish it', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-unfinished-'));
