@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
+import { benchArgs } from './args.js';
 
 /** The compiled tree this script is part of (dist/, or another tsc outDir), and the repository above it. */
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -109,7 +110,7 @@ export async function bundleGpu(outDir: string, pack: boolean, log: (s: string) 
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { out: { type: 'string', default: path.join(ROOT, '.gpu-bundle') }, 'no-pack': { type: 'boolean', default: false } } });
+  const { values } = benchArgs(() => parseArgs({ options: { out: { type: 'string', default: path.join(ROOT, '.gpu-bundle') }, 'no-pack': { type: 'boolean', default: false } } }));
   mkdirSync(values.out!, { recursive: true });
   await bundleGpu(path.resolve(values.out!), !values['no-pack']);
 }

@@ -33,19 +33,22 @@ import { decodeImages, defaultWorkers } from '../src/data/image-cache.js';
 import { listImageFolder, loadImageFolder } from '../src/data/imagefolder.js';
 import { Rng, permutation } from '../src/data/random.js';
 import { batchSource } from '../src/data/source.js';
+import { benchArgs, fail, intFlag } from './args.js';
 
-const { values } = parseArgs({
+const { values } = benchArgs(() =>
+  parseArgs({
   options: {
     json: { type: 'boolean', default: false },
     images: { type: 'string', default: '2560' },
     repeats: { type: 'string', default: '3' },
     source: { type: 'string', default: '160x120' },
   },
-});
-const n = Number(values.images);
-const repeats = Number(values.repeats);
+}),
+);
+const n = intFlag('images', values.images, 10);
+const repeats = intFlag('repeats', values.repeats);
 const [srcW, srcH] = values.source!.split('x').map(Number);
-if (!(n >= 10 && repeats >= 1 && srcW > 0 && srcH > 0)) throw new Error('--images >= 10, --repeats >= 1, --source WxH');
+if (!(Number.isInteger(srcW) && Number.isInteger(srcH) && srcW > 0 && srcH > 0)) fail(`--source must be WxH (e.g. 160x120), got ${values.source}`);
 const CLASSES = 10;
 const SIZE = 32;
 const BATCH = 128;
@@ -169,7 +172,7 @@ try {
       m.load.push(load);
       m.epoch.push(epoch);
       m.source.push(source);
-      log(`repeat ${r + 1}/${repeats} ${row.name}: load ${load.toFixed(3)} s, epoch ${epoch.toFixed(3)} s, batchSource epoch ${source.toFixed(3)} s`);
+      log(`repeat ${r + 1}/${repeats} ${row.name}: load ${load.toFixed(3)} s, epoch ${epoch.toFixed(3)} s${Number.isNaN(source) ? '' : `, batchSource epoch ${source.toFixed(3)} s`}`);
     }
   }
 

@@ -63,6 +63,7 @@ import { MATMUL_TILINGS, type MatMulTiling } from '../src/gpu/matmul.js';
 import { maskedProduct } from '../src/objectives/projection.js';
 import { SequentialEngine, type StepBatch } from '../src/train/engine.js';
 import { disposeHeaded } from '../src/train/model.js';
+import { benchArgs, intFlag, listFlag } from './args.js';
 
 const CASES = ['mlp-sll', 'mlp-bp'] as const;
 type CaseName = (typeof CASES)[number];
@@ -152,7 +153,6 @@ async function timeMatMul(name: MatMulName, batch: number, width: number, reps: 
   return { m, n, k, ms: Math.round(ms * 1000) / 1000, host_ms: Math.round(host * 1000) / 1000, gflops: Math.round(((2 * m * n * k) / (ms * 1e6)) * 10) / 10 };
 }
 
-const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 
 /** Counts (and times, unless `count`) `steps` steps of `name` at `batch` after `warmup` steps. */
 async function measure(name: CaseName, batch: number, counters: GpuCounters, o: { width: number; steps: number; warmup: number; count: boolean }, log: (s: string) => void) {
@@ -212,7 +212,8 @@ async function measure(name: CaseName, batch: number, counters: GpuCounters, o: 
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs(() =>
+    parseArgs({
     options: {
       json: { type: 'boolean', default: false },
       count: { type: 'boolean', default: false },
@@ -224,19 +225,14 @@ async function main(): Promise<void> {
       steps: { type: 'string' },
       warmup: { type: 'string', default: '2' },
     },
-  });
-  const cases = list(values.cases!) as CaseName[];
-  for (const c of cases) if (!CASES.includes(c)) throw new Error(`--cases: unknown case '${c}'; available: ${CASES.join(', ')}`);
-  const engines = list(values.engines!) as Engine[];
-  for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`--engines: unknown engine '${e}'; available: ${ENGINES.join(', ')}`);
-  const batches = list(values.batches!).map(Number);
-  for (const b of batches) if (!Number.isInteger(b) || b < 1) throw new Error(`--batches must be positive integers, got ${values.batches}`);
-  const width = Number(values.width);
-  if (!Number.isInteger(width) || width < 1) throw new Error(`--width must be a positive integer, got ${values.width}`);
-  const steps = Number(values.steps ?? 16);
-  const warmup = Number(values.warmup);
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be an integer >= 1, got ${values.steps}`);
-  if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be an integer >= 0, got ${values.warmup}`);
+  }),
+  );
+  const cases = listFlag('cases', values.cases!, CASES);
+  const engines = listFlag('engines', values.engines!, ENGINES);
+  const batches = listFlag('batches', values.batches!).map((b) => intFlag('batches', b));
+  const width = intFlag('width', values.width);
+  const steps = intFlag('steps', values.steps ?? '16');
+  const warmup = intFlag('warmup', values.warmup, 0);
 
   // Counters go on before tfjs-backend-webgpu makes its device, so that every call is seen.
   const { adapter, counters } = await installWebGpu({ swiftShader: true, counters: true });

@@ -20,17 +20,20 @@ import { parseArgs } from 'node:util';
 import { createClient } from 'redis';
 import type { RunOptions } from '../src/recipe/options.js';
 import { runTraining } from '../src/recipe/run.js';
+import { benchArgs, intFlag, listFlag } from './args.js';
 
-const { values } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    repeats: { type: 'string', default: '3' },
-    backend: { type: 'string', default: 'native' },
-    cases: { type: 'string', default: 'mlp,conv' },
-    broker: { type: 'boolean', default: false },
-    'broker-url': { type: 'string' },
-  },
-});
+const { values } = benchArgs(() =>
+  parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      repeats: { type: 'string', default: '3' },
+      backend: { type: 'string', default: 'native' },
+      cases: { type: 'string', default: 'mlp,conv' },
+      broker: { type: 'boolean', default: false },
+      'broker-url': { type: 'string' },
+    },
+  }),
+);
 
 /** A redis-server of our own on a free port (no persistence: the bench measures the transport). */
 async function startRedis(): Promise<{ url: string; server: ChildProcess }> {
@@ -54,7 +57,7 @@ async function brokerBytesIn(): Promise<number> {
   const info = await brokerClient!.info('stats');
   return Number(/total_net_input_bytes:(\d+)/.exec(info)![1]);
 }
-const repeats = Number(values.repeats);
+const repeats = intFlag('repeats', values.repeats);
 const backend = values.backend as 'native' | 'wasm';
 const CASES: Record<string, Partial<RunOptions>> = {
   mlp: { model: 'mlp', layers: 4, width: 1024, trainLimit: 60000 },
@@ -69,7 +72,7 @@ const configs = [
 ];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-for (const name of values.cases!.split(',')) {
+for (const name of listFlag('cases', values.cases!, ['mlp', 'conv'])) {
   const shape = CASES[name];
   if (!shape) throw new Error(`unknown case ${name}; cases: ${Object.keys(CASES).join(', ')}`);
   const times = new Map<string, number[]>(configs.map((c) => [c.name, []]));

@@ -13,21 +13,24 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { runTraining } from '../src/recipe/run.js';
+import { benchArgs, intFlag, listFlag } from './args.js';
 
-const { values } = parseArgs({
-  options: {
-    json: { type: 'boolean', default: false },
-    epochs: { type: 'string', default: '10' },
-    pipelines: { type: 'string', default: '1,2' },
-    backend: { type: 'string', default: 'native' },
-  },
-});
-const epochs = Number(values.epochs);
+const { values } = benchArgs(() =>
+  parseArgs({
+    options: {
+      json: { type: 'boolean', default: false },
+      epochs: { type: 'string', default: '10' },
+      pipelines: { type: 'string', default: '1,2' },
+      backend: { type: 'string', default: 'native' },
+    },
+  }),
+);
+const epochs = intFlag('epochs', values.epochs);
 const mib = (b: number) => b / 2 ** 20;
 const lines: string[] = [];
 const table: string[] = ['pipeline  epoch  rss MiB  tensors'];
 
-for (const pipeline of values.pipelines!.split(',').map(Number)) {
+for (const pipeline of listFlag('pipelines', values.pipelines!).map((p) => intFlag('pipelines', p))) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'sll-bench-rss-'));
   const rss: number[] = [];
   await runTraining(

@@ -43,6 +43,7 @@ import { stopGradient } from '../src/objectives/stop-gradient.js';
 import { applyUnit, unitVariables } from '../src/models/network.js';
 import { buildConvStack } from '../src/models/conv.js';
 import { makeOptimizer } from '../src/train/optimizers.js';
+import { benchArgs, fail, intFlag } from './args.js';
 
 export const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp', 'vgg11-bn-step', 'vgg11-bn-bp'] as const;
 export type CaseName = (typeof CASES)[number];
@@ -174,7 +175,8 @@ const median = (xs: number[]) => {
 };
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs(() =>
+    parseArgs({
     options: {
       case: { type: 'string' },
       engine: { type: 'string' },
@@ -184,14 +186,15 @@ async function main(): Promise<void> {
       json: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
     },
-  });
+  }),
+  );
   const name = values.case as CaseName;
-  if (!CASES.includes(name)) throw new Error(`--case must be one of ${CASES.join(', ')}, got ${values.case}`);
+  if (!CASES.includes(name)) fail(`--case must be one of ${CASES.join(', ')}, got ${values.case}`);
   const engine = values.engine as BackendName;
-  if (!['native', 'wasm', 'cpu'].includes(engine)) throw new Error(`--engine must be native, wasm or cpu, got ${engine}`);
-  const threads = Number(values.threads);
-  const steps = Number(values.steps);
-  const warmup = Number(values.warmup);
+  if (!['native', 'wasm', 'cpu'].includes(engine)) fail(`--engine must be native, wasm or cpu, got ${engine}`);
+  const threads = intFlag('threads', values.threads);
+  const steps = intFlag('steps', values.steps);
+  const warmup = intFlag('warmup', values.warmup, 0);
   if (engine !== 'native' && threads !== 1) throw new Error(`--engine ${engine} runs one thread only, got --threads ${threads}`);
 
   const backend = await useBackend(engine, threads);

@@ -43,12 +43,14 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { benchArgs, fail, intFlag, listFlag } from './args.js';
 
 const CASES = ['mlp-sll', 'mlp-bp', 'conv-unit', 'vit-unit', 'vgg11-step', 'vgg11-bp', 'vgg11-bn-step', 'vgg11-bn-bp'] as const;
 const ENGINES = ['native', 'wasm', 'torch'] as const;
 type Engine = (typeof ENGINES)[number];
 
-const { values } = parseArgs({
+const { values } = benchArgs(() =>
+  parseArgs({
   options: {
     json: { type: 'boolean', default: false },
     repeats: { type: 'string', default: '3' },
@@ -63,35 +65,19 @@ const { values } = parseArgs({
     python: { type: 'string', default: '/usr/bin/python3' },
     verbose: { type: 'boolean', default: false },
   },
-});
+}),
+);
 
-function fail(message: string): never {
-  process.stderr.write(`bench:speed: ${message}\n`);
-  process.exit(2);
-}
-function positiveInt(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be an integer >= 1, got ${v}`);
-  return n;
-}
-function list<T extends string>(name: string, v: string, allowed: readonly T[]): T[] {
-  const items = v.split(',').filter((s) => s !== '');
-  for (const s of items) if (!allowed.includes(s as T)) fail(`--${name}: '${s}' is not one of ${allowed.join(', ')}`);
-  if (items.length === 0) fail(`--${name} is empty`);
-  return items as T[];
-}
-
-const repeats = positiveInt('repeats', values.repeats);
-const steps = positiveInt('steps', values.steps);
-const warmup = Number(values.warmup);
-if (!Number.isInteger(warmup) || warmup < 0) fail(`--warmup must be an integer >= 0, got ${values.warmup}`);
-const threadList = values.threads.split(',').map((t) => positiveInt('threads', t));
-const cases = list('cases', values.cases, CASES);
-const engines = list('engines', values.engines, ENGINES);
+const repeats = intFlag('repeats', values.repeats);
+const steps = intFlag('steps', values.steps);
+const warmup = intFlag('warmup', values.warmup, 0);
+const threadList = values.threads.split(',').map((t) => intFlag('threads', t));
+const cases = listFlag('cases', values.cases, CASES);
+const engines = listFlag('engines', values.engines, ENGINES);
 const timeoutS = Number(values.timeout);
 if (!(timeoutS > 0)) fail(`--timeout must be > 0 seconds, got ${values.timeout}`);
 const torchBlas = values['torch-blas-threads'];
-if (torchBlas !== 'same' && torchBlas !== 'best') positiveInt('torch-blas-threads', torchBlas);
+if (torchBlas !== 'same' && torchBlas !== 'best') intFlag('torch-blas-threads', torchBlas);
 /** The OPENBLAS_NUM_THREADS values torch is measured with at T threads. */
 const torchBlasSettings = (t: number): number[] =>
   torchBlas === 'best' ? [...new Set([1, t])] : [torchBlas === 'same' ? t : Number(torchBlas)];

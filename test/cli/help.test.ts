@@ -56,3 +56,22 @@ test('-h works like --help, after other flags too', () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /--keep X +keep probability of the Bernoulli mask/);
 });
+
+test('every bench script prints its header with --help, and a bad flag or value in one line with exit 2', () => {
+  const dir = fileURLToPath(new URL('../../bench/', import.meta.url));
+  const scripts = fs.readdirSync(dir).filter((f) => f.endsWith('.js') && f !== 'args.js');
+  assert.ok(scripts.length >= 7, `bench scripts: ${scripts.join(', ')}`);
+  for (const f of scripts) {
+    const script = `${dir}${f}`;
+    const help = spawnSync(process.execPath, [script, '--help'], { encoding: 'utf8' });
+    assert.equal(help.status, 0, `${f}: ${help.stderr}`);
+    const header = /^\/\*\*([\s\S]*?)\*\//.exec(fs.readFileSync(script, 'utf8'))![1].split('\n')[1].replace(/^ \* /, '');
+    assert.equal(help.stdout.split('\n')[0], header, f);
+    const bad = spawnSync(process.execPath, [script, '--no-such-flag'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2, `${f}: ${bad.stderr}`);
+    assert.match(bad.stderr, /^(bench|bundle):[\w-]+: Unknown option '--no-such-flag' \(--help for the usage\)\n$/, f);
+  }
+  const value = spawnSync(process.execPath, [`${dir}data.js`, '--repeats', 'two'], { encoding: 'utf8' });
+  assert.equal(value.status, 2);
+  assert.equal(value.stderr, 'bench:data: --repeats must be an integer >= 1, got two (--help for the usage)\n');
+});
