@@ -31,7 +31,7 @@ export const predictCommand: Command = {
   positionals: true,
   flags: {
     modelDir: { kind: 'path', required: true, description: 'a folder written by sll train (model.json, weights.bin, sll.json)' },
-    json: { kind: 'boolean', description: 'one JSON line per input: file, index (IDX records), class, probability, probabilities' },
+    json: { kind: 'boolean', description: 'one JSON line per input: file, index (IDX records), class, label (the class\'s name, for image-folder runs), probability, probabilities' },
     limit: { kind: 'int', description: 'at most this many records per IDX file (default: all)' },
     backend: { kind: 'string', values: BACKENDS, default: 'auto', description: 'tfjs backend' },
   },
@@ -45,6 +45,8 @@ export const predictCommand: Command = {
     const model = await tf.loadLayersModel(tf.io.fromMemory(readLayersModel(dir)));
     const shape = model.inputs[0].shape.slice(1) as number[];
     if (shape.length !== 3) throw new DataError(`${dir}/model.json takes inputs of shape [${shape}], not images [H, W, C]`);
+    // The class names of an image folder's run (its subfolders), when the model records them.
+    const classNames = sll?.normalization?.classNames;
     if (sll && !sll.normalization) console.error(`sll: ${dir} records no input normalisation: the model gets raw 0..255 pixels as they are`);
     const inputs = files.flatMap((f) => readInputs(f, shape, limit));
     const batch = 256;
@@ -59,8 +61,9 @@ export const predictCommand: Command = {
         const k = p.indexOf(Math.max(...p));
         const { file, index } = part[i];
         const name = index === undefined ? file : `${file}#${index}`;
-        if (values.json) console.log(JSON.stringify({ file, ...(index !== undefined && { index }), class: k, probability: p[k], probabilities: p }));
-        else console.log(`${name}: class ${k} (p ${p[k].toFixed(4)})`);
+        const label = classNames?.[k];
+        if (values.json) console.log(JSON.stringify({ file, ...(index !== undefined && { index }), class: k, ...(label !== undefined && { label }), probability: p[k], probabilities: p }));
+        else console.log(`${name}: class ${k}${label !== undefined ? ` "${label}"` : ''} (p ${p[k].toFixed(4)})`);
       });
     }
     model.dispose();

@@ -25,7 +25,7 @@ import { DataError } from './errors.js';
 import { decodeImage, resizeImage } from './image.js';
 
 const MAGIC = Buffer.from('SLLPIXEL', 'latin1');
-const VERSION = 1;
+const VERSION = 2; // 2: alpha composited over black (decodeImage)
 const HEADER = 96;
 const CHANNELS = 3;
 /** Bytes read (and hashed) per call when loading a cache file. */

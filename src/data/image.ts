@@ -109,15 +109,24 @@ export function checkImageHeader(size: number, readAt: ReadAt, what: string): { 
   return fail(size === 0 ? 'empty file, not a JPEG or PNG image' : 'not a JPEG or PNG image');
 }
 
-/** Keeps the first three channels (RGBA -> RGB); replicates a single one (gray -> RGB). */
+/**
+ * RGB pixels: gray replicated (gray -> RGB); an alpha channel (gray + alpha, RGBA) composited over black,
+ * as a transparent background means nothing there (as the web page's drawing pad, and MNIST's zeros).
+ */
 export function toRgb(img: RawImage): RawImage {
   const { width, height, channels, data } = img;
   if (channels === 3) return img;
-  if (channels < 1) throw new RangeError(`toRgb: bad channel count ${channels}`);
+  if (channels < 1 || channels > 4) throw new RangeError(`toRgb: bad channel count ${channels}`);
   const n = width * height;
   const out = new Uint8Array(n * 3);
+  const colour = channels >= 3;
+  const alpha = channels === 2 || channels === 4;
   for (let p = 0; p < n; p++) {
-    for (let ch = 0; ch < 3; ch++) out[3 * p + ch] = data[p * channels + (channels >= 3 ? ch : 0)];
+    const a = alpha ? data[p * channels + channels - 1] : 255;
+    for (let ch = 0; ch < 3; ch++) {
+      const v = data[p * channels + (colour ? ch : 0)];
+      out[3 * p + ch] = a === 255 ? v : Math.round((v * a) / 255);
+    }
   }
   return { width, height, channels: 3, data: out };
 }

@@ -38,6 +38,15 @@ test('sll predict gives, for PNG images and IDX records, the classes and probabi
     fs.writeFileSync(file, PNG.sync.write(png));
     return file;
   });
+  // The same digits as white strokes whose alpha is the digit, on a transparent background (a drawing
+  // exported from a canvas): composited over black they are the digits again (alpha dropped, all white).
+  const strokes = Array.from({ length: n }, (_, i) => {
+    const png = new PNG({ width: 28, height: 28 });
+    for (let p = 0; p < 784; p++) png.data.set([255, 255, 255, pixels[i * 784 + p]], 4 * p);
+    const file = path.join(root, `stroke-${i}.png`);
+    fs.writeFileSync(file, PNG.sync.write(png));
+    return file;
+  });
   const idx = path.join(root, 'digits-idx3-ubyte');
   fs.writeFileSync(idx, idxBytes([n, 28, 28], pixels));
 
@@ -45,6 +54,14 @@ test('sll predict gives, for PNG images and IDX records, the classes and probabi
   assert.equal(p.code, 0, p.stderr);
   const rows = p.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(rows.length, 2 * n);
+  const s = sll('predict', '--model-dir', out, '--json', ...strokes);
+  assert.equal(s.code, 0, s.stderr);
+  const strokeRows = s.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  strokeRows.forEach((row, i) => {
+    // The same pixels in another batch: equal up to float32 rounding.
+    assert.equal(row.class, rows[i].class, `${row.file}: as the opaque PNG`);
+    row.probabilities.forEach((q: number, k: number) => assert.ok(Math.abs(q - rows[i].probabilities[k]) < 1e-6, `${row.file}: p[${k}] ${q} vs ${rows[i].probabilities[k]}`));
+  });
   assert.deepEqual(rows.slice(n).map((row) => [row.file, row.index]), Array.from({ length: n }, (_, i) => [idx, i]));
   assert.ok(rows.slice(0, n).every((row) => !('index' in row)), 'an image file has no record index');
 
@@ -73,6 +90,18 @@ test('sll predict gives, for PNG images and IDX records, the classes and probabi
   const folder = sll('predict', '--model-dir', out, root);
   assert.equal(folder.code, 2, folder.stderr);
   assert.match(folder.stderr, /is not a file \(an image/);
+  // A model that records its classes' names (an image-folder run) prints them beside the index.
+  const named = path.join(root, 'named-model');
+  fs.cpSync(out, named, { recursive: true });
+  const meta = JSON.parse(fs.readFileSync(path.join(named, 'sll.json'), 'utf8'));
+  const names = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+  meta.normalization.classNames = names;
+  fs.writeFileSync(path.join(named, 'sll.json'), JSON.stringify(meta));
+  const labelled = sll('predict', '--model-dir', named, '--limit', '1', idx);
+  assert.equal(labelled.code, 0, labelled.stderr);
+  assert.equal(labelled.stdout, `${idx}#0: class ${rows[n].class} "${names[rows[n].class]}" (p ${rows[n].probability.toFixed(4)})\n`);
+  const labelledJson = JSON.parse(sll('predict', '--model-dir', named, '--limit', '1', '--json', idx).stdout);
+  assert.equal(labelledJson.label, names[rows[n].class]);
   const broken = path.join(root, 'broken-model');
   fs.cpSync(out, broken, { recursive: true });
   fs.writeFileSync(path.join(broken, 'sll.json'), '{bad');

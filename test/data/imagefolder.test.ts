@@ -59,7 +59,7 @@ function tree(name: string): string {
   put(join(root, 'train/ant/x.PNG'), grayPngOf(9, 5, () => 77));
   put(join(root, 'train/ant/y.jpeg'), jpegOf(64, 48, (i, j) => [(i * 5) % 256, (j * 3) % 256, 128]));
   put(join(root, 'train/dog/checker.png'), grayPngOf(2, 2, checker));
-  put(join(root, 'train/dog/rgba.png'), pngOf(6, 6, (i) => [5, 6, 7, i * 40], 6));
+  put(join(root, 'train/dog/rgba.png'), pngOf(6, 6, () => [200, 100, 50, 51], 6));
   put(join(root, 'train/.cache/z.png'), 'skipped');
   put(join(root, 'val/ant/v1.png'), pngOf(3, 7, () => [1, 2, 3, 255]));
   put(join(root, 'val/dog/v2.jpg'), jpegOf(31, 8, () => [90, 90, 90]));
@@ -152,7 +152,7 @@ test('decoded and resized pixels: constant colours stay exact (PNG) or close (JP
   const same = (n: number, want: Rgb) => rgbOf(px, n, s).forEach((p) => assert.deepEqual(p, want));
   same(0, [77, 77, 77]); // grayscale PNG 9x5, upscaled and squashed
   same(2, CAT); // RGB PNG 40x30, shrunk
-  same(5, [5, 6, 7]); // RGBA PNG: alpha dropped
+  same(5, [40, 20, 10]); // RGBA PNG (200, 100, 50) at alpha 51/255: composited over black
   for (const p of rgbOf(px, 3, s)) p.forEach((v, ch) => assert.ok(Math.abs(v - CAT_JPEG[ch]) <= 3, `JPEG pixel ${p} far from ${CAT_JPEG}`));
   const v = readAll(val);
   rgbOf(v, 0, s).forEach((p) => assert.deepEqual(p, [1, 2, 3]));
