@@ -88,6 +88,21 @@ function sll(args: string[], during?: (child: ChildProcess) => void): Promise<{ 
   });
 }
 
+/** A `during` for sll(): `action(child)` once, when the child's stderr first matches `pattern` (and `ready()` holds). */
+function whenSeen(pattern: RegExp, action: (child: ChildProcess) => void, ready: () => boolean = () => true): (child: ChildProcess) => void {
+  return (child) => {
+    let seen = '';
+    let done = false;
+    child.stderr!.on('data', (d: Buffer) => {
+      seen += d.toString();
+      if (!done && pattern.test(seen) && ready()) {
+        done = true;
+        action(child);
+      }
+    });
+  };
+}
+
 let redis: ChildProcess | null = null;
 let port = 0;
 let redisDir = '';
@@ -186,20 +201,13 @@ test('a middle stage killed with SIGKILL at a random step is restarted with --re
 test('the broker restarted mid-run (persistence on): the stages and the coordinator reconnect and the result is unchanged', { skip, timeout: 240_000 }, async () => {
   const out = tmp();
   let restarted = false;
-  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--checkpoint-every', '4', '--out', out], (child) => {
-    let seen = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (!restarted && /epoch 1\/3 .*\d+\/40/.test(seen)) {
-        restarted = true;
-        void (async () => {
-          await stopRedis(redis!, 'SIGKILL');
-          await new Promise((res) => setTimeout(res, 700));
-          redis = await startRedis(port, redisDir);
-        })();
-      }
-    });
-  });
+  const restart = async () => {
+    restarted = true;
+    await stopRedis(redis!, 'SIGKILL');
+    await new Promise((res) => setTimeout(res, 700));
+    redis = await startRedis(port, redisDir);
+  };
+  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--checkpoint-every', '4', '--out', out], whenSeen(/epoch 1\/3 .*\d+\/40/, () => void restart()));
   assert.equal(r.code, 0, r.stderr);
   assert.ok(restarted, 'the broker was restarted');
   assertSameAsSequential(out);
@@ -237,16 +245,11 @@ test('stage processes started by a coordinator end when it is killed outright (n
   const out = tmp();
   const pids = [1, 2].map((s) => path.join(out, 'stages', `stage-${s}`, 'stage.pid'));
   let stages: number[] = [];
-  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--out', out], (child) => {
-    let seen = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (stages.length === 0 && /epoch 1\/3/.test(seen) && pids.every((f) => fs.existsSync(f))) {
-        stages = pids.map((f) => Number(fs.readFileSync(f, 'utf8')));
-        child.kill('SIGKILL');
-      }
-    });
-  });
+  const killCoordinator = (child: ChildProcess) => {
+    stages = pids.map((f) => Number(fs.readFileSync(f, 'utf8')));
+    child.kill('SIGKILL');
+  };
+  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--out', out], whenSeen(/epoch 1\/3/, killCoordinator, () => pids.every((f) => fs.existsSync(f))));
   assert.equal(r.code, null, 'the coordinator was killed');
   assert.equal(stages.length, 2);
   await until(() => !stages.some(alive), 10_000);
@@ -258,17 +261,12 @@ test('a broker lost for good mid-run: the run fails within --stage-timeout namin
   const pids = [1, 2].map((s) => path.join(out, 'stages', `stage-${s}`, 'stage.pid'));
   let stages: number[] = [];
   let lostAt = 0;
-  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--stage-timeout', '5', '--out', out], (child) => {
-    let seen = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      seen += d.toString();
-      if (!lostAt && /epoch 1\/3 .*\d+\/40/.test(seen) && pids.every((f) => fs.existsSync(f))) {
-        lostAt = Date.now();
-        stages = pids.map((f) => Number(fs.readFileSync(f, 'utf8')));
-        void stopRedis(redis!, 'SIGKILL');
-      }
-    });
-  });
+  const lose = () => {
+    lostAt = Date.now();
+    stages = pids.map((f) => Number(fs.readFileSync(f, 'utf8')));
+    void stopRedis(redis!, 'SIGKILL');
+  };
+  const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', broker(), '--stage-timeout', '5', '--out', out], whenSeen(/epoch 1\/3 .*\d+\/40/, lose, () => pids.every((f) => fs.existsSync(f))));
   const took = Date.now() - lostAt;
   redis = await startRedis(port, redisDir);
   assert.ok(lostAt > 0, 'the broker was killed');
@@ -352,13 +350,7 @@ test('a broker password is never recorded or printed; --resume asks for it and c
     assert.equal(noPassword.code, 2, noPassword.stderr);
     assert.match(noPassword.stderr, /refused the run: NOAUTH .*\(give its password in the URL: redis:\/\/:PASSWORD@HOST:PORT\)/);
     const out = tmp();
-    const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', url, '--out', out], (child) => {
-      let seen = '';
-      child.stderr!.on('data', (d: Buffer) => {
-        seen += d.toString();
-        if (/epoch 2\/3 .*\b\d+\/40/.test(seen)) child.kill('SIGKILL');
-      });
-    });
+    const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', url, '--out', out], whenSeen(/epoch 2\/3 .*\b\d+\/40/, (child) => child.kill('SIGKILL')));
     assert.equal(r.code, null, 'killed in epoch 2');
     const files = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
     const recorded = () => files(out).filter((f) => f.endsWith('.json'));
@@ -385,19 +377,12 @@ test('a broker restarted without persistence (the run\'s keys lost): the run fai
   assert.ok(await until(up, 10_000), 'the broker started');
   let restarted = false;
   try {
-    const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', `redis://127.0.0.1:${volatilePort}`, '--out', tmp()], (child) => {
-      let seen = '';
-      child.stderr!.on('data', (d: Buffer) => {
-        seen += d.toString();
-        if (!restarted && /epoch 1\/3 .*\d+\/40/.test(seen)) {
-          restarted = true;
-          void (async () => {
-            await stopRedis(server, 'SIGKILL');
-            server = start();
-          })();
-        }
-      });
-    });
+    const restart = async () => {
+      restarted = true;
+      await stopRedis(server, 'SIGKILL');
+      server = start();
+    };
+    const r = await sll(['train', ...BASE, '--epochs', '3', '--pipeline', '2', '--broker', `redis://127.0.0.1:${volatilePort}`, '--out', tmp()], whenSeen(/epoch 1\/3 .*\d+\/40/, () => void restart()));
     assert.ok(restarted, 'the broker was restarted');
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^sll: run ".+"'s keys are gone from the broker at redis:\/\/127\.0\.0\.1:\d+ \(restarted without persistence\? start it with --appendonly yes\); resume the run with sll train --resume$/m);
