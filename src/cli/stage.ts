@@ -13,7 +13,7 @@ export const stageCommand: Command = {
     'coordinator (sll train --pipeline N --broker URL --run NAME), trains them on what the previous stage sends, and ends with the run. ' +
     'Killed, it continues with --resume from its checkpoint and its place in the stream, with the same result; started again without ' +
     'it (or without the folder of its checkpoint) it refuses, as does a second process of the same stage. It stops when its coordinator ' +
-    'ends, fails or is gone (its claim on the run lapses, 20 s). Exit codes: 0 the run ended; 1 the run failed or its coordinator or ' +
+    'ends, fails or is gone (its process ended, or its claim on the run lapsed: 20 s). Exit codes: 0 the run ended; 1 the run failed or its coordinator or ' +
     'broker is gone; 2 bad input (flags, a stage already running, a checkpoint missing).',
   usage: '--broker redis://HOST:PORT --run NAME --stage S --of N [--out DIR] [--resume] [--checkpoint-every N] [--backend NAME] [--threads N]',
   flags: {

@@ -180,7 +180,7 @@ function lock(dir: string, flag: string, warn: (message: string) => void): () =>
       );
     }
     const mineBefore = holder?.pid === process.pid && !heldHere.has(file);
-    if (holder && !mineBefore && alive(holder.pid)) {
+    if (holder && !mineBefore && processAlive(holder.pid)) {
       const choose = flag === '--out' ? ' or choose another --out' : '';
       throw new RunFolderError(
         `${flag} ${dir} is in use by a run in process ${holder.pid} (since ${holder.started}); wait for it${choose} ` +
@@ -209,7 +209,7 @@ function lock(dir: string, flag: string, warn: (message: string) => void): () =>
 export function otherLiveHolder(dir: string): { pid: number; host: string; started: string } | null {
   const holder = readLock(path.join(dir, LOCK));
   if (!holder || (holder.pid === process.pid && holder.host === os.hostname())) return null;
-  return holder.host !== os.hostname() || alive(holder.pid) ? holder : null;
+  return holder.host !== os.hostname() || processAlive(holder.pid) ? holder : null;
 }
 
 /**
@@ -246,7 +246,8 @@ function readLock(file: string): LockRecord | null {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` of this host runs (this process does; EPERM: it runs as another user). */
+export function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);

@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { createClient, RESP_TYPES } from 'redis';
 import { decodeMessage, encodeMessage } from '../io/message-codec.js';
 import { writeFileAtomic } from '../io/model-files.js';
+import { processAlive } from '../io/run-folder.js';
 import { StageError, type StageTransport } from './pipeline.js';
 import { stageName, type ChainMessage, type StageInit, type StageReply } from './pipeline-protocol.js';
 import { Stage, type StageSnapshot } from './stage.js';
@@ -312,6 +313,12 @@ export class Claim {
       if (left < 0) throw new BrokerError(`${what} is taken by a key without expiry (${key}), not an sll claim: remove it`);
       const other = JSON.parse(raw.toString()) as ClaimHolder;
       const who = `process ${other.pid} on ${other.host} (since ${other.since})`;
+      // A holder on this host that is gone (killed) need not lapse first: its claim is removed now.
+      if (other.host === holder.host && !processAlive(other.pid)) {
+        log(`${what} was claimed by ${who}, which is gone; taking it over`);
+        await link.call(['EVAL', RELEASE, '1', key, raw.toString()]);
+        continue;
+      }
       if (left > last) throw new BrokerError(`${what} is taken by ${who}, which is still running: ${advice}`);
       if (!told) log(`${what} is claimed by ${who}; waiting up to ${Math.ceil(left / 1000)} s to see whether that process is still running`);
       told = true;
@@ -715,8 +722,10 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
     const runGone = async (): Promise<Error | 'ended' | null> => {
       const now = await json<RunMeta>(keys.meta);
       if (now?.generation === meta!.generation) {
-        if ((await link.call(['EXISTS', keys.coordinator])) === 1) return null;
-        return new StageError(`${stage.name}: ${runName}'s coordinator is gone (its claim on the broker lapsed); stopping (start it again when the run is resumed)`);
+        // The claim lapses when its holder stopped renewing it; on this host a dead holder is seen at once.
+        const holder = await json<ClaimHolder>(keys.coordinator);
+        if (holder && !(holder.host === os.hostname() && !processAlive(holder.pid))) return null;
+        return new StageError(`${stage.name}: ${runName}'s coordinator is gone (${holder ? `process ${holder.pid} ended` : 'its claim on the broker lapsed'}); stopping (start it again when the run is resumed)`);
       }
       if (now) return new StageError(`${stage.name}: ${runName} was started again by its coordinator; start this stage again`);
       const end = await json<RunEnd>(keys.end);
