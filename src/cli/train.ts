@@ -8,6 +8,7 @@ import { WriteError, writeFileAtomic } from '../io/model-files.js';
 import { buildReport } from '../report/page.js';
 import { DivergenceError } from '../train/divergence.js';
 import { FitInterrupted } from '../train/fit.js';
+import { StageError } from '../train/pipeline.js';
 import type { Command, Flag } from './args.js';
 import { ProgressBar, epochTable, pct } from './progress.js';
 import { listenForStop } from './signals.js';
@@ -93,7 +94,7 @@ export const trainCommand: Command = {
       return 0;
     } catch (e) {
       if (e instanceof FitInterrupted) {
-        console.error(`sll: ${e.message}; checkpoint written, continue with: sll train --resume ${out}`);
+        console.error(`sll: ${e.message}; ${e.checkpointed ? 'checkpoint written, ' : ''}continue with: sll train --resume ${out}`);
         return signals.exitCode();
       }
       if (e instanceof DataError && e.checkpointStep !== undefined) {
@@ -104,6 +105,12 @@ export const trainCommand: Command = {
       if (e instanceof WriteError) {
         console.error(`sll: ${e.message}`);
         console.error(`sll: the last whole checkpoint (if any) is kept; once the cause is fixed: sll train --resume ${out}`);
+        return 1;
+      }
+      if (e instanceof StageError) {
+        // A stage or the broker failed: the run continues from its last checkpoint once they are back.
+        console.error(`sll: ${e.message}`);
+        console.error(`sll: the last whole checkpoint (if any) is kept; once the stage or broker is back: sll train --resume ${out}`);
         return 1;
       }
       if (e instanceof DivergenceError) {

@@ -157,7 +157,7 @@ export const OPTION_TABLE: { readonly [K in keyof RunOptions]: OptionSpec } = {
   checkpointEvery: { kind: 'int', min: 0, group: 'execution', description: 'also checkpoint every N steps (0: at epoch ends only)' },
   pipeline: { kind: 'int', group: 'execution', description: 'pipeline stages, each a worker thread training a contiguous range of units (1: sequential)' },
   stages: { kind: 'string', values: STAGE_ASSIGNMENTS, group: 'execution', description: 'how units are assigned to pipeline stages: even counts, or balanced by measured step time' },
-  broker: { kind: 'string', nullable: true, group: 'execution', description: 'redis://HOST:PORT: the pipeline\'s stages are processes joined by Redis Streams there (started here, or by hand with --remote-stages)' },
+  broker: { kind: 'string', nullable: true, group: 'execution', description: 'redis://HOST:PORT: the pipeline\'s stages are processes joined by Redis Streams there (started here, or by hand with --remote-stages); a password: redis://:PASSWORD@HOST:PORT or SLL_BROKER_PASSWORD' },
   run: { kind: 'string', nullable: true, group: 'execution', description: 'with --broker: the run\'s name on the broker, which `sll stage --run` names (default: the name of the --out folder)' },
   remoteStages: { kind: 'boolean', group: 'execution', description: 'with --broker: start no stage processes here; run `sll stage` for each stage, on any machine' },
   stageTimeout: { kind: 'int', group: 'execution', description: 'seconds an awaited pipeline stage, or a --broker lost or silent, may keep the run waiting before it fails naming it' },

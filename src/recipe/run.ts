@@ -24,11 +24,11 @@ import { groupUnits, withClassifier, type Network } from '../models/network.js';
 import { ConfigError, defined, resolveBpStrategy, resolveLoopConfig, resolveSllStrategy } from '../train/config.js';
 import { BpTrainer } from '../train/bp.js';
 import { SequentialEngine, type StepEngine } from '../train/engine.js';
-import { fit, type FitResult, type FitSetup, type FitState, type ProgressHooks } from '../train/fit.js';
+import { FitInterrupted, fit, type FitResult, type FitSetup, type FitState, type ProgressHooks } from '../train/fit.js';
 import { attachHeads, disposeHeaded, normalizationOf, type HeadedNetwork, type Normalization } from '../train/model.js';
 import type { OptimizerState } from '../train/optimizers.js';
 import { PipelineEngine, stageInits } from '../train/pipeline.js';
-import { RedisTransport, redactBrokerUrl, type LocalStages } from '../train/redis-stages.js';
+import { RedisTransport, brokerUrlWithPassword, redactBrokerUrl, type LocalStages } from '../train/redis-stages.js';
 import type { StageRun } from '../train/pipeline-protocol.js';
 import { balancedStages, evenStages, measureUnitCosts } from '../train/stages.js';
 import { SllTrainer } from '../train/sll.js';
@@ -210,8 +210,8 @@ function recorded(o: RunOptions): Record<string, unknown> {
 
 /** `o` of a resumed run, refused if its broker needs the password its record left out. */
 function withBrokerPassword(o: RunOptions): RunOptions {
-  if (o.broker !== null && /^rediss?:\/\/[^/@]*:\*\*\*@/.test(o.broker)) {
-    throw new OptionError('broker', `the run's broker needs a password, which its record leaves out: give --broker ${o.broker.replace(':***@', ':PASSWORD@')} with --resume`);
+  if (o.broker !== null && /^rediss?:\/\/[^/@]*:\*\*\*@/.test(o.broker) && !process.env.SLL_BROKER_PASSWORD) {
+    throw new OptionError('broker', `the run's broker needs a password, which its record leaves out: give --broker ${o.broker.replace(':***@', ':PASSWORD@')} with --resume (or set SLL_BROKER_PASSWORD)`);
   }
   return o;
 }
@@ -282,7 +282,8 @@ async function train(
   const line = (m: object) => JSON.stringify({ method: o.method, ...m }) + '\n';
   if (metricsFile) writeFileAtomic(metricsFile, (resume?.state.metrics ?? []).map(line).join(''));
   try {
-    const engine = o.pipeline > 1 ? await startPipeline(model, o, outDir, callbacks.warn ?? (() => {})) : new SequentialEngine(makeTrainer(model, o));
+    const start = { step: resume?.state.step ?? 0, stopRequested: control.stopRequested };
+    const engine = o.pipeline > 1 ? await startPipeline(model, o, outDir, callbacks.warn ?? (() => {}), start) : new SequentialEngine(makeTrainer(model, o));
     const result = await fit(
       fitSetup(o, model, data, engine),
       {
@@ -351,7 +352,13 @@ export function stageRun(o: RunOptions, units: number): StageRun {
  * `o.broker` processes joined by Redis Streams (started here as children of this process, restarted with
  * --resume if they die, unless `o.remoteStages`).
  */
-async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string | null, log: (line: string) => void): Promise<StepEngine> {
+async function startPipeline(
+  model: HeadedNetwork,
+  o: RunOptions,
+  outDir: string | null,
+  log: (line: string) => void,
+  start: { step: number; stopRequested?: () => boolean },
+): Promise<StepEngine> {
   const units = model.network.units.length;
   const run = stageRun(o, units);
   let ranges = evenStages(units, o.pipeline);
@@ -365,7 +372,7 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
   const stageDir = (s: number) => path.join(outDir ?? '.', 'stages', `stage-${s + 1}`);
   const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
   const local: LocalStages | null = o.remoteStages ? null : { cli, dir: stageDir, log, checkpointEvery: o.checkpointEvery || undefined };
-  const transport = await RedisTransport.open(o.broker, name, stageInits(model, run, ranges), { local, log, patienceMs: o.stageTimeout * 1000 });
+  const transport = await RedisTransport.open(brokerUrlWithPassword(o.broker), name, stageInits(model, run, ranges), { local, log, patienceMs: o.stageTimeout * 1000 });
   if (o.remoteStages) {
     const shown = redactBrokerUrl(o.broker);
     log(`run "${name}" waits for its ${ranges.length} stages on ${shown}; on each machine run:`);
@@ -375,11 +382,18 @@ async function startPipeline(model: HeadedNetwork, o: RunOptions, outDir: string
     stageTimeoutMs: o.stageTimeout * 1000,
     onStageRestart: (stage, seq) => log(`pipeline ${stage} is back (resumed after message ${seq})`),
   });
+  // Stages started by hand may take long to come: a stop request ends the wait.
+  let poll: ReturnType<typeof setInterval> | undefined;
+  const stopped = new Promise<never>((_, reject) => {
+    poll = setInterval(() => start.stopRequested?.() && reject(new FitInterrupted(start.step, false)), 200);
+  });
   try {
-    await engine.started();
+    await Promise.race([engine.started(), stopped]);
   } catch (e) {
-    await engine.dispose();
+    await engine.dispose(e as Error);
     throw e;
+  } finally {
+    clearInterval(poll);
   }
   return engine;
 }

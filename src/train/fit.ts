@@ -132,8 +132,12 @@ export interface FitResult {
 
 /** The run stopped on request after `steps` steps in all, with a checkpoint of them (checkpoints/step-<steps>). */
 export class FitInterrupted extends Error {
-  constructor(readonly steps: number) {
-    super(`stopped on request after step ${steps}`);
+  constructor(
+    readonly steps: number,
+    /** Whether a checkpoint after step `steps` was written (false: stopped before training, nothing new to save). */
+    readonly checkpointed = true,
+  ) {
+    super(checkpointed ? `stopped on request after step ${steps}` : `stopped on request before training (at step ${steps})`);
     this.name = 'FitInterrupted';
   }
 }

@@ -304,8 +304,9 @@ export class PipelineEngine implements StepEngine {
     await this.all('restored', (seq) => ({ type: 'restore', seq, optimizers: states }));
   }
 
-  /** Ends every stage: a run that ended normally tells them to stop, then the transport closes. */
-  async dispose(): Promise<void> {
+  /** Ends every stage: a run that ended normally tells them to stop, then the transport closes; `reason`: why it did not. */
+  async dispose(reason?: Error): Promise<void> {
+    if (reason) this.fail(reason);
     if (this.watchdog) clearInterval(this.watchdog);
     const failure = this.failure;
     if (!this.failure) {

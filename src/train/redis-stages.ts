@@ -98,6 +98,26 @@ export function redactBrokerUrl(url: string): string {
   }
 }
 
+/**
+ * `url` with the password of `env.SLL_BROKER_PASSWORD` when it gives none (or `***`, as runs record it):
+ * a password in the environment stays out of process lists and shell histories.
+ */
+export function brokerUrlWithPassword(url: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
+  const password = env.SLL_BROKER_PASSWORD;
+  if (!password) return url;
+  try {
+    const parsed = new URL(url);
+    if (parsed.password && parsed.password !== '***') return url;
+    parsed.password = password;
+    return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
+  } catch {
+    return url;
+  }
+}
+
+/** How a broker's password is given. */
+const PASSWORD_HINT = ' (give its password in the URL, redis://:PASSWORD@HOST:PORT, or in SLL_BROKER_PASSWORD)';
+
 /** How long a lost or silent broker is waited for (reconnecting and retrying) before the process gives up. */
 export const BROKER_PATIENCE_MS = 60_000;
 
@@ -146,14 +166,19 @@ export class BrokerLink {
     try {
       link.client = await link.connect();
     } catch (e) {
-      throw new BrokerError(`cannot reach the broker at ${link.shownUrl}: ${(e as Error).message || (e as { code?: string }).code || e}`);
+      const cause = (e as Error).message || (e as { code?: string }).code || String(e);
+      if (/NOAUTH|WRONGPASS|AUTH/.test(cause)) throw new BrokerError(`the broker at ${link.shownUrl} refused the password: ${cause}${PASSWORD_HINT}`);
+      throw new BrokerError(`cannot reach the broker at ${link.shownUrl}: ${cause}`);
     }
     return link;
   }
 
-  /** A new connection; it fails at once if the broker cannot be reached, and reconnects once it was. */
+  /**
+   * A new connection, failing at once if the broker cannot be reached. node-redis never reconnects it
+   * (its reconnection could open a socket after the client was destroyed, keeping the process alive):
+   * a connection that drops is replaced by call.
+   */
   private async connect(): Promise<Client> {
-    let connected = false;
     const client = createClient({
       url: this.url,
       // No CLIENT SETINFO at each (re)connect: a broker still loading its data answers it with LOADING,
@@ -162,10 +187,7 @@ export class BrokerLink {
       // A command sent while the connection is down fails at once (and is retried by call) instead of
       // waiting in a queue with no deadline.
       disableOfflineQueue: true,
-      socket: {
-        connectTimeout: 5000,
-        reconnectStrategy: (retries) => (connected ? Math.min(100 * 2 ** retries, 1000) : new BrokerError('unreachable')),
-      },
+      socket: { connectTimeout: 5000, reconnectStrategy: false },
     });
     // Each command reports its own failure (retried in call); the socket's errors say why it is offline.
     client.on('error', (e: Error & { code?: string }) => (this.socketError = e.code || e.message));
@@ -175,7 +197,6 @@ export class BrokerLink {
       destroy(client);
       throw e;
     }
-    connected = true;
     return client;
   }
 
@@ -217,8 +238,8 @@ export class BrokerLink {
         this.lostSince ??= Date.now();
         const offline = (e as Error)?.constructor?.name === 'ClientOfflineError';
         this.lastError = offline && this.socketError ? this.socketError : (e as Error).message || (e as Error)?.constructor?.name || String(e);
-        // A connection that took a command and stays silent is dropped: the next try opens another.
-        if (e instanceof NoAnswer && client && this.client === client) {
+        // A connection that dropped, or took a command and stays silent, is replaced at the next try.
+        if (client && this.client === client && (e instanceof NoAnswer || !client.isOpen)) {
           this.client = null;
           destroy(client);
         }
@@ -484,23 +505,25 @@ export class RedisTransport implements StageTransport {
       if (e instanceof BrokerError) throw e;
       if (e instanceof StageError) throw new BrokerError(`${e.message}: is a Redis server listening there?`);
       const message = (e as Error).message;
-      const password = /NOAUTH|WRONGPASS/.test(message) ? ' (give its password in the URL: redis://:PASSWORD@HOST:PORT)' : '';
-      throw new BrokerError(`the broker at ${link.shownUrl} refused the run: ${message}${password}`);
+      throw new BrokerError(`the broker at ${link.shownUrl} refused the run: ${message}${/NOAUTH|WRONGPASS/.test(message) ? PASSWORD_HINT : ''}`);
     }
   }
 
   private spawnStage(s: number, resume: boolean): void {
     const local = this.local!;
-    const args = [local.cli, 'stage', '--broker', this.url, '--run', this.run, '--stage', String(s + 1), '--of', String(this.inits.length), '--out', local.dir(s)];
+    // The password goes in the environment, not on the command line (which any local user can list).
+    const password = new URL(this.url).password;
+    const args = [local.cli, 'stage', '--broker', redactBrokerUrl(this.url), '--run', this.run, '--stage', String(s + 1), '--of', String(this.inits.length), '--out', local.dir(s)];
     if (resume) args.push('--resume');
     if (local.checkpointEvery) args.push('--checkpoint-every', String(local.checkpointEvery));
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SLL_STAGE_PARENT: String(process.pid) } });
+    const env = { ...process.env, SLL_STAGE_PARENT: String(process.pid), ...(password && { SLL_BROKER_PASSWORD: decodeURIComponent(password) }) };
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     this.children[s] = child;
     let tail = '';
     child.stderr!.on('data', (d: Buffer) => {
       const lines = (tail + d.toString()).split(/\r|\n/);
       tail = lines.pop()!;
-      for (const line of lines) if (line.trim()) local.log(`[stage ${s + 1}] ${line}`);
+      for (const line of lines) if (line.trim()) local.log(`[stage ${s + 1}] ${line.replace(/^sll: /, '')}`);
     });
     child.on('exit', (code, signal) => {
       this.children[s] = null;
@@ -627,7 +650,22 @@ export interface BrokerStageOptions {
 /** A stage's checkpoint: which generation of the run, and its snapshot. */
 interface StageCheckpoint {
   generation: string;
+  /** Whose checkpoint it is (absent in checkpoints of older versions). */
+  run?: string;
+  stage?: number;
   snapshot: StageSnapshot;
+}
+
+/** Claims folder `dir` for this stage process: refused while another live process of this host holds it. */
+function claimStageFolder(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const pidFile = path.join(dir, 'stage.pid');
+  const pid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : 0;
+  if (pid > 0 && pid !== process.pid && processAlive(pid)) {
+    throw new BrokerError(`--out ${dir} is in use by process ${pid} (another stage?): give each stage a folder of its own`);
+  }
+  fs.writeFileSync(pidFile, `${process.pid}\n`);
+  return pidFile;
 }
 
 /**
@@ -637,7 +675,14 @@ interface StageCheckpoint {
  * no checkpoint covering what it acknowledged) is a BrokerError; it stops when its coordinator is gone.
  */
 export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: number }> {
-  const link = await BrokerLink.open(o.url);
+  const pidFile = claimStageFolder(o.dir);
+  let link: BrokerLink;
+  try {
+    link = await BrokerLink.open(o.url);
+  } catch (e) {
+    fs.rmSync(pidFile, { force: true });
+    throw e;
+  }
   let reader: BrokerLink | null = null;
   let claim: Claim | null = null;
   const keys = brokerKeys(o.run);
@@ -653,7 +698,14 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
     let meta: RunMeta | null = null;
     let told = false;
     for (;;) {
-      meta = await json<RunMeta>(keys.meta);
+      try {
+        meta = await json<RunMeta>(keys.meta);
+      } catch (e) {
+        // Before the stage runs, a broker that does not answer is a wrong --broker.
+        if (e instanceof StageError) throw new BrokerError(`${e.message}: is a Redis server listening there?`);
+        if (/NOAUTH|WRONGPASS/.test((e as Error).message)) throw new BrokerError(`the broker at ${link.shownUrl} refused the stage: ${(e as Error).message}${PASSWORD_HINT}`);
+        throw e;
+      }
       if (meta) break;
       const end = await json<RunEnd>(keys.end);
       if (end) throw new BrokerError(`${ended(end)}: start its stages while its coordinator runs (a new run of that name: start its coordinator first, or give it another --run)`);
@@ -668,8 +720,6 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
     const init = decodeMessage<StageInit>((await link.call(['GET', keys.init(o.stage)])) as Buffer);
     await o.setBackend(init);
     const stage = Stage.create(init);
-    fs.mkdirSync(o.dir, { recursive: true });
-    fs.writeFileSync(path.join(o.dir, 'stage.pid'), `${process.pid}\n`);
     const file = path.join(o.dir, 'stage-checkpoint.bin');
     // What an earlier process of this stage acknowledged is gone from the stream: only its checkpoint has it.
     const acked = Number(((await link.call(['GET', keys.acked(o.stage)])) as Buffer | null)?.toString() ?? 0);
@@ -681,6 +731,9 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
       if (acked > 0) why = `--resume found no checkpoint at ${file}: give --out the folder of that process`;
     } else {
       const ckpt = decodeMessage<StageCheckpoint>(fs.readFileSync(file));
+      if (ckpt.stage !== undefined && (ckpt.stage !== o.stage || ckpt.run !== o.run)) {
+        throw new BrokerError(`${stage.name} of ${runName}: --resume found the checkpoint of stage ${ckpt.stage + 1} of run "${ckpt.run}" at ${file}: give --out this stage's own folder`);
+      }
       if (ckpt.generation !== meta.generation) {
         if (acked > 0) why = `the checkpoint at ${file} is of an earlier start of the run: give --out the folder of that process`;
         else o.log(`${stage.name}: its checkpoint is of an earlier start of the run; starting from the coordinator's init`);
@@ -707,7 +760,7 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
     let unacked: string[] = [];
     let steps = 0;
     const checkpoint = async () => {
-      const ckpt: StageCheckpoint = { generation: meta!.generation, snapshot: await stage.snapshot() };
+      const ckpt: StageCheckpoint = { generation: meta!.generation, run: o.run, stage: o.stage, snapshot: await stage.snapshot() };
       writeFileAtomic(file, encodeMessage(ckpt));
       if (unacked.length > 0) {
         await link.call(['SET', keys.acked(o.stage), String(stage.seq)]);
@@ -790,5 +843,6 @@ export async function runBrokerStage(o: BrokerStageOptions): Promise<{ seq: numb
   } finally {
     await claim?.release(2000).catch(() => {});
     await Promise.all([link.close(), reader?.close(true)]);
+    fs.rmSync(pidFile, { force: true });
   }
 }

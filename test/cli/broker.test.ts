@@ -229,6 +229,14 @@ test('a bad or unreachable broker, a stage number out of range, and a silent sta
   await new Promise<void>((resolve) => mute.listen(mutePort, '127.0.0.1', resolve));
   const silentBroker = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://127.0.0.1:${mutePort}`, '--stage-timeout', '2', '--out', tmp()]);
   mute.close();
+  // Something that answers a command with garbage and hangs up (an HTTP server): the process must still end.
+  const http = net.createServer((socket) => socket.once('data', () => socket.end('HTTP/1.0 400 Bad Request\r\n\r\n')));
+  const httpPort = await freePort();
+  await new Promise<void>((resolve) => http.listen(httpPort, '127.0.0.1', resolve));
+  const notRedis = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://127.0.0.1:${httpPort}`, '--stage-timeout', '2', '--out', tmp()]);
+  http.close();
+  assert.equal(notRedis.code, 2, notRedis.stderr);
+  assert.match(notRedis.stderr, /^sll: lost the broker at redis:\/\/127\.0\.0\.1:\d+ for 2 s \(.+\): is a Redis server listening there\?$/m);
   assert.equal(silentBroker.code, 2, silentBroker.stderr);
   assert.match(silentBroker.stderr, /^sll: lost the broker at redis:\/\/127\.0\.0\.1:\d+ for 2 s \(no answer\): is a Redis server listening there\?$/m);
   const stage = await sll(['stage', '--broker', broker(), '--run', 'x', '--stage', '3', '--of', '2']);
@@ -238,7 +246,7 @@ test('a bad or unreachable broker, a stage number out of range, and a silent sta
   assert.equal(silent.code, 1, silent.stderr);
   assert.match(silent.stderr, /npx sll stage --broker redis:\/\/127\.0\.0\.1:\d+ --run nobody-home --stage 1 --of 2/);
   assert.match(silent.stderr, /^sll: pipeline stage 1 \(units 1-2\) did not answer within 2 s \(the stages after it wait on it\)$/m);
-  for (const r of [bad, unreachable, silentBroker, stage, silent]) assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+  for (const r of [bad, unreachable, silentBroker, notRedis, stage, silent]) assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
 });
 
 test('stage processes started by a coordinator end when it is killed outright (no orphans)', { skip, timeout: 120_000 }, async () => {
@@ -303,6 +311,14 @@ test('stages run by hand: one restarted without --resume, a second process of a 
   const fresh = await stage(2, ['--out', dir(2, 'b')]);
   assert.equal(fresh.code, 2, fresh.stderr);
   assert.match(fresh.stderr, /^sll: stage 2 \(units 3-4\) of run ".+" has handled messages up to \d+ in an earlier process, and only that process's checkpoint holds them: start it again with --resume and the --out folder of that process/m);
+  const shared = await stage(2, ['--out', dir(1), '--resume']);
+  assert.equal(shared.code, 2, shared.stderr);
+  assert.match(shared.stderr, /^sll: --out .*stage-1-a is in use by process \d+ \(another stage\?\): give each stage a folder of its own$/m);
+  fs.mkdirSync(dir(2, 'd'), { recursive: true });
+  fs.copyFileSync(path.join(dir(1), 'stage-checkpoint.bin'), path.join(dir(2, 'd'), 'stage-checkpoint.bin'));
+  const foreign = await stage(2, ['--out', dir(2, 'd'), '--resume']);
+  assert.equal(foreign.code, 2, foreign.stderr);
+  assert.match(foreign.stderr, new RegExp(`--resume found the checkpoint of stage 1 of run "${name}" at .*stage-2-d.stage-checkpoint\\.bin: give --out this stage's own folder`));
   const elsewhere = await stage(2, ['--out', dir(2, 'c'), '--resume']);
   assert.equal(elsewhere.code, 2, elsewhere.stderr);
   assert.match(elsewhere.stderr, /--resume found no checkpoint at .*stage-2-c.stage-checkpoint\.bin: give --out the folder of that process/);
@@ -348,17 +364,31 @@ test('a broker password is never recorded or printed; --resume asks for it and c
     const url = `redis://:s3cret-pw@127.0.0.1:${securePort}`;
     const noPassword = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://127.0.0.1:${securePort}`, '--out', tmp()]);
     assert.equal(noPassword.code, 2, noPassword.stderr);
-    assert.match(noPassword.stderr, /refused the run: NOAUTH .*\(give its password in the URL: redis:\/\/:PASSWORD@HOST:PORT\)/);
+    assert.match(noPassword.stderr, /refused the run: NOAUTH .*\(give its password in the URL, redis:\/\/:PASSWORD@HOST:PORT, or in SLL_BROKER_PASSWORD\)/);
+    const wrong = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', `redis://:nope@127.0.0.1:${securePort}`, '--out', tmp()]);
+    assert.equal(wrong.code, 2, wrong.stderr);
+    assert.match(wrong.stderr, /^sll: the broker at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ refused the password: WRONGPASS/m);
+    const stageNoPassword = await sll(['stage', '--broker', `redis://127.0.0.1:${securePort}`, '--run', 'x', '--stage', '1', '--of', '2', '--out', tmp()]);
+    assert.equal(stageNoPassword.code, 2, stageNoPassword.stderr);
+    assert.match(stageNoPassword.stderr, /^sll: the broker at redis:\/\/127\.0\.0\.1:\d+ refused the stage: NOAUTH/m);
     const out = tmp();
     // One epoch, a checkpoint every 10 steps, killed after step 20: resumed from a step-wise checkpoint.
-    const r = await sll(['train', ...BASE, '--epochs', '1', '--checkpoint-every', '10', '--pipeline', '2', '--broker', url, '--out', out], whenSeen(/epoch 1\/1 .*\b(2\d|3\d)\/40/, (child) => child.kill('SIGKILL')));
+    // The stage processes' command lines (which any local user can list) do not hold it either.
+    const commandLines: string[] = [];
+    const listThenKill = (child: ChildProcess) => {
+      for (const s of [1, 2]) commandLines.push(fs.readFileSync(`/proc/${fs.readFileSync(path.join(out, 'stages', `stage-${s}`, 'stage.pid'), 'utf8').trim()}/cmdline`, 'utf8'));
+      child.kill('SIGKILL');
+    };
+    const r = await sll(['train', ...BASE, '--epochs', '1', '--checkpoint-every', '10', '--pipeline', '2', '--broker', url, '--out', out], whenSeen(/epoch 1\/1 .*\b(2\d|3\d)\/40/, listThenKill));
+    assert.equal(commandLines.length, 2);
+    for (const line of commandLines) assert.match(line, /stage\0--broker\0redis:\/\/:\*\*\*@127\.0\.0\.1:\d+\0/);
     assert.equal(r.code, null, 'killed in its epoch');
     const files = (dir: string): string[] => fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
     const recorded = () => files(out).filter((f) => f.endsWith('.json'));
     assert.ok(recorded().some((f) => f.endsWith('state.json')), 'a checkpoint was written');
     const again = await sll(['train', '--resume', out]);
     assert.equal(again.code, 2, again.stderr);
-    assert.match(again.stderr, new RegExp(`^sll: the run's broker needs a password, which its record leaves out: give --broker redis://:PASSWORD@127\\.0\\.0\\.1:${securePort} with --resume$`, 'm'));
+    assert.match(again.stderr, new RegExp(`^sll: the run's broker needs a password, which its record leaves out: give --broker redis://:PASSWORD@127\\.0\\.0\\.1:${securePort} with --resume \\(or set SLL_BROKER_PASSWORD\\)$`, 'm'));
     const resumed = await sll(['train', '--resume', out, '--broker', url]);
     assert.equal(resumed.code, 0, resumed.stderr);
     assert.match(resumed.stderr, /resuming .* from its checkpoint after step [1-9]\d* /);
@@ -390,4 +420,16 @@ test('a broker restarted without persistence (the run\'s keys lost): the run fai
   } finally {
     await stopRedis(server);
   }
+});
+
+test('Ctrl-C while the coordinator waits for stages started by hand stops it at once (exit 130)', { skip, timeout: 60_000 }, async () => {
+  const out = tmp();
+  let signalledAt = 0;
+  const r = await sll(['train', ...BASE, '--epochs', '1', '--pipeline', '2', '--broker', broker(), '--remote-stages', '--run', `nobody-${path.basename(out)}`, '--out', out], whenSeen(/npx sll stage .* --stage 2 --of 2/, (child) => {
+    signalledAt = Date.now();
+    child.kill('SIGINT');
+  }));
+  assert.equal(r.code, 130, r.stderr);
+  assert.ok(Date.now() - signalledAt < 10_000, 'stopped within seconds, not at --stage-timeout');
+  assert.match(r.stderr, /^sll: stopped on request before training \(at step 0\); continue with: sll train --resume /m);
 });
