@@ -88,14 +88,7 @@ export function checkBrokerUrl(url: string): void {
 
 /** `url` without its password (what logs and recorded options show). */
 export function redactBrokerUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.password) return url;
-    parsed.password = '***';
-    return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
-  } catch {
-    return url;
-  }
+  return withPassword(url, (given) => (given ? '***' : null));
 }
 
 /**
@@ -104,11 +97,17 @@ export function redactBrokerUrl(url: string): string {
  */
 export function brokerUrlWithPassword(url: string, env: Readonly<Record<string, string | undefined>> = process.env): string {
   const password = env.SLL_BROKER_PASSWORD;
-  if (!password) return url;
+  return withPassword(url, (given) => (password && (!given || given === '***') ? password : null));
+}
+
+/** `url` with the password `change(its password)` gives (null: `url` unchanged; also when it is no URL). */
+function withPassword(url: string, change: (given: string) => string | null): string {
   try {
     const parsed = new URL(url);
-    if (parsed.password && parsed.password !== '***') return url;
+    const password = change(parsed.password);
+    if (password === null) return url;
     parsed.password = password;
+    // URL adds a '/' after the host: keep the URL as given.
     return parsed.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
   } catch {
     return url;
